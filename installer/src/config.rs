@@ -1,0 +1,649 @@
+//! Configuration: `/etc/foreman-box/config.toml`, `FOREMAN_BOX_*` variables and flags, in rising
+//! order of precedence. Every key is known up front; an unknown key or a bad value is an error
+//! that names the key and where it came from.
+
+use crate::secret::Secret;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+/// The k3s release this foreman-box release is tested with.
+pub const PINNED_K3S_VERSION: &str = "v1.33.5+k3s1";
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/foreman-box/config.toml";
+const ENV_PREFIX: &str = "FOREMAN_BOX_";
+/// Variables of ours that are not config keys (they belong to flags handled by the CLI).
+const NON_KEY_ENV: &[&str] = &["FOREMAN_BOX_ROOT", "FOREMAN_BOX_CONFIG", "FOREMAN_BOX_LOG"];
+/// The one secret that may come from the environment: never from a flag (argv) or the file.
+pub const ADMIN_PASSWORD_ENV: &str = "FOREMAN_BOX_POSTGRES_ADMIN_PASSWORD";
+
+/// Every configuration key: (key, default, help).
+pub const KEYS: &[(&str, &str, &str)] = &[
+    ("hostname", "", "FQDN Foreman is served on [default: the host's FQDN]"),
+    ("node_ip", "", "this host's address for pods to reach [default: the default route's address]"),
+    ("k3s.version", PINNED_K3S_VERSION, "k3s release tag to install"),
+    ("k3s.channel", "", "k3s channel (stable, latest, v1.33, ...) resolved to a release; ignored when a version is given"),
+    ("k3s.channel_url", "https://update.k3s.io/v1-release/channels", "k3s channel service"),
+    ("k3s.release_url", "https://github.com/k3s-io/k3s/releases/download", "base URL of k3s release assets (a mirror for air-gapped hosts)"),
+    ("k3s.airgap_images", "false", "also install the k3s airgap images archive"),
+    ("k3s.cluster_cidr", "10.42.0.0/16", "pod network"),
+    ("k3s.service_cidr", "10.43.0.0/16", "service network"),
+    ("k3s.ready_timeout", "300", "seconds to wait for k3s to become ready"),
+    ("downloads.retries", "5", "retries of a failed download"),
+    ("downloads.retry_delay_ms", "500", "first retry delay in milliseconds (doubles each time)"),
+    ("postgres.mode", "local", "local (the distribution's server on this host) or external"),
+    ("postgres.admin_url", "", "external admin connection, postgres://USER@HOST:PORT/DB (no password)"),
+    ("postgres.admin_password_file", "", "file holding the external admin password (or set FOREMAN_BOX_POSTGRES_ADMIN_PASSWORD)"),
+    ("postgres.manage_server", "", "manage pg_hba.conf, listen address and tuning [default: local mode or a server on loopback]"),
+    ("storage.pulp_dir", "/var/lib/pulp", "Pulp content directory"),
+    ("foreman.dynflow_workers", "2", "dynflow worker replicas (0-32)"),
+    ("foreman.katello", "true", "enable Katello (content management)"),
+    ("foreman.remote_execution", "true", "enable Remote Execution"),
+];
+
+/// Where a value came from, for error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Default,
+    File(PathBuf),
+    Env(String),
+    Flag(String),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Default => f.write_str("the default"),
+            Source::File(p) => write!(f, "{}", p.display()),
+            Source::Env(v) => write!(f, "environment variable {v}"),
+            Source::Flag(flag) => write!(f, "flag --{flag}"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("unknown configuration key `{key}` in {source_}\nhelp: known keys are: {known}")]
+    UnknownKey {
+        key: String,
+        source_: Source,
+        known: String,
+    },
+    #[error("bad value for `{key}` from {source_}: {problem}\nhelp: {help}")]
+    BadValue {
+        key: String,
+        source_: Source,
+        problem: String,
+        help: String,
+    },
+    #[error("cannot read configuration file {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("configuration file {path} is not valid TOML: {message}")]
+    Parse { path: PathBuf, message: String },
+}
+
+/// The environment variable for a key: `k3s.version` -> `FOREMAN_BOX_K3S_VERSION`.
+pub fn env_name(key: &str) -> String {
+    format!("{ENV_PREFIX}{}", key.replace('.', "_").to_uppercase())
+}
+
+/// The flag for a key: `k3s.version` -> `k3s-version`; `storage.pulp_dir` -> `pulp-dir`.
+pub fn flag_name(key: &str) -> String {
+    let key = key
+        .strip_prefix("storage.")
+        .or_else(|| key.strip_prefix("foreman."))
+        .unwrap_or(key);
+    key.replace(['.', '_'], "-")
+}
+
+/// Raw values with their source, before typing.
+#[derive(Debug, Clone)]
+pub struct Layers {
+    values: BTreeMap<&'static str, (String, Source)>,
+}
+
+impl Layers {
+    /// Starts from the defaults.
+    pub fn new() -> Self {
+        let values = KEYS
+            .iter()
+            .map(|(k, d, _)| (*k, (d.to_string(), Source::Default)))
+            .collect();
+        Layers { values }
+    }
+
+    /// Layers a TOML file over what is there. A missing file is no error: it is optional.
+    pub fn with_file(mut self, path: &Path, shown_as: &Path) -> Result<Self, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(self),
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: shown_as.to_path_buf(),
+                    source,
+                })
+            }
+        };
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::Parse {
+                path: shown_as.to_path_buf(),
+                message: e.message().to_string(),
+            })?;
+        let mut flat = Vec::new();
+        flatten("", &table, &mut flat);
+        for (key, value) in flat {
+            let source = Source::File(shown_as.to_path_buf());
+            let value = match value {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                other => {
+                    return Err(ConfigError::BadValue {
+                        key,
+                        source_: source,
+                        problem: format!(
+                            "expected a string, number or boolean, found {}",
+                            other.type_str()
+                        ),
+                        help: "write the value as `key = \"value\"`".into(),
+                    })
+                }
+            };
+            self.set(&key, value, source)?;
+        }
+        Ok(self)
+    }
+
+    /// Layers `FOREMAN_BOX_*` variables over what is there.
+    pub fn with_env(
+        mut self,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        for (name, value) in vars {
+            if !name.starts_with(ENV_PREFIX)
+                || NON_KEY_ENV.contains(&name.as_str())
+                || name == ADMIN_PASSWORD_ENV
+            {
+                continue;
+            }
+            let Some((key, _, _)) = KEYS.iter().find(|(k, _, _)| env_name(k) == name) else {
+                return Err(ConfigError::UnknownKey {
+                    key: name.clone(),
+                    source_: Source::Env(name),
+                    known: KEYS
+                        .iter()
+                        .map(|(k, _, _)| env_name(k))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
+            };
+            self.set(key, value, Source::Env(name))?;
+        }
+        Ok(self)
+    }
+
+    /// Layers flags (key, value) over what is there.
+    pub fn with_flags(
+        mut self,
+        flags: impl IntoIterator<Item = (&'static str, String)>,
+    ) -> Result<Self, ConfigError> {
+        for (key, value) in flags {
+            self.set(key, value, Source::Flag(flag_name(key)))?;
+        }
+        Ok(self)
+    }
+
+    fn set(&mut self, key: &str, value: String, source: Source) -> Result<(), ConfigError> {
+        let Some((k, _, _)) = KEYS.iter().find(|(k, _, _)| *k == key) else {
+            return Err(ConfigError::UnknownKey {
+                key: key.to_string(),
+                source_: source,
+                known: KEYS
+                    .iter()
+                    .map(|(k, _, _)| *k)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        };
+        self.values.insert(k, (value, source));
+        Ok(())
+    }
+
+    fn raw(&self, key: &str) -> (&str, &Source) {
+        let (v, s) = self.values.get(key).expect("every key has a default");
+        (v.as_str(), s)
+    }
+
+    fn bad(&self, key: &str, problem: impl Into<String>, help: impl Into<String>) -> ConfigError {
+        ConfigError::BadValue {
+            key: key.to_string(),
+            source_: self.raw(key).1.clone(),
+            problem: problem.into(),
+            help: help.into(),
+        }
+    }
+
+    fn string(&self, key: &str) -> Option<String> {
+        let v = self.raw(key).0.trim();
+        (!v.is_empty()).then(|| v.to_string())
+    }
+
+    fn boolean(&self, key: &str) -> Result<bool, ConfigError> {
+        match self.raw(key).0.trim().to_ascii_lowercase().as_str() {
+            "true" | "yes" | "1" | "on" => Ok(true),
+            "false" | "no" | "0" | "off" => Ok(false),
+            other => Err(self.bad(
+                key,
+                format!("`{other}` is not a boolean"),
+                "use true or false",
+            )),
+        }
+    }
+
+    fn number<T: std::str::FromStr>(
+        &self,
+        key: &str,
+        range: std::ops::RangeInclusive<T>,
+    ) -> Result<T, ConfigError>
+    where
+        T: PartialOrd + fmt::Display + Copy,
+    {
+        let raw = self.raw(key).0.trim();
+        let n: T = raw.parse().map_err(|_| {
+            self.bad(
+                key,
+                format!("`{raw}` is not a whole number"),
+                format!("use a number from {} to {}", range.start(), range.end()),
+            )
+        })?;
+        if !range.contains(&n) {
+            return Err(self.bad(
+                key,
+                format!("{n} is out of range"),
+                format!("use a number from {} to {}", range.start(), range.end()),
+            ));
+        }
+        Ok(n)
+    }
+
+    fn cidr(&self, key: &str) -> Result<String, ConfigError> {
+        let raw = self.raw(key).0.trim();
+        let ok = raw
+            .split_once('/')
+            .and_then(|(ip, len)| Some((ip.parse::<IpAddr>().ok()?, len.parse::<u8>().ok()?)))
+            .is_some_and(|(ip, len)| len <= if ip.is_ipv4() { 32 } else { 128 });
+        if ok {
+            Ok(raw.to_string())
+        } else {
+            Err(self.bad(
+                key,
+                format!("`{raw}` is not a CIDR"),
+                "write it as ADDRESS/PREFIX, e.g. 10.42.0.0/16",
+            ))
+        }
+    }
+
+    fn url(&self, key: &str) -> Result<String, ConfigError> {
+        let raw = self.raw(key).0.trim().trim_end_matches('/');
+        match reqwest::Url::parse(raw) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(raw.to_string()),
+            _ => Err(self.bad(
+                key,
+                format!("`{raw}` is not an http(s) URL"),
+                "give a full URL such as https://mirror.example.com/k3s",
+            )),
+        }
+    }
+
+    /// Types every value; the first bad one is the error.
+    pub fn resolve(&self) -> Result<Config, ConfigError> {
+        let mode = match self.raw("postgres.mode").0.trim() {
+            "local" => PostgresMode::Local,
+            "external" => PostgresMode::External,
+            other => {
+                return Err(self.bad(
+                    "postgres.mode",
+                    format!("`{other}` is not a mode"),
+                    "use `local` (run PostgreSQL on this host) or `external` (use your server)",
+                ))
+            }
+        };
+        let admin_url = match self.string("postgres.admin_url") {
+            None if mode == PostgresMode::External => {
+                return Err(self.bad("postgres.admin_url", "external mode needs an admin connection", "set postgres.admin_url = \"postgres://USER@HOST:5432/postgres\" and the password in postgres.admin_password_file or FOREMAN_BOX_POSTGRES_ADMIN_PASSWORD"))
+            }
+            None => None,
+            Some(raw) => Some(AdminUrl::parse(&raw).map_err(|problem| self.bad("postgres.admin_url", problem, "write it as postgres://USER@HOST:PORT/DATABASE; put the password in postgres.admin_password_file or FOREMAN_BOX_POSTGRES_ADMIN_PASSWORD"))?),
+        };
+        let node_ip = match self.string("node_ip") {
+            None => None,
+            Some(raw) => Some(raw.parse::<IpAddr>().map_err(|_| {
+                self.bad(
+                    "node_ip",
+                    format!("`{raw}` is not an IP address"),
+                    "give this host's address on its main network, e.g. 192.168.1.10",
+                )
+            })?),
+        };
+        let manage_server = match self.string("postgres.manage_server") {
+            None => None,
+            Some(_) => Some(self.boolean("postgres.manage_server")?),
+        };
+        let pulp_dir = PathBuf::from(self.raw("storage.pulp_dir").0.trim());
+        if !pulp_dir.is_absolute() {
+            return Err(self.bad(
+                "storage.pulp_dir",
+                format!("`{}` is not an absolute path", pulp_dir.display()),
+                "use a path such as /var/lib/pulp",
+            ));
+        }
+        let version = self.string("k3s.version");
+        if let Some(v) = &version {
+            if !v.starts_with('v') || v.contains(['/', ' ', '?', '#']) {
+                return Err(self.bad(
+                    "k3s.version",
+                    format!("`{v}` is not a k3s release tag"),
+                    format!("use a tag such as {PINNED_K3S_VERSION}"),
+                ));
+            }
+        }
+        Ok(Config {
+            hostname: self.string("hostname"),
+            node_ip,
+            k3s: K3sConfig {
+                version: version.unwrap_or_else(|| PINNED_K3S_VERSION.to_string()),
+                version_from_user: self.raw("k3s.version").1 != &Source::Default,
+                channel: self.string("k3s.channel"),
+                channel_url: self.url("k3s.channel_url")?,
+                release_url: self.url("k3s.release_url")?,
+                airgap_images: self.boolean("k3s.airgap_images")?,
+                cluster_cidr: self.cidr("k3s.cluster_cidr")?,
+                service_cidr: self.cidr("k3s.service_cidr")?,
+                ready_timeout_secs: self.number("k3s.ready_timeout", 1u64..=86_400)?,
+            },
+            downloads: DownloadConfig {
+                retries: self.number("downloads.retries", 0u32..=100)?,
+                retry_delay_ms: self.number("downloads.retry_delay_ms", 0u64..=600_000)?,
+            },
+            postgres: PostgresConfig {
+                mode,
+                admin_url,
+                admin_password_file: self
+                    .string("postgres.admin_password_file")
+                    .map(PathBuf::from),
+                manage_server,
+            },
+            storage: StorageConfig { pulp_dir },
+            foreman: ForemanConfig {
+                dynflow_workers: self.number("foreman.dynflow_workers", 0u32..=32)?,
+                katello: self.boolean("foreman.katello")?,
+                remote_execution: self.boolean("foreman.remote_execution")?,
+            },
+        })
+    }
+}
+
+impl Default for Layers {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn flatten(prefix: &str, table: &toml::Table, out: &mut Vec<(String, toml::Value)>) {
+    for (k, v) in table {
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match v {
+            toml::Value::Table(t) => flatten(&key, t, out),
+            other => out.push((key, other.clone())),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub hostname: Option<String>,
+    pub node_ip: Option<IpAddr>,
+    pub k3s: K3sConfig,
+    pub downloads: DownloadConfig,
+    pub postgres: PostgresConfig,
+    pub storage: StorageConfig,
+    pub foreman: ForemanConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct K3sConfig {
+    pub version: String,
+    pub version_from_user: bool,
+    pub channel: Option<String>,
+    pub channel_url: String,
+    pub release_url: String,
+    pub airgap_images: bool,
+    pub cluster_cidr: String,
+    pub service_cidr: String,
+    pub ready_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct DownloadConfig {
+    pub retries: u32,
+    pub retry_delay_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PostgresMode {
+    Local,
+    External,
+}
+
+#[derive(Debug, Clone)]
+pub struct PostgresConfig {
+    pub mode: PostgresMode,
+    pub admin_url: Option<AdminUrl>,
+    pub admin_password_file: Option<PathBuf>,
+    /// Whether we own the server's pg_hba.conf, listen address and tuning. Unset: yes for local
+    /// mode, and for an external server on this host (loopback).
+    pub manage_server: Option<bool>,
+}
+
+/// `postgres://USER@HOST:PORT/DATABASE`, never with a password in it (URLs end up in argv and logs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminUrl {
+    pub user: String,
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+}
+
+impl AdminUrl {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let url = reqwest::Url::parse(raw).map_err(|e| format!("not a URL ({e})"))?;
+        if !matches!(url.scheme(), "postgres" | "postgresql") {
+            return Err(format!("scheme `{}` is not postgres://", url.scheme()));
+        }
+        if url.password().is_some() {
+            return Err(
+                "the URL carries a password, which would leak into process lists and logs".into(),
+            );
+        }
+        let user = url.username();
+        if user.is_empty() {
+            return Err("no user in the URL".into());
+        }
+        let host = url
+            .host_str()
+            .ok_or("no host in the URL")?
+            .trim_matches(['[', ']'])
+            .to_string();
+        let database = url.path().trim_start_matches('/');
+        Ok(AdminUrl {
+            user: user.to_string(),
+            host,
+            port: url.port().unwrap_or(5432),
+            database: if database.is_empty() {
+                "postgres".into()
+            } else {
+                database.to_string()
+            },
+        })
+    }
+}
+
+impl fmt::Display for AdminUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "postgres://{}@{}:{}/{}",
+            self.user, self.host, self.port, self.database
+        )
+    }
+}
+
+/// Reads the admin password from the environment (never argv) or its file.
+pub fn admin_password(
+    cfg: &PostgresConfig,
+    env: Option<String>,
+    read: impl Fn(&Path) -> std::io::Result<String>,
+) -> Result<Option<Secret>, ConfigError> {
+    if let Some(v) = env.filter(|v| !v.is_empty()) {
+        return Ok(Some(Secret::new(v)));
+    }
+    match &cfg.admin_password_file {
+        None => Ok(None),
+        Some(path) => {
+            let text = read(path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let first = text.lines().next().unwrap_or("").to_string();
+            Ok(Some(Secret::new(first)))
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    pub pulp_dir: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct ForemanConfig {
+    pub dynflow_workers: u32,
+    pub katello: bool,
+    pub remote_execution: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("config.toml");
+        std::fs::write(&p, text).unwrap();
+        (dir, p)
+    }
+
+    #[test]
+    fn flag_beats_env_beats_file_beats_default() {
+        let (_d, p) = file("[k3s]\nversion = \"v1.0.0+k3s1\"\nairgap_images = true\n");
+        let cfg = Layers::new().with_file(&p, &p).unwrap().resolve().unwrap();
+        assert_eq!(cfg.k3s.version, "v1.0.0+k3s1");
+        assert!(cfg.k3s.airgap_images);
+        let layers = Layers::new()
+            .with_file(&p, &p)
+            .unwrap()
+            .with_env([(
+                "FOREMAN_BOX_K3S_VERSION".to_string(),
+                "v2.0.0+k3s1".to_string(),
+            )])
+            .unwrap();
+        assert_eq!(layers.resolve().unwrap().k3s.version, "v2.0.0+k3s1");
+        let cfg = layers
+            .with_flags([("k3s.version", "v3.0.0+k3s1".to_string())])
+            .unwrap()
+            .resolve()
+            .unwrap();
+        assert_eq!(cfg.k3s.version, "v3.0.0+k3s1");
+        assert_eq!(
+            Layers::new().resolve().unwrap().k3s.version,
+            PINNED_K3S_VERSION
+        );
+    }
+
+    #[test]
+    fn unknown_file_key_names_key_and_file() {
+        let (_d, p) = file("[k3s]\nverison = \"x\"\n");
+        let err = Layers::new()
+            .with_file(&p, Path::new("/etc/foreman-box/config.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`k3s.verison`"), "{err}");
+        assert!(err.contains("/etc/foreman-box/config.toml"), "{err}");
+    }
+
+    #[test]
+    fn unknown_env_var_is_named() {
+        let err = Layers::new()
+            .with_env([("FOREMAN_BOX_K3S_VERISON".to_string(), "x".to_string())])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("FOREMAN_BOX_K3S_VERISON"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_names_key_value_and_source() {
+        let err = Layers::new()
+            .with_env([(
+                "FOREMAN_BOX_FOREMAN_DYNFLOW_WORKERS".to_string(),
+                "lots".to_string(),
+            )])
+            .unwrap()
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("foreman.dynflow_workers"), "{err}");
+        assert!(err.contains("lots"), "{err}");
+        assert!(err.contains("FOREMAN_BOX_FOREMAN_DYNFLOW_WORKERS"), "{err}");
+        let err = Layers::new()
+            .with_flags([("k3s.cluster_cidr", "10.42.0.0".to_string())])
+            .unwrap()
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--k3s-cluster-cidr"), "{err}");
+    }
+
+    #[test]
+    fn admin_url_with_password_is_refused_without_echoing_it() {
+        let err = Layers::new()
+            .with_flags([
+                ("postgres.mode", "external".to_string()),
+                (
+                    "postgres.admin_url",
+                    "postgres://admin:topsecret@db:5432/postgres".to_string(),
+                ),
+            ])
+            .unwrap()
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("carries a password"), "{err}");
+        assert!(!err.contains("topsecret"), "{err}");
+    }
+
+    #[test]
+    fn env_and_flag_names_follow_the_key() {
+        assert_eq!(env_name("k3s.release_url"), "FOREMAN_BOX_K3S_RELEASE_URL");
+        assert_eq!(flag_name("k3s.release_url"), "k3s-release-url");
+        assert_eq!(flag_name("storage.pulp_dir"), "pulp-dir");
+    }
+}

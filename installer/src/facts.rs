@@ -1,0 +1,317 @@
+//! Facts about the host, gathered once and passed to every step as a plain value.
+//!
+//! Gathering reads the kernel's view (/proc, /sys) of the real machine and the distribution's
+//! files (/etc/os-release) under the host root; checks are pure functions over the result, so
+//! tests feed facts directly.
+
+use crate::config::Config;
+use crate::host::{Cmd, Host, PackageManager};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, ToSocketAddrs};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Arch {
+    Amd64,
+    Arm64,
+    Other(String),
+}
+
+impl Arch {
+    pub fn from_uname(machine: &str) -> Self {
+        match machine {
+            "x86_64" | "amd64" => Arch::Amd64,
+            "aarch64" | "arm64" => Arch::Arm64,
+            other => Arch::Other(other.to_string()),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            Arch::Amd64 => "amd64",
+            Arch::Arm64 => "arm64",
+            Arch::Other(s) => s,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OsRelease {
+    pub id: String,
+    pub id_like: Vec<String>,
+    pub version_id: String,
+    pub pretty_name: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OsFamily {
+    Debian,
+    RedHat,
+    Suse,
+}
+
+impl OsRelease {
+    pub fn parse(text: &str) -> Self {
+        let mut os = OsRelease::default();
+        for line in text.lines() {
+            let Some((k, v)) = line.split_once('=') else {
+                continue;
+            };
+            let v = v.trim().trim_matches('"').trim_matches('\'').to_string();
+            match k.trim() {
+                "ID" => os.id = v,
+                "ID_LIKE" => os.id_like = v.split_whitespace().map(str::to_string).collect(),
+                "VERSION_ID" => os.version_id = v,
+                "PRETTY_NAME" => os.pretty_name = v,
+                _ => {}
+            }
+        }
+        os
+    }
+
+    pub fn family(&self) -> Option<OsFamily> {
+        let ids = std::iter::once(self.id.as_str()).chain(self.id_like.iter().map(String::as_str));
+        for id in ids {
+            match id {
+                "debian" | "ubuntu" => return Some(OsFamily::Debian),
+                "rhel" | "centos" | "fedora" | "rocky" | "almalinux" => {
+                    return Some(OsFamily::RedHat)
+                }
+                "suse" | "sles" | "opensuse" | "opensuse-leap" | "opensuse-tumbleweed" => {
+                    return Some(OsFamily::Suse)
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+
+    pub fn package_manager(&self) -> Option<PackageManager> {
+        self.family().map(|f| match f {
+            OsFamily::Debian => PackageManager::Apt,
+            OsFamily::RedHat => PackageManager::Dnf,
+            OsFamily::Suse => PackageManager::Zypper,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SelinuxMode {
+    Enforcing,
+    Permissive,
+    Disabled,
+}
+
+#[derive(Debug, Clone)]
+pub struct Facts {
+    pub arch: Arch,
+    pub os: Option<OsRelease>,
+    pub cpus: usize,
+    pub memory_bytes: u64,
+    /// The FQDN we will serve Foreman on, and whether it resolves.
+    pub fqdn: String,
+    /// The node's name in Kubernetes: k3s takes the host name, lowercased.
+    pub node_name: String,
+    pub fqdn_resolves: bool,
+    pub default_route_iface: Option<String>,
+    pub node_ip: Option<IpAddr>,
+    pub memory_cgroup: bool,
+    pub selinux: SelinuxMode,
+    pub firewalld_running: bool,
+    pub listening_ports: BTreeSet<u16>,
+    /// Free bytes for each directory we will fill, by host path.
+    pub free_disk: BTreeMap<PathBuf, u64>,
+    /// True when k3s already runs here (its ports in use are then ours, not a conflict).
+    pub k3s_active: bool,
+    /// True when the distribution's PostgreSQL service runs here.
+    pub postgres_active: bool,
+}
+
+impl Facts {
+    pub fn gather(host: &Host, cfg: &Config) -> Facts {
+        let os = host
+            .fs()
+            .read_string(&host.path("/etc/os-release"))
+            .ok()
+            .flatten()
+            .map(|t| OsRelease::parse(&t));
+        let uname = nix::sys::utsname::uname().ok();
+        let machine = uname
+            .as_ref()
+            .map(|u| u.machine().to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let fqdn = cfg.hostname.clone().unwrap_or_else(system_fqdn);
+        let fqdn_resolves = (fqdn.as_str(), 0)
+            .to_socket_addrs()
+            .is_ok_and(|mut a| a.next().is_some());
+        let default_route_iface = read_proc("/proc/net/route").and_then(|t| default_route(&t));
+        let node_ip = cfg
+            .node_ip
+            .or_else(|| default_route_iface.as_deref().and_then(iface_ipv4));
+        let mut listening_ports = BTreeSet::new();
+        for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+            if let Some(t) = read_proc(table) {
+                listening_ports.extend(listening(&t));
+            }
+        }
+        let mut free_disk = BTreeMap::new();
+        for dir in ["/var/lib/rancher", "/var/lib/postgresql", "/var/lib/pgsql"]
+            .into_iter()
+            .map(PathBuf::from)
+            .chain([cfg.storage.pulp_dir.clone()])
+        {
+            if let Ok(free) = host.fs().free_bytes(&host.path(&dir)) {
+                free_disk.insert(dir, free);
+            }
+        }
+        let runner = host.runner();
+        let systemd = host.is_real_root() && runner.has_program("systemctl");
+        let active = |unit: &str| {
+            systemd
+                && runner
+                    .output(&Cmd::new("systemctl").args(["is-active", "--quiet", unit]))
+                    .is_ok_and(|o| o.success())
+        };
+        let node_name = nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default();
+        Facts {
+            node_name,
+            arch: Arch::from_uname(&machine),
+            os,
+            cpus: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            memory_bytes: read_proc("/proc/meminfo")
+                .and_then(|t| mem_total(&t))
+                .unwrap_or(0),
+            fqdn,
+            fqdn_resolves,
+            default_route_iface,
+            node_ip,
+            memory_cgroup: memory_cgroup(),
+            selinux: selinux(),
+            firewalld_running: active("firewalld"),
+            listening_ports,
+            free_disk,
+            k3s_active: active("k3s"),
+            postgres_active: active("postgresql"),
+        }
+    }
+}
+
+fn read_proc(path: &str) -> Option<String> {
+    // Kernel state is the real machine's whatever the host root: not a host file.
+    std::fs::read_to_string(path).ok()
+}
+
+fn system_fqdn() -> String {
+    let short = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if short.contains('.') {
+        return short;
+    }
+    // The canonical name from /etc/hosts, as `hostname -f` would find it.
+    read_proc("/etc/hosts")
+        .and_then(|hosts| {
+            hosts.lines().find_map(|l| {
+                let fields: Vec<&str> = l.split('#').next()?.split_whitespace().collect();
+                (fields.len() > 2
+                    && fields[1..].contains(&short.as_str())
+                    && fields[1].contains('.'))
+                .then(|| fields[1].to_string())
+            })
+        })
+        .unwrap_or(short)
+}
+
+pub fn mem_total(meminfo: &str) -> Option<u64> {
+    meminfo.lines().find_map(|l| {
+        let rest = l.strip_prefix("MemTotal:")?;
+        let kib: u64 = rest.trim().trim_end_matches("kB").trim().parse().ok()?;
+        Some(kib * 1024)
+    })
+}
+
+/// The interface of the default IPv4 route in /proc/net/route.
+pub fn default_route(route: &str) -> Option<String> {
+    route.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.len() > 2 && f[1] == "00000000").then(|| f[0].to_string())
+    })
+}
+
+/// Ports in LISTEN state (0A) in a /proc/net/tcp{,6} table.
+pub fn listening(table: &str) -> Vec<u16> {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.len() < 4 || f[3] != "0A" {
+                return None;
+            }
+            let port = f[1].rsplit(':').next()?;
+            u16::from_str_radix(port, 16).ok()
+        })
+        .collect()
+}
+
+fn iface_ipv4(iface: &str) -> Option<IpAddr> {
+    nix::ifaddrs::getifaddrs().ok()?.find_map(|a| {
+        if a.interface_name != iface {
+            return None;
+        }
+        let sin = a.address?.as_sockaddr_in().copied()?;
+        Some(IpAddr::V4(sin.ip()))
+    })
+}
+
+fn memory_cgroup() -> bool {
+    if let Some(c) = read_proc("/sys/fs/cgroup/cgroup.controllers") {
+        return c.split_whitespace().any(|w| w == "memory");
+    }
+    read_proc("/proc/cgroups").is_some_and(|t| {
+        t.lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.first() == Some(&"memory") && f.last() == Some(&"1")
+        })
+    })
+}
+
+fn selinux() -> SelinuxMode {
+    match read_proc("/sys/fs/selinux/enforce")
+        .as_deref()
+        .map(str::trim)
+    {
+        Some("1") => SelinuxMode::Enforcing,
+        Some("0") => SelinuxMode::Permissive,
+        _ => SelinuxMode::Disabled,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn os_release_maps_to_family() {
+        let rocky =
+            OsRelease::parse("ID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\nVERSION_ID=\"9.4\"\n");
+        assert_eq!(rocky.family(), Some(OsFamily::RedHat));
+        let ubuntu = OsRelease::parse("ID=ubuntu\nID_LIKE=debian\n");
+        assert_eq!(ubuntu.package_manager(), Some(PackageManager::Apt));
+        assert_eq!(OsRelease::parse("ID=alpine\n").family(), None);
+    }
+
+    #[test]
+    fn proc_tables_parse() {
+        let route =
+            "Iface\tDestination\tGateway\nlo\t0000007F\t00000000\neth0\t00000000\t0101A8C0\n";
+        assert_eq!(default_route(route).as_deref(), Some("eth0"));
+        let tcp = "  sl  local_address rem_address   st\n   0: 00000000:1A0B 00000000:0000 0A 0\n   1: 0100007F:0050 0100007F:9000 01 0\n";
+        assert_eq!(listening(tcp), vec![0x1A0B]);
+        assert_eq!(mem_total("MemTotal:       16384 kB\n"), Some(16384 * 1024));
+    }
+}

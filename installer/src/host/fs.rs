@@ -1,0 +1,290 @@
+//! File operations with explicit modes and atomic replacement. The only place that touches
+//! `std::fs`.
+
+use super::HostError;
+use sha2::{Digest, Sha256};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> HostError + 'a {
+    move |source| HostError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What a file on disk is compared with what we want there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileState {
+    Missing,
+    Differs,
+    ModeDiffers { found: u32 },
+    Same,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HostFs;
+
+impl HostFs {
+    pub fn exists(&self, path: &Path) -> bool {
+        path.symlink_metadata().is_ok()
+    }
+
+    pub fn read(&self, path: &Path) -> Result<Option<Vec<u8>>, HostError> {
+        match fs::read(path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err("read", path)(e)),
+        }
+    }
+
+    pub fn read_string(&self, path: &Path) -> Result<Option<String>, HostError> {
+        Ok(self
+            .read(path)?
+            .map(|b| String::from_utf8_lossy(&b).into_owned()))
+    }
+
+    pub fn mode(&self, path: &Path) -> Result<Option<u32>, HostError> {
+        match fs::metadata(path) {
+            Ok(m) => Ok(Some(m.permissions().mode() & 0o7777)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err("inspect", path)(e)),
+        }
+    }
+
+    pub fn size(&self, path: &Path) -> Result<Option<u64>, HostError> {
+        match fs::metadata(path) {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err("inspect", path)(e)),
+        }
+    }
+
+    /// Compares a file with the content and mode we want, without writing anything.
+    pub fn compare(&self, path: &Path, content: &[u8], mode: u32) -> Result<FileState, HostError> {
+        let Some(current) = self.read(path)? else {
+            return Ok(FileState::Missing);
+        };
+        if current != content {
+            return Ok(FileState::Differs);
+        }
+        match self.mode(path)? {
+            Some(found) if found != mode => Ok(FileState::ModeDiffers { found }),
+            _ => Ok(FileState::Same),
+        }
+    }
+
+    /// Writes `content` with `mode` unless the file already holds exactly that; returns whether
+    /// anything changed. The new content goes to a temp file in the same directory, is fsynced
+    /// and renamed over the old one, so a reader (or a killed run) never sees half a file.
+    pub fn write_atomic(&self, path: &Path, content: &[u8], mode: u32) -> Result<bool, HostError> {
+        match self.compare(path, content, mode)? {
+            FileState::Same => Ok(false),
+            FileState::ModeDiffers { .. } => {
+                self.set_mode(path, mode)?;
+                Ok(true)
+            }
+            FileState::Missing | FileState::Differs => {
+                self.replace_with(path, mode, |f| f.write_all(content))?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Atomically installs a copy of `source` at `path` with `mode`.
+    pub fn copy_atomic(&self, source: &Path, path: &Path, mode: u32) -> Result<(), HostError> {
+        let mut input = File::open(source).map_err(io_err("open", source))?;
+        self.replace_with(path, mode, |f| io::copy(&mut input, f).map(|_| ()))
+    }
+
+    fn replace_with(
+        &self,
+        path: &Path,
+        mode: u32,
+        fill: impl FnOnce(&mut File) -> io::Result<()>,
+    ) -> Result<(), HostError> {
+        let dir = path.parent().unwrap_or(Path::new("/"));
+        self.create_dir_all(dir)?;
+        let tmp = temp_sibling(path);
+        let result = (|| {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(mode)
+                .open(&tmp)?;
+            // umask may have narrowed the mode given at creation.
+            f.set_permissions(fs::Permissions::from_mode(mode))?;
+            fill(&mut f)?;
+            f.sync_all()?;
+            fs::rename(&tmp, path)?;
+            File::open(dir)?.sync_all()
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result.map_err(io_err("write", path))
+    }
+
+    pub fn set_mode(&self, path: &Path, mode: u32) -> Result<(), HostError> {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(io_err("chmod", path))
+    }
+
+    pub fn create_dir_all(&self, path: &Path) -> Result<(), HostError> {
+        fs::create_dir_all(path).map_err(io_err("create directory", path))
+    }
+
+    /// Makes sure `path` is a directory with `mode`; returns whether anything changed.
+    pub fn ensure_dir(&self, path: &Path, mode: u32) -> Result<bool, HostError> {
+        let mut changed = false;
+        if !path.is_dir() {
+            self.create_dir_all(path)?;
+            changed = true;
+        }
+        if self.mode(path)? != Some(mode) {
+            self.set_mode(path, mode)?;
+            changed = true;
+        }
+        Ok(changed)
+    }
+
+    pub fn owner(&self, path: &Path) -> Result<Option<(u32, u32)>, HostError> {
+        use std::os::unix::fs::MetadataExt;
+        match fs::metadata(path) {
+            Ok(m) => Ok(Some((m.uid(), m.gid()))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err("inspect", path)(e)),
+        }
+    }
+
+    pub fn chown(&self, path: &Path, uid: u32, gid: u32) -> Result<(), HostError> {
+        std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(io_err("chown", path))
+    }
+
+    /// Points `link` at `target` unless it already does.
+    pub fn ensure_symlink(&self, target: &Path, link: &Path) -> Result<bool, HostError> {
+        if fs::read_link(link).ok().as_deref() == Some(target) {
+            return Ok(false);
+        }
+        if let Some(dir) = link.parent() {
+            self.create_dir_all(dir)?;
+        }
+        let tmp = temp_sibling(link);
+        std::os::unix::fs::symlink(target, &tmp).map_err(io_err("create symlink", &tmp))?;
+        fs::rename(&tmp, link).map_err(io_err("replace", link))?;
+        Ok(true)
+    }
+
+    pub fn symlink_target(&self, link: &Path) -> Option<PathBuf> {
+        fs::read_link(link).ok()
+    }
+
+    pub fn remove_file(&self, path: &Path) -> Result<(), HostError> {
+        match fs::remove_file(path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("remove", path)(e)),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn rename(&self, from: &Path, to: &Path) -> Result<(), HostError> {
+        fs::rename(from, to).map_err(io_err("rename into place", to))
+    }
+
+    /// SHA-256 of a file, hex, or None when it does not exist.
+    pub fn sha256(&self, path: &Path) -> Result<Option<String>, HostError> {
+        let mut f = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err("open", path)(e)),
+        };
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = f.read(&mut buf).map_err(io_err("read", path))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        Ok(Some(hex::encode(hasher.finalize())))
+    }
+
+    /// Opens a file for appending (download parts), creating it with `mode`.
+    pub fn open_append(&self, path: &Path, mode: u32) -> Result<File, HostError> {
+        if let Some(dir) = path.parent() {
+            self.create_dir_all(dir)?;
+        }
+        OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(mode)
+            .open(path)
+            .map_err(io_err("open", path))
+    }
+
+    pub fn open_truncate(&self, path: &Path, mode: u32) -> Result<File, HostError> {
+        if let Some(dir) = path.parent() {
+            self.create_dir_all(dir)?;
+        }
+        OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .create(true)
+            .mode(mode)
+            .open(path)
+            .map_err(io_err("open", path))
+    }
+
+    pub fn open_read(&self, path: &Path) -> Result<File, HostError> {
+        File::open(path).map_err(io_err("open", path))
+    }
+
+    /// Free bytes on the filesystem holding `path` (or its nearest existing ancestor).
+    pub fn free_bytes(&self, path: &Path) -> Result<u64, HostError> {
+        let mut probe = path;
+        while !probe.exists() {
+            probe = probe.parent().unwrap_or(Path::new("/"));
+        }
+        let st = nix::sys::statvfs::statvfs(probe).map_err(|e| HostError::Io {
+            action: "measure free space on",
+            path: probe.to_path_buf(),
+            source: io::Error::from(e),
+        })?;
+        #[allow(clippy::unnecessary_cast)]
+        Ok(st.blocks_available() as u64 * st.fragment_size() as u64)
+    }
+}
+
+fn temp_sibling(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.foreman-box-{}.tmp", std::process::id()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_atomic_reports_change_only_when_content_or_mode_differs() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a/b/c.conf");
+        let fs = HostFs;
+        assert!(fs.write_atomic(&p, b"x", 0o600).unwrap());
+        assert!(!fs.write_atomic(&p, b"x", 0o600).unwrap());
+        assert_eq!(fs.mode(&p).unwrap(), Some(0o600));
+        assert!(fs.write_atomic(&p, b"x", 0o644).unwrap());
+        assert_eq!(fs.mode(&p).unwrap(), Some(0o644));
+        assert!(fs.write_atomic(&p, b"y", 0o644).unwrap());
+        assert_eq!(fs.read(&p).unwrap().unwrap(), b"y");
+        let leftovers: Vec<_> = std::fs::read_dir(p.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(leftovers.len(), 1, "temp files left behind: {leftovers:?}");
+    }
+}

@@ -1,0 +1,85 @@
+//! Every touch of the machine: files under the host root, commands, services, packages.
+//!
+//! Steps never call `std::fs` or `std::process` directly; they go through [`Host`], so a test can
+//! point the whole installer at a temp dir (`--root`) and record the commands it would run.
+
+mod fs;
+mod runner;
+mod service;
+
+pub use fs::{FileState, HostFs};
+pub use runner::{Cmd, CommandRunner, Output, RecordingRunner, SystemRunner};
+pub use service::{PackageManager, ServiceManager};
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Errors from touching the host. Each names the path or the command it was about.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("cannot {action} {path}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot run `{program}`: is it installed and on PATH?")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{command}` exited with status {status}: {stderr}")]
+    Failed {
+        command: String,
+        status: i32,
+        stderr: String,
+    },
+}
+
+/// The machine we install onto, seen through its root directory and its command runner.
+#[derive(Clone)]
+pub struct Host {
+    root: PathBuf,
+    runner: Arc<dyn CommandRunner>,
+    fs: HostFs,
+}
+
+impl Host {
+    pub fn new(root: impl Into<PathBuf>, runner: Arc<dyn CommandRunner>) -> Self {
+        Host {
+            root: root.into(),
+            runner,
+            fs: HostFs,
+        }
+    }
+
+    /// Resolves an absolute host path (`/etc/rancher/k3s/config.yaml`) under the host root.
+    pub fn path(&self, host_path: impl AsRef<Path>) -> PathBuf {
+        let p = host_path.as_ref();
+        let relative = p.strip_prefix("/").unwrap_or(p);
+        self.root.join(relative)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// True when this run manages the real machine, not a directory standing in for it.
+    pub fn is_real_root(&self) -> bool {
+        self.root == Path::new("/")
+    }
+
+    pub fn fs(&self) -> &HostFs {
+        &self.fs
+    }
+
+    pub fn runner(&self) -> &dyn CommandRunner {
+        self.runner.as_ref()
+    }
+
+    pub fn services(&self) -> ServiceManager<'_> {
+        ServiceManager::new(self.runner.as_ref())
+    }
+}

@@ -1,0 +1,17 @@
+//! foreman-box: one command from a fresh Linux host to a working Foreman on k3s.
+//!
+//! `cli` is the user interface, `steps` the install order and each step's plan/apply, `host`
+//! every touch of the machine. The operator (crate `foreman-operator`) is linked in and runs as
+//! `foreman-box operator` inside the cluster.
+
+pub mod cli;
+pub mod config;
+pub mod download;
+pub mod error;
+pub mod facts;
+pub mod host;
+pub mod manifests;
+pub mod secret;
+pub mod steps;
+
+pub use error::{Error, Result};

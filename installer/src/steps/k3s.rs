@@ -1,0 +1,467 @@
+//! InstallK3s: the pinned (or chosen) k3s release, verified against its published SHA-256, with
+//! its config, systemd unit and env file; started, and waited for until the API answers `/readyz`
+//! and the node is Ready. Restarted only when the binary, unit, env or config changed.
+
+use super::{Change, Context, DesiredFile, Step};
+use crate::download::{parse_sha256sums, Fetched};
+use crate::error::{Error, Result};
+use crate::facts::Arch;
+use crate::host::Cmd;
+use futures::future::BoxFuture;
+use std::time::{Duration, Instant};
+
+pub const BINARY: &str = "/usr/local/bin/k3s";
+pub const CONFIG: &str = "/etc/rancher/k3s/config.yaml";
+pub const UNIT: &str = "/etc/systemd/system/k3s.service";
+pub const ENV_FILE: &str = "/etc/systemd/system/k3s.service.env";
+pub const IMAGES_DIR: &str = "/var/lib/rancher/k3s/agent/images";
+pub const KUBECONFIG: &str = "/etc/rancher/k3s/k3s.yaml";
+pub const VERSION_STAMP: &str = "/var/lib/foreman-box/k3s-version";
+pub const CACHE_DIR: &str = "/var/lib/foreman-box/cache/k3s";
+/// The tools k3s answers to by its program name, linked as its own installer does.
+const LINKS: &[&str] = &["kubectl", "crictl", "ctr"];
+
+/// The release assets for one architecture.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assets {
+    pub binary: String,
+    pub sums: String,
+    pub airgap: String,
+}
+
+impl Assets {
+    pub fn for_arch(arch: &Arch) -> Self {
+        let a = arch.name();
+        Assets {
+            binary: if *arch == Arch::Amd64 {
+                "k3s".into()
+            } else {
+                format!("k3s-{a}")
+            },
+            sums: format!("sha256sum-{a}.txt"),
+            airgap: format!("k3s-airgap-images-{a}.tar.zst"),
+        }
+    }
+}
+
+/// The download URL of a release asset; `+` in tags is sent as `%2B`.
+pub fn asset_url(base: &str, version: &str, asset: &str) -> String {
+    format!(
+        "{}/{}/{}",
+        base.trim_end_matches('/'),
+        version.replace('+', "%2B"),
+        asset
+    )
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ServiceAction {
+    None,
+    Start,
+    Restart,
+}
+
+#[derive(Debug, Clone)]
+struct Planned {
+    version: String,
+    sums_text: String,
+    binary_sha: String,
+    install_binary: bool,
+    airgap_sha: Option<String>,
+    install_airgap: bool,
+    links: Vec<String>,
+    files: Vec<DesiredFile>,
+    unit_changed: bool,
+    service: ServiceAction,
+}
+
+#[derive(Default)]
+pub struct InstallK3s {
+    planned: Option<Planned>,
+}
+
+impl Step for InstallK3s {
+    fn name(&self) -> &'static str {
+        "k3s"
+    }
+
+    fn plan<'a>(&'a mut self, cx: &'a Context) -> BoxFuture<'a, Result<Vec<Change>>> {
+        Box::pin(async move {
+            let (planned, changes) = plan(cx).await?;
+            self.planned = Some(planned);
+            Ok(changes)
+        })
+    }
+
+    fn apply<'a>(&'a mut self, cx: &'a Context) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let planned = self.planned.take().expect("plan runs before apply");
+            apply(cx, &planned).await
+        })
+    }
+}
+
+async fn resolve_version(cx: &Context) -> Result<String> {
+    let k3s = &cx.config.k3s;
+    let Some(channel) = k3s.channel.as_deref().filter(|_| !k3s.version_from_user) else {
+        return Ok(k3s.version.clone());
+    };
+    let url = format!("{}/{}", k3s.channel_url.trim_end_matches('/'), channel);
+    let target = cx
+        .downloader
+        .redirect_target(&url)
+        .await
+        .map_err(|e| Error::Channel {
+            channel: channel.to_string(),
+            url: url.clone(),
+            problem: e.to_string(),
+        })?;
+    let tag = target
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or("")
+        .replace("%2B", "+")
+        .replace("%2b", "+");
+    if !tag.starts_with('v') {
+        return Err(Error::Channel {
+            channel: channel.to_string(),
+            url,
+            problem: format!("it redirected to {target}, which names no release tag"),
+        });
+    }
+    tracing::info!(channel, version = %tag, "resolved k3s channel");
+    Ok(tag)
+}
+
+async fn plan(cx: &Context) -> Result<(Planned, Vec<Change>)> {
+    let host = &cx.host;
+    let fs = host.fs();
+    let version = resolve_version(cx).await?;
+    let assets = Assets::for_arch(&cx.facts.arch);
+    let cache = format!("{CACHE_DIR}/{version}");
+    let sums_cached = host.path(format!("{cache}/{}", assets.sums));
+    // Release checksums never change for a tag: once cached, a re-run needs no network.
+    let sums_text = match fs.read_string(&sums_cached)? {
+        Some(t) => t,
+        None => {
+            cx.downloader
+                .text(&asset_url(
+                    &cx.config.k3s.release_url,
+                    &version,
+                    &assets.sums,
+                ))
+                .await?
+        }
+    };
+    let sums = parse_sha256sums(&sums_text);
+    let lookup = |asset: &str| {
+        sums.iter()
+            .find(|(n, _)| n == asset)
+            .map(|(_, h)| h.clone())
+            .ok_or_else(|| Error::NoChecksum {
+                url: asset_url(&cx.config.k3s.release_url, &version, &assets.sums),
+                asset: asset.to_string(),
+                version: version.clone(),
+            })
+    };
+    let binary_sha = lookup(&assets.binary)?;
+    let mut changes = Vec::new();
+
+    let installed_sha = fs.sha256(&host.path(BINARY))?;
+    let install_binary = installed_sha.as_deref() != Some(binary_sha.as_str());
+    if install_binary {
+        let why = if installed_sha.is_none() {
+            "missing".to_string()
+        } else {
+            "installed binary has another hash".to_string()
+        };
+        changes.push(Change::new(format!("install {BINARY} {version}"), why));
+    } else if fs.mode(&host.path(BINARY))? != Some(0o755) {
+        changes.push(Change::new(
+            format!("chmod 0755 {BINARY}"),
+            "not executable",
+        ));
+    }
+
+    let (airgap_sha, install_airgap) = if cx.config.k3s.airgap_images {
+        let sha = lookup(&assets.airgap)?;
+        let dest = host.path(format!("{IMAGES_DIR}/{}", assets.airgap));
+        let needed = fs.sha256(&dest)?.as_deref() != Some(sha.as_str());
+        if needed {
+            changes.push(Change::new(
+                format!("install {IMAGES_DIR}/{}", assets.airgap),
+                "airgap images requested",
+            ));
+        }
+        (Some(sha), needed)
+    } else {
+        (None, false)
+    };
+
+    let links: Vec<String> = LINKS
+        .iter()
+        .map(|l| format!("/usr/local/bin/{l}"))
+        .filter(|l| !fs.exists(&host.path(l)))
+        .collect();
+    for l in &links {
+        changes.push(Change::new(format!("link {l} -> k3s"), "missing"));
+    }
+
+    let files = vec![
+        DesiredFile::new(CONFIG, config_yaml(cx), 0o600),
+        DesiredFile::new(UNIT, unit_file(), 0o644),
+        DesiredFile::new(ENV_FILE, env_file(), 0o600),
+        DesiredFile::new(VERSION_STAMP, format!("{version}\n"), 0o644),
+    ];
+    let mut restart_needed = install_binary;
+    let mut unit_changed = false;
+    for f in &files {
+        if let Some(c) = f.plan(host)? {
+            if f.path != VERSION_STAMP {
+                restart_needed = true;
+            }
+            unit_changed |= f.path == UNIT;
+            changes.push(c);
+        }
+    }
+
+    let service = if cx.options.skip_start {
+        tracing::info!("not starting k3s: --skip-start");
+        ServiceAction::None
+    } else {
+        let state = host.services().state("k3s");
+        if state != "active" {
+            changes.push(Change::new(
+                "start k3s and wait until it is ready",
+                format!("service is {state}"),
+            ));
+            ServiceAction::Start
+        } else if restart_needed {
+            changes.push(Change::new(
+                "restart k3s and wait until it is ready",
+                "its binary, unit or config changed",
+            ));
+            ServiceAction::Restart
+        } else {
+            ServiceAction::None
+        }
+    };
+
+    let planned = Planned {
+        version,
+        sums_text,
+        binary_sha,
+        install_binary,
+        airgap_sha,
+        install_airgap,
+        links,
+        files,
+        unit_changed,
+        service,
+    };
+    Ok((planned, changes))
+}
+
+async fn apply(cx: &Context, p: &Planned) -> Result<()> {
+    let host = &cx.host;
+    let fs = host.fs();
+    let assets = Assets::for_arch(&cx.facts.arch);
+    let cache = format!("{CACHE_DIR}/{}", p.version);
+    fs.write_atomic(
+        &host.path(format!("{cache}/{}", assets.sums)),
+        p.sums_text.as_bytes(),
+        0o644,
+    )?;
+    let base = &cx.config.k3s.release_url;
+
+    if p.install_binary {
+        let cached = host.path(format!("{cache}/{}", assets.binary));
+        let fetched = cx
+            .downloader
+            .fetch(
+                fs,
+                &asset_url(base, &p.version, &assets.binary),
+                &cached,
+                &p.binary_sha,
+            )
+            .await?;
+        if fetched == Fetched::Cached {
+            tracing::info!("k3s {} taken from the download cache", p.version);
+        }
+        fs.copy_atomic(&cached, &host.path(BINARY), 0o755)?;
+    } else {
+        fs.set_mode(&host.path(BINARY), 0o755)?;
+    }
+    if let (true, Some(sha)) = (p.install_airgap, &p.airgap_sha) {
+        let dest = host.path(format!("{IMAGES_DIR}/{}", assets.airgap));
+        cx.downloader
+            .fetch(fs, &asset_url(base, &p.version, &assets.airgap), &dest, sha)
+            .await?;
+    }
+    for l in &p.links {
+        fs.ensure_symlink(std::path::Path::new("k3s"), &host.path(l))?;
+    }
+    for f in &p.files {
+        f.write(host)?;
+    }
+
+    let services = host.services();
+    if p.unit_changed && p.service != ServiceAction::None {
+        services.daemon_reload()?;
+    }
+    match p.service {
+        ServiceAction::None => return Ok(()),
+        ServiceAction::Start => services.enable_now("k3s")?,
+        ServiceAction::Restart => services.restart("k3s")?,
+    }
+    wait_ready(cx).await
+}
+
+/// Waits for `/readyz` and a Ready node; on timeout, says why.
+async fn wait_ready(cx: &Context) -> Result<()> {
+    let timeout = Duration::from_secs(cx.config.k3s.ready_timeout_secs);
+    let started = Instant::now();
+    let runner = cx.host.runner();
+    let kubectl = |args: &[&str]| Cmd::new(BINARY).arg("kubectl").args(args.iter().copied());
+    let mut api_ready = false;
+    while started.elapsed() < timeout {
+        if !api_ready {
+            api_ready = runner
+                .output(&kubectl(&["get", "--raw=/readyz"]))
+                .is_ok_and(|o| o.success() && o.stdout.trim() == "ok");
+            if api_ready {
+                tracing::info!(
+                    secs = started.elapsed().as_secs(),
+                    "k3s API answers /readyz"
+                );
+            }
+        }
+        if api_ready {
+            let nodes = runner.output(&kubectl(&[
+                "get",
+                "nodes",
+                "-o",
+                "jsonpath={.items[*].status.conditions[?(@.type==\"Ready\")].status}",
+            ]));
+            if nodes.is_ok_and(|o| o.success() && o.stdout.split_whitespace().any(|s| s == "True"))
+            {
+                tracing::info!(secs = started.elapsed().as_secs(), "k3s node is Ready");
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    Err(Error::K3sNotReady {
+        timeout_secs: timeout.as_secs(),
+        diagnosis: format!(
+            "{}\n{}",
+            if api_ready {
+                "the API answers /readyz but the node is not Ready"
+            } else {
+                "the API never answered /readyz"
+            },
+            cx.host.services().diagnose("k3s", 30)
+        ),
+    })
+}
+
+fn config_yaml(cx: &Context) -> String {
+    let mut s = String::from(
+        "# Written by foreman-box; `foreman-box install` replaces changes made here.\n",
+    );
+    s.push_str("write-kubeconfig-mode: \"0600\"\n");
+    s.push_str(&format!("tls-san:\n  - \"{}\"\n", cx.facts.fqdn));
+    s.push_str(&format!(
+        "cluster-cidr: \"{}\"\n",
+        cx.config.k3s.cluster_cidr
+    ));
+    s.push_str(&format!(
+        "service-cidr: \"{}\"\n",
+        cx.config.k3s.service_cidr
+    ));
+    if let Some(ip) = cx.config.node_ip {
+        s.push_str(&format!("node-ip: \"{ip}\"\n"));
+    }
+    s
+}
+
+/// The unit k3s's own installer writes for a server, pointing at our env file.
+fn unit_file() -> String {
+    format!(
+        "# Written by foreman-box.\n\
+[Unit]\n\
+Description=Lightweight Kubernetes (k3s), installed by foreman-box\n\
+Documentation=https://k3s.io\n\
+Wants=network-online.target\n\
+After=network-online.target\n\
+\n\
+[Service]\n\
+Type=notify\n\
+EnvironmentFile=-/etc/default/%N\n\
+EnvironmentFile=-/etc/sysconfig/%N\n\
+EnvironmentFile=-{ENV_FILE}\n\
+KillMode=process\n\
+Delegate=yes\n\
+User=root\n\
+LimitNOFILE=1048576\n\
+LimitNPROC=infinity\n\
+LimitCORE=infinity\n\
+TasksMax=infinity\n\
+TimeoutStartSec=0\n\
+Restart=always\n\
+RestartSec=5s\n\
+ExecStartPre=-/sbin/modprobe br_netfilter\n\
+ExecStartPre=-/sbin/modprobe overlay\n\
+ExecStart={BINARY} server\n\
+\n\
+[Install]\n\
+WantedBy=multi-user.target\n"
+    )
+}
+
+/// Proxy settings the unit passes on to k3s (and so to containerd), as k3s's installer does.
+fn env_file() -> String {
+    let mut s = String::from("# Written by foreman-box.\n");
+    for var in [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+        "CONTAINERD_HTTP_PROXY",
+        "CONTAINERD_HTTPS_PROXY",
+        "CONTAINERD_NO_PROXY",
+    ] {
+        if let Ok(v) = std::env::var(var) {
+            if !v.contains('\n') {
+                s.push_str(&format!("{var}={v}\n"));
+            }
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plus_in_tag_is_escaped_in_urls() {
+        assert_eq!(
+            asset_url(
+                "https://github.com/k3s-io/k3s/releases/download/",
+                "v1.33.5+k3s1",
+                "k3s"
+            ),
+            "https://github.com/k3s-io/k3s/releases/download/v1.33.5%2Bk3s1/k3s"
+        );
+    }
+
+    #[test]
+    fn assets_follow_the_architecture() {
+        assert_eq!(Assets::for_arch(&Arch::Amd64).binary, "k3s");
+        let arm = Assets::for_arch(&Arch::Arm64);
+        assert_eq!(arm.binary, "k3s-arm64");
+        assert_eq!(arm.sums, "sha256sum-arm64.txt");
+        assert_eq!(arm.airgap, "k3s-airgap-images-arm64.tar.zst");
+    }
+}

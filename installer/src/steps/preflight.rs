@@ -1,0 +1,422 @@
+//! Preflight: is this host fit to run Foreman on k3s? Each check is a small pure function over
+//! the gathered facts and the configuration; each failure says what is wrong and how to fix it,
+//! and `--ignore-preflight NAME` (or `all`) turns it into a warning.
+
+use super::{Change, Context, Step};
+use crate::config::{Config, PostgresMode};
+use crate::error::{Error, Result};
+use crate::facts::{Arch, Facts, SelinuxMode};
+use futures::future::BoxFuture;
+
+const GIB: u64 = 1 << 30;
+
+/// A failed check: what is wrong and how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub check: &'static str,
+    pub problem: String,
+    pub fix: String,
+}
+
+type Check = fn(&Facts, &Config) -> Result<(), (String, String)>;
+
+/// Every check by name, in the order they are reported.
+pub const CHECKS: &[(&str, Check)] = &[
+    ("arch", check_arch),
+    ("os", check_os),
+    ("cpu", check_cpu),
+    ("memory", check_memory),
+    ("disk", check_disk),
+    ("ports", check_ports),
+    ("fqdn", check_fqdn),
+    ("route", check_route),
+    ("cgroup", check_cgroup),
+    ("selinux", check_selinux),
+    ("firewalld", check_firewalld),
+];
+
+/// Runs every check; returns the failures.
+pub fn run_checks(facts: &Facts, cfg: &Config) -> Vec<Finding> {
+    CHECKS
+        .iter()
+        .filter_map(|(name, check)| {
+            check(facts, cfg).err().map(|(problem, fix)| Finding {
+                check: name,
+                problem,
+                fix,
+            })
+        })
+        .collect()
+}
+
+/// Splits findings into (fatal, ignored) by `--ignore-preflight`.
+pub fn partition(findings: Vec<Finding>, ignore: &[String]) -> (Vec<Finding>, Vec<Finding>) {
+    findings
+        .into_iter()
+        .partition(|f| !ignore.iter().any(|i| i == "all" || i == f.check))
+}
+
+pub fn render(findings: &[Finding]) -> String {
+    findings
+        .iter()
+        .map(|f| {
+            format!(
+                "  ✗ {}: {}\n    fix: {}\n    or pass --ignore-preflight {}",
+                f.check, f.problem, f.fix, f.check
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[derive(Default)]
+pub struct RunPreflight;
+
+impl Step for RunPreflight {
+    fn name(&self) -> &'static str {
+        "preflight"
+    }
+
+    fn plan<'a>(&'a mut self, cx: &'a Context) -> BoxFuture<'a, Result<Vec<Change>>> {
+        Box::pin(async move {
+            let (fatal, ignored) = partition(
+                run_checks(&cx.facts, &cx.config),
+                &cx.options.ignore_preflight,
+            );
+            for f in &ignored {
+                tracing::warn!(check = f.check, problem = %f.problem, "preflight check failed, ignored as asked");
+            }
+            if fatal.is_empty() {
+                Ok(Vec::new())
+            } else {
+                Err(Error::Preflight {
+                    report: render(&fatal),
+                })
+            }
+        })
+    }
+
+    fn apply<'a>(&'a mut self, _cx: &'a Context) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+fn check_arch(f: &Facts, _: &Config) -> Result<(), (String, String)> {
+    match &f.arch {
+        Arch::Amd64 | Arch::Arm64 => Ok(()),
+        Arch::Other(a) => Err((
+            format!("architecture {a} is not supported"),
+            "use an amd64 (x86_64) or arm64 (aarch64) host".into(),
+        )),
+    }
+}
+
+fn check_os(f: &Facts, _: &Config) -> Result<(), (String, String)> {
+    match &f.os {
+        None => Err((
+            "/etc/os-release is missing, so the distribution is unknown".into(),
+            "run on Debian, Ubuntu, a RHEL-family distribution, Fedora or SUSE".into(),
+        )),
+        Some(os) if os.family().is_none() => Err((
+            format!(
+                "{} ({}) is not a supported distribution",
+                if os.pretty_name.is_empty() {
+                    &os.id
+                } else {
+                    &os.pretty_name
+                },
+                os.id
+            ),
+            "run on Debian, Ubuntu, a RHEL-family distribution, Fedora or SUSE".into(),
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+fn check_cpu(f: &Facts, _: &Config) -> Result<(), (String, String)> {
+    if f.cpus >= 4 {
+        Ok(())
+    } else {
+        Err((
+            format!("{} CPU cores; Foreman needs 4", f.cpus),
+            "give the machine at least 4 cores".into(),
+        ))
+    }
+}
+
+fn check_memory(f: &Facts, cfg: &Config) -> Result<(), (String, String)> {
+    let (need, what) = if cfg.foreman.katello {
+        (20 * GIB, "Foreman with Katello")
+    } else {
+        (4 * GIB, "Foreman")
+    };
+    // Firmware and the kernel keep some memory back: allow 5% under the nominal size.
+    if f.memory_bytes >= need / 100 * 95 {
+        Ok(())
+    } else {
+        Err((
+            format!(
+                "{:.1} GiB of memory; {what} needs {} GiB",
+                f.memory_bytes as f64 / GIB as f64,
+                need / GIB
+            ),
+            if cfg.foreman.katello {
+                "add memory, or set foreman.katello = false".into()
+            } else {
+                "add memory".into()
+            },
+        ))
+    }
+}
+
+/// Free space each data directory needs.
+pub fn disk_needs(cfg: &Config) -> Vec<(std::path::PathBuf, u64)> {
+    let mut needs = vec![("/var/lib/rancher".into(), 10 * GIB)];
+    if cfg.postgres.mode == PostgresMode::Local {
+        needs.push(("/var/lib/postgresql".into(), 5 * GIB));
+    }
+    if cfg.foreman.katello {
+        needs.push((cfg.storage.pulp_dir.clone(), 20 * GIB));
+    }
+    needs
+}
+
+fn check_disk(f: &Facts, cfg: &Config) -> Result<(), (String, String)> {
+    let short: Vec<String> = disk_needs(cfg)
+        .into_iter()
+        .filter_map(|(dir, need)| {
+            let free = *f.free_disk.get(&dir)?;
+            (free < need).then(|| {
+                format!(
+                    "{} has {:.1} GiB free, needs {} GiB",
+                    dir.display(),
+                    free as f64 / GIB as f64,
+                    need / GIB
+                )
+            })
+        })
+        .collect();
+    if short.is_empty() {
+        Ok(())
+    } else {
+        Err((
+            short.join("; "),
+            "free space or mount a larger disk there".into(),
+        ))
+    }
+}
+
+fn check_ports(f: &Facts, cfg: &Config) -> Result<(), (String, String)> {
+    let mut ports = Vec::new();
+    if !f.k3s_active {
+        // A running k3s holds these itself (80 and 443 through its ingress).
+        ports.extend([
+            (6443, "Kubernetes API"),
+            (10250, "kubelet"),
+            (80, "HTTP ingress"),
+            (443, "HTTPS ingress"),
+        ]);
+    }
+    if cfg.postgres.mode == PostgresMode::Local && !f.postgres_active {
+        // The distribution's PostgreSQL, once running, is the one local mode uses.
+        ports.push((5432, "PostgreSQL"));
+    }
+    let busy: Vec<String> = ports
+        .into_iter()
+        .filter(|(p, _)| f.listening_ports.contains(p))
+        .map(|(p, what)| format!("{p} ({what})"))
+        .collect();
+    if busy.is_empty() {
+        Ok(())
+    } else {
+        Err((
+            format!("ports already in use: {}", busy.join(", ")),
+            "stop the service listening there (`ss -ltnp` shows which)".into(),
+        ))
+    }
+}
+
+fn check_fqdn(f: &Facts, _: &Config) -> Result<(), (String, String)> {
+    let name = &f.fqdn;
+    let problem = if name.is_empty() {
+        Some("the host has no name".to_string())
+    } else if name != &name.to_ascii_lowercase() {
+        Some(format!("`{name}` has upper-case letters"))
+    } else if !name.contains('.') {
+        Some(format!("`{name}` is not fully qualified (no dot)"))
+    } else if name == "localhost" || name.starts_with("localhost.") {
+        Some(format!("`{name}` is localhost"))
+    } else if name.contains('_') {
+        Some(format!(
+            "`{name}` has an underscore, which certificates do not allow"
+        ))
+    } else if !f.fqdn_resolves {
+        Some(format!("`{name}` does not resolve"))
+    } else {
+        None
+    };
+    match problem {
+        None => Ok(()),
+        Some(p) => Err((p, "set a lowercase FQDN that resolves (hostnamectl set-hostname foreman.example.com, and /etc/hosts or DNS), or pass --hostname".into())),
+    }
+}
+
+fn check_route(f: &Facts, _: &Config) -> Result<(), (String, String)> {
+    if f.default_route_iface.is_some() && f.node_ip.is_some() {
+        Ok(())
+    } else if f.default_route_iface.is_none() {
+        Err((
+            "there is no default IPv4 route, which k3s needs to pick the node address".into(),
+            "add a default route (a dummy one on air-gapped hosts: ip route add default dev eth0)"
+                .into(),
+        ))
+    } else {
+        Err((
+            "the default route's interface has no IPv4 address".into(),
+            "give it an address, or pass --node-ip".into(),
+        ))
+    }
+}
+
+fn check_cgroup(f: &Facts, _: &Config) -> Result<(), (String, String)> {
+    if f.memory_cgroup {
+        Ok(())
+    } else {
+        Err((
+            "the memory cgroup controller is not enabled".into(),
+            "add cgroup_memory=1 cgroup_enable=memory to the kernel command line and reboot".into(),
+        ))
+    }
+}
+
+fn check_selinux(f: &Facts, _: &Config) -> Result<(), (String, String)> {
+    match (f.selinux, f.os.as_ref().and_then(|o| o.family())) {
+        (SelinuxMode::Enforcing, Some(crate::facts::OsFamily::Debian)) => Err((
+            "SELinux is enforcing on a Debian-family host, where k3s ships no policy".into(),
+            "set SELinux to permissive, or use a RHEL-family host with k3s-selinux".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn check_firewalld(f: &Facts, _: &Config) -> Result<(), (String, String)> {
+    if f.firewalld_running {
+        Err((
+            "firewalld is running; k3s's networking does not work with it by default".into(),
+            "stop it (systemctl disable --now firewalld), or trust the pod and service CIDRs (firewall-cmd --permanent --zone=trusted --add-source=10.42.0.0/16 --add-source=10.43.0.0/16) and pass --ignore-preflight firewalld".into(),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::config::Layers;
+    use crate::facts::OsRelease;
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::net::IpAddr;
+
+    pub(crate) fn good_facts() -> Facts {
+        Facts {
+            arch: Arch::Amd64,
+            os: Some(OsRelease::parse("ID=debian\nVERSION_ID=12\n")),
+            cpus: 4,
+            memory_bytes: 24 * GIB,
+            fqdn: "foreman.example.com".into(),
+            node_name: "foreman".into(),
+            fqdn_resolves: true,
+            default_route_iface: Some("eth0".into()),
+            node_ip: Some(IpAddr::from([192, 168, 1, 10])),
+            memory_cgroup: true,
+            selinux: SelinuxMode::Disabled,
+            firewalld_running: false,
+            listening_ports: BTreeSet::from([22]),
+            free_disk: BTreeMap::from([
+                ("/var/lib/rancher".into(), 100 * GIB),
+                ("/var/lib/pulp".into(), 100 * GIB),
+            ]),
+            k3s_active: false,
+            postgres_active: false,
+        }
+    }
+
+    fn failures(f: &Facts) -> Vec<&'static str> {
+        run_checks(f, &Layers::new().resolve().unwrap())
+            .iter()
+            .map(|f| f.check)
+            .collect()
+    }
+
+    #[test]
+    fn a_fit_host_passes_every_check() {
+        assert!(failures(&good_facts()).is_empty());
+    }
+
+    #[test]
+    fn each_unfit_fact_fails_its_own_check() {
+        let cases: Vec<(&str, Box<dyn Fn(&mut Facts)>)> = vec![
+            ("arch", Box::new(|f| f.arch = Arch::Other("riscv64".into()))),
+            (
+                "os",
+                Box::new(|f| f.os = Some(OsRelease::parse("ID=alpine\n"))),
+            ),
+            ("cpu", Box::new(|f| f.cpus = 2)),
+            ("memory", Box::new(|f| f.memory_bytes = 8 * GIB)),
+            (
+                "disk",
+                Box::new(|f| {
+                    f.free_disk.insert("/var/lib/pulp".into(), GIB);
+                }),
+            ),
+            (
+                "ports",
+                Box::new(|f| {
+                    f.listening_ports.insert(6443);
+                }),
+            ),
+            ("fqdn", Box::new(|f| f.fqdn = "Foreman.Example.com".into())),
+            ("fqdn", Box::new(|f| f.fqdn = "foreman".into())),
+            (
+                "fqdn",
+                Box::new(|f| f.fqdn = "foreman_1.example.com".into()),
+            ),
+            ("fqdn", Box::new(|f| f.fqdn_resolves = false)),
+            ("route", Box::new(|f| f.default_route_iface = None)),
+            ("cgroup", Box::new(|f| f.memory_cgroup = false)),
+            ("selinux", Box::new(|f| f.selinux = SelinuxMode::Enforcing)),
+            ("firewalld", Box::new(|f| f.firewalld_running = true)),
+        ];
+        for (check, spoil) in cases {
+            let mut f = good_facts();
+            spoil(&mut f);
+            assert_eq!(failures(&f), vec![check], "spoiling {check}");
+        }
+    }
+
+    #[test]
+    fn running_k3s_holds_its_own_ports() {
+        let mut f = good_facts();
+        f.listening_ports.extend([6443, 10250, 80, 443]);
+        f.k3s_active = true;
+        assert!(failures(&f).is_empty());
+    }
+
+    #[test]
+    fn ignore_turns_named_failures_into_warnings() {
+        let mut f = good_facts();
+        f.cpus = 1;
+        f.firewalld_running = true;
+        let cfg = Layers::new().resolve().unwrap();
+        let (fatal, ignored) = partition(run_checks(&f, &cfg), &["cpu".into()]);
+        assert_eq!(
+            fatal.iter().map(|f| f.check).collect::<Vec<_>>(),
+            vec!["firewalld"]
+        );
+        assert_eq!(ignored.len(), 1);
+        let (fatal, _) = partition(run_checks(&f, &cfg), &["all".into()]);
+        assert!(fatal.is_empty());
+        assert!(render(&run_checks(&f, &cfg)).contains("--ignore-preflight cpu"));
+    }
+}

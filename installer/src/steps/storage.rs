@@ -1,0 +1,204 @@
+//! PrepareStorage: Pulp's content directory on the host, fit for the Pulp containers, and a
+//! hostPath PersistentVolume pinned to this node with the claim `pulp-storage` pre-bound to it.
+
+use super::{Change, Context, DesiredFile, Step};
+use crate::error::Result;
+use crate::facts::SelinuxMode;
+use crate::host::Cmd;
+use crate::manifests::{self, labels, NAMESPACE};
+use futures::future::BoxFuture;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+
+/// The uid and gid the Pulp images run as.
+pub const PULP_UID: u32 = 700;
+pub const PULP_GID: u32 = 700;
+pub const SUBDIRS: &[&str] = &[
+    "media",
+    "tmp",
+    "assets",
+    "imports",
+    "exports",
+    "sync_imports",
+];
+pub const CLAIM: &str = "pulp-storage";
+pub const VOLUME: &str = "foreman-pulp-storage";
+/// hostPath volumes are not size-limited; this is what the claim asks for and the volume offers.
+pub const CAPACITY: &str = "100Gi";
+const DIR_MODE: u32 = 0o750;
+const SELINUX_TYPE: &str = "container_file_t";
+pub const MANIFEST: &str = "foreman-box-storage.yaml";
+
+#[derive(Debug, Clone)]
+enum Action {
+    Dir(PathBuf),
+    Own(PathBuf),
+    Label(PathBuf),
+    File(DesiredFile),
+}
+
+#[derive(Default)]
+pub struct PrepareStorage {
+    planned: Vec<Action>,
+}
+
+impl Step for PrepareStorage {
+    fn name(&self) -> &'static str {
+        "storage"
+    }
+
+    fn plan<'a>(&'a mut self, cx: &'a Context) -> BoxFuture<'a, Result<Vec<Change>>> {
+        Box::pin(async move {
+            let (actions, changes) = plan(cx)?;
+            self.planned = actions;
+            Ok(changes)
+        })
+    }
+
+    fn apply<'a>(&'a mut self, cx: &'a Context) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let host = &cx.host;
+            for a in std::mem::take(&mut self.planned) {
+                match a {
+                    Action::Dir(p) => {
+                        host.fs().ensure_dir(&host.path(&p), DIR_MODE)?;
+                    }
+                    Action::Own(p) => host.fs().chown(&host.path(&p), PULP_UID, PULP_GID)?,
+                    Action::Label(p) => label(cx, &p)?,
+                    Action::File(f) => {
+                        f.write(host)?;
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// The directories we manage: the Pulp root first, then its subdirectories.
+pub fn directories(pulp_dir: &Path) -> Vec<PathBuf> {
+    std::iter::once(pulp_dir.to_path_buf())
+        .chain(SUBDIRS.iter().map(|s| pulp_dir.join(s)))
+        .collect()
+}
+
+fn plan(cx: &Context) -> Result<(Vec<Action>, Vec<Change>)> {
+    let host = &cx.host;
+    let fs = host.fs();
+    let mut actions = Vec::new();
+    let mut changes = Vec::new();
+    for dir in directories(&cx.config.storage.pulp_dir) {
+        let real = host.path(&dir);
+        let shown = dir.display();
+        match fs.mode(&real)? {
+            None => changes.push(Change::new(format!("create {shown}"), "missing")),
+            Some(m) if m != DIR_MODE || !real.is_dir() => changes.push(Change::new(
+                format!("chmod {DIR_MODE:04o} {shown}"),
+                format!("mode {m:04o}"),
+            )),
+            Some(_) => {}
+        }
+        if fs.mode(&real)?.is_none() || fs.mode(&real)? != Some(DIR_MODE) {
+            actions.push(Action::Dir(dir.clone()));
+        }
+        if fs.owner(&real)? != Some((PULP_UID, PULP_GID)) {
+            changes.push(Change::new(
+                format!("chown {PULP_UID}:{PULP_GID} {shown}"),
+                "the Pulp containers run as uid 700",
+            ));
+            actions.push(Action::Own(dir.clone()));
+        }
+    }
+    if cx.facts.selinux != SelinuxMode::Disabled {
+        let dir = cx.config.storage.pulp_dir.clone();
+        let label = cx
+            .host
+            .runner()
+            .output(&Cmd::new("stat").args(["-c", "%C", &host.path(&dir).to_string_lossy()]))
+            .map(|o| o.stdout)
+            .unwrap_or_default();
+        if !label.contains(SELINUX_TYPE) {
+            changes.push(Change::new(
+                format!("label {} {SELINUX_TYPE}", dir.display()),
+                "SELinux is enabled and containers must write there",
+            ));
+            actions.push(Action::Label(dir));
+        }
+    }
+    for f in [
+        manifests::namespace_file()?,
+        manifests::manifest_file(MANIFEST, &objects(cx))?,
+    ] {
+        if let Some(c) = f.plan(host)? {
+            changes.push(c);
+            actions.push(Action::File(f));
+        }
+    }
+    Ok((actions, changes))
+}
+
+/// Labels the tree for containers, persistently (semanage) where the tools exist.
+fn label(cx: &Context, dir: &Path) -> Result<()> {
+    let runner = cx.host.runner();
+    let real = cx.host.path(dir).to_string_lossy().into_owned();
+    if runner.has_program("semanage") {
+        let spec = format!("{real}(/.*)?");
+        let added = runner.output(&Cmd::new("semanage").args([
+            "fcontext",
+            "-a",
+            "-t",
+            SELINUX_TYPE,
+            &spec,
+        ]))?;
+        if !added.success() {
+            runner.run(&Cmd::new("semanage").args([
+                "fcontext",
+                "-m",
+                "-t",
+                SELINUX_TYPE,
+                &spec,
+            ]))?;
+        }
+        runner.run(&Cmd::new("restorecon").args(["-R", &real]))?;
+    } else {
+        runner.run(&Cmd::new("chcon").args(["-R", "-t", SELINUX_TYPE, &real]))?;
+    }
+    Ok(())
+}
+
+/// The PersistentVolume and its pre-bound claim.
+pub fn objects(cx: &Context) -> Vec<Value> {
+    let dir = cx.config.storage.pulp_dir.to_string_lossy().into_owned();
+    let node = cx.facts.node_name.clone();
+    vec![
+        json!({
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": VOLUME, "labels": labels("pulp-storage")},
+            "spec": {
+                "capacity": {"storage": CAPACITY},
+                "accessModes": ["ReadWriteOnce"],
+                "persistentVolumeReclaimPolicy": "Retain",
+                "storageClassName": "",
+                "volumeMode": "Filesystem",
+                "hostPath": {"path": dir, "type": "Directory"},
+                "claimRef": {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "namespace": NAMESPACE, "name": CLAIM},
+                "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                    {"key": "kubernetes.io/hostname", "operator": "In", "values": [node]}
+                ]}]}},
+            },
+        }),
+        json!({
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": CLAIM, "namespace": NAMESPACE, "labels": labels("pulp-storage")},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": "",
+                "volumeMode": "Filesystem",
+                "volumeName": VOLUME,
+                "resources": {"requests": {"storage": CAPACITY}},
+            },
+        }),
+    ]
+}
