@@ -1,1 +1,6 @@
+//! End-to-end scenarios: the real `foreman-box` binary against a temp-dir host root, a loopback
+//! release mirror and a throwaway PostgreSQL server.
 
+mod k3s;
+mod postgres;
+mod storage;

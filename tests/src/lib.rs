@@ -1,1 +1,156 @@
+//! End-to-end harness: a loopback release mirror with fault injection, a throwaway PostgreSQL
+//! cluster from the machine's own binaries, and the built `foreman-box` binary.
 
+pub mod mirror;
+pub mod pg;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The `foreman-box` binary of this workspace, built once per test process.
+pub fn binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Ok(p) = std::env::var("FOREMAN_BOX_BIN") {
+            return PathBuf::from(p);
+        }
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let out = Command::new(cargo)
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "foreman-box",
+                "--message-format=json",
+            ])
+            .output()
+            .expect("cargo runs");
+        assert!(
+            out.status.success(),
+            "building foreman-box failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find_map(|v| {
+                (v["reason"] == "compiler-artifact"
+                    && v["target"]["name"] == "foreman-box"
+                    && v["target"]["kind"][0] == "bin")
+                    .then(|| v["executable"].as_str().map(PathBuf::from))
+                    .flatten()
+            })
+            .expect("cargo reports the foreman-box executable")
+    })
+}
+
+/// A `foreman-box` command with a clean environment: no FOREMAN_BOX_* from the caller.
+pub fn foreman_box(args: &[&str]) -> Command {
+    let mut cmd = Command::new(binary());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("FOREMAN_BOX_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("FOREMAN_BOX_LOG", "info").args(args);
+    cmd
+}
+
+/// Output with both streams as text, for assertions.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Self {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+pub fn run(cmd: &mut Command) -> Run {
+    cmd.output().expect("foreman-box runs").into()
+}
+
+/// Every file and symlink under `root` with its mtime (nanoseconds), sorted by path.
+pub fn tree_mtimes(root: &Path) -> Vec<(PathBuf, i128)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            let meta = std::fs::symlink_metadata(e.path()).unwrap();
+            if meta.is_dir() {
+                stack.push(e.path());
+            }
+            let mtime = meta
+                .modified()
+                .unwrap()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as i128;
+            out.push((e.path().strip_prefix(root).unwrap().to_path_buf(), mtime));
+        }
+    }
+    out.sort();
+    out
+}
+
+pub fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// Bytes that do not compress and differ per seed: a stand-in release artifact.
+pub fn artifact(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407)
+        | 1;
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+/// Runs `kubernetes-validate --strict` for the pinned k3s's Kubernetes minor on each file.
+pub fn kubernetes_validate(files: &[PathBuf]) -> Run {
+    let mut cmd = Command::new("kubernetes-validate");
+    cmd.args(["--strict", "--kubernetes-version", KUBERNETES_VERSION])
+        .args(files);
+    match cmd.output() {
+        Ok(o) => o.into(),
+        Err(e) => panic!(
+            "kubernetes-validate is not installed ({e}); scripts/test.sh installs it with pip"
+        ),
+    }
+}
+
+/// The Kubernetes version of the pinned k3s release (v1.33.x).
+pub const KUBERNETES_VERSION: &str = "1.33.0";

@@ -109,12 +109,17 @@ impl HostFs {
         let dir = path.parent().unwrap_or(Path::new("/"));
         self.create_dir_all(dir)?;
         let tmp = temp_sibling(path);
+        // A replaced file keeps its owner: a service reading it (pg_hba.conf) must still can.
+        let owner = self.owner(path)?;
         let result = (|| {
             let mut f = OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(mode)
                 .open(&tmp)?;
+            if let Some((uid, gid)) = owner {
+                std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
+            }
             // umask may have narrowed the mode given at creation.
             f.set_permissions(fs::Permissions::from_mode(mode))?;
             fill(&mut f)?;
