@@ -633,10 +633,11 @@ async fn plan_settings(cx: &Context, t: &Target, client: &Client) -> Result<Plan
     let mut out = Planned::new();
     let wanted = desired_settings(cx);
     let names: Vec<&str> = wanted.iter().map(|(n, _)| *n).collect();
-    // What will be in force after a restart: the last file setting, else the running value.
+    // What will be in force after a restart: the last file setting (its error says "could not
+    // be applied" while a restart is pending), else the running value.
     let rows = client
         .query(
-            "SELECT s.name, coalesce((SELECT f.setting FROM pg_file_settings f WHERE f.name = s.name AND f.error IS NULL ORDER BY f.seqno DESC LIMIT 1), s.setting), s.pending_restart \
+            "SELECT s.name, coalesce((SELECT f.setting FROM pg_file_settings f WHERE f.name = s.name ORDER BY f.seqno DESC LIMIT 1), s.setting), s.pending_restart \
              FROM pg_settings s WHERE s.name = ANY($1)",
             &[&names],
         )
