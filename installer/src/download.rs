@@ -10,6 +10,7 @@ use reqwest::header::{CONTENT_RANGE, LOCATION, RANGE};
 use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
 use std::io::{IsTerminal, Read, Write};
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -160,21 +161,45 @@ impl Downloader {
         };
         let total = resp.content_length().map(|n| n + have);
         let bar = self.progress_bar(url, total, have);
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+        // Bytes are hashed as they arrive and written on a thread of their own, so hashing,
+        // writing and the network read overlap: one pass, at about the speed of the slowest.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(64);
+        let part_owned = part.to_path_buf();
+        let sink = tokio::task::spawn_blocking(move || -> Result<()> {
+            // Chunks arrive at about 100 KiB or more: written as they are, without another copy.
+            let mut out = file;
+            while let Some(chunk) = rx.blocking_recv() {
+                out.write_all(&chunk)
+                    .map_err(|e| write_err(&part_owned, e))?;
+            }
+            // No fsync: every use of a downloaded file checks its hash first (`fetch` on entry,
+            // the k3s step's plan), so a file torn by a power cut is fetched again, never used.
+            // Flushing 500 MB here would cost more than the download itself on loopback.
+            out.flush().map_err(|e| write_err(&part_owned, e))
+        });
         let mut stream = resp.bytes_stream();
+        let mut received = Ok(());
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| download_err(url, e))?;
-            hasher.update(&chunk);
-            out.write_all(&chunk).map_err(|e| write_err(part, e))?;
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(e) => {
+                    received = Err(download_err(url, e));
+                    break;
+                }
+            };
             have += chunk.len() as u64;
+            hasher.update(&chunk);
+            if tx.send(chunk).await.is_err() {
+                break; // the sink failed; its error is reported below
+            }
             if let Some(b) = &bar {
                 b.set_position(have);
             }
         }
-        let file = out
-            .into_inner()
-            .map_err(|e| write_err(part, e.into_error()))?;
-        file.sync_all().map_err(|e| write_err(part, e))?;
+        drop(tx);
+        // What arrived is on disk before we report a cut, so the next attempt resumes after it.
+        sink.await.expect("download sink does not panic")?;
+        received?;
         if let Some(b) = bar {
             b.finish_and_clear();
         }

@@ -16,6 +16,8 @@ pub fn binary() -> &'static Path {
             return PathBuf::from(p);
         }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        // Benchmarks measure the release build; tests use the debug one.
+        let release = std::env::var("FOREMAN_BOX_BENCH").is_ok();
         let out = Command::new(cargo)
             .args([
                 "build",
@@ -24,6 +26,7 @@ pub fn binary() -> &'static Path {
                 "foreman-box",
                 "--message-format=json",
             ])
+            .args(release.then_some("--release"))
             .output()
             .expect("cargo runs");
         assert!(

@@ -1,0 +1,159 @@
+//! Figures for the installer (run with `cargo bench -p foreman-box-tests --bench install`):
+//! - a converged `install --only preflight,k3s` re-run, wall time (target under 0.3 s);
+//! - downloading a 500 MB artifact from a loopback server: foreman-box's one-pass
+//!   download+hash against `curl` alone and `curl` followed by `sha256sum`
+//!   (targets: at least 90% of curl's throughput, faster than the pair).
+//!
+//! Medians of several runs; the same loopback server serves every contender.
+
+use foreman_box::download::Downloader;
+use foreman_box::host::HostFs;
+use foreman_box_tests::mirror::Mirror;
+use foreman_box_tests::{artifact, foreman_box, sha256_hex};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const RUNS: usize = 5;
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn main() {
+    // SAFETY: set before any thread that reads the environment is started.
+    unsafe { std::env::set_var("FOREMAN_BOX_BENCH", "1") };
+    let size: usize = std::env::var("BENCH_SIZE_MB")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(500)
+        << 20;
+    let mirror = Mirror::start();
+    let data = artifact(size, 7);
+    let sha = sha256_hex(&data);
+    mirror.put("/big", data);
+    let url = format!("{}/big", mirror.url());
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("big");
+    let mb = size as f64 / (1 << 20) as f64;
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dl = Downloader::new(0, Duration::from_millis(10));
+    let mut ours = Vec::new();
+    let mut curl = Vec::new();
+    let mut pair = Vec::new();
+    let mut synced = Vec::new();
+    for _ in 0..RUNS {
+        let _ = std::fs::remove_file(&out);
+        let t = Instant::now();
+        rt.block_on(dl.fetch(&HostFs, &url, &out, &sha)).unwrap();
+        ours.push(t.elapsed());
+
+        let _ = std::fs::remove_file(&out);
+        let t = Instant::now();
+        assert!(Command::new("curl")
+            .args(["-sSf", "-o"])
+            .arg(&out)
+            .arg(&url)
+            .status()
+            .unwrap()
+            .success());
+        curl.push(t.elapsed());
+
+        let _ = std::fs::remove_file(&out);
+        let t = Instant::now();
+        assert!(Command::new("curl")
+            .args(["-sSf", "-o"])
+            .arg(&out)
+            .arg(&url)
+            .status()
+            .unwrap()
+            .success());
+        let s = Command::new("sha256sum").arg(&out).output().unwrap();
+        assert!(String::from_utf8_lossy(&s.stdout).starts_with(&sha));
+        pair.push(t.elapsed());
+
+        // curl with the fsync our download does before its rename, for a like-for-like figure.
+        let t = Instant::now();
+        assert!(Command::new("curl")
+            .args(["-sSf", "-o"])
+            .arg(&out)
+            .arg(&url)
+            .status()
+            .unwrap()
+            .success());
+        std::fs::File::open(&out).unwrap().sync_all().unwrap();
+        synced.push(t.elapsed());
+    }
+    let rate = |d: Duration| mb / d.as_secs_f64();
+    let (o, c, p, cs) = (median(ours), median(curl), median(pair), median(synced));
+    println!("download {mb:.0} MiB from loopback, median of {RUNS}:");
+    println!(
+        "  foreman-box (download+sha256, one pass): {:>7.3} s  {:>6.0} MiB/s",
+        o.as_secs_f64(),
+        rate(o)
+    );
+    println!(
+        "  curl -o:                                  {:>7.3} s  {:>6.0} MiB/s",
+        c.as_secs_f64(),
+        rate(c)
+    );
+    println!(
+        "  curl -o && sha256sum:                     {:>7.3} s  {:>6.0} MiB/s",
+        p.as_secs_f64(),
+        rate(p)
+    );
+    println!(
+        "  curl -o, then fsync:                      {:>7.3} s  {:>6.0} MiB/s",
+        cs.as_secs_f64(),
+        rate(cs)
+    );
+    println!(
+        "  foreman-box / curl throughput: {:.0}%",
+        100.0 * c.as_secs_f64() / o.as_secs_f64()
+    );
+    println!(
+        "  foreman-box / curl+fsync throughput: {:.0}%",
+        100.0 * cs.as_secs_f64() / o.as_secs_f64()
+    );
+
+    // Converged re-run of the k3s step, as a user runs it: the whole binary, start to exit.
+    let release = Mirror::start();
+    let bin = artifact(64 << 20, 3);
+    let sums = format!("{}  k3s\n", sha256_hex(&bin));
+    release.put("/v1.33.5%2Bk3s1/k3s", bin);
+    release.put("/v1.33.5%2Bk3s1/sha256sum-amd64.txt", sums.into_bytes());
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("etc")).unwrap();
+    std::fs::write(root.path().join("etc/os-release"), "ID=debian\n").unwrap();
+    let install = || {
+        let o = foreman_box(&[
+            "install",
+            "--root",
+            root.path().to_str().unwrap(),
+            "--only",
+            "preflight,k3s",
+            "--ignore-preflight",
+            "all",
+            "--hostname",
+            "foreman.example.test",
+            "--k3s-release-url",
+            &release.url(),
+        ])
+        .output()
+        .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    install();
+    let mut reruns = Vec::new();
+    for _ in 0..RUNS * 2 {
+        let t = Instant::now();
+        install();
+        reruns.push(t.elapsed());
+    }
+    println!("converged re-run of install --only preflight,k3s (64 MiB k3s binary), median of {}: {:.3} s", RUNS * 2, median(reruns).as_secs_f64());
+}
