@@ -1,1 +1,37 @@
+//! The Foreman operator: a `Foreman` custom resource (`app.theforeman.org/v1alpha1`) becomes the
+//! whole deployment. `resources::desired` is the pure function from the resource to objects;
+//! `controller` applies them with server-side apply, prunes what is no longer wanted and reports
+//! status. Linked into `foreman-box` and run in the cluster as `foreman-box operator`.
 
+pub mod controller;
+pub mod crd;
+pub mod resources;
+
+pub use crd::{Foreman, ForemanSpec, ForemanStatus};
+
+/// The field manager of every server-side apply.
+pub const FIELD_MANAGER: &str = "foreman-operator";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API request failed: {what}")]
+    Kube {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("cannot read Foreman resource {path}")]
+    Read {
+        path: String,
+        #[source]
+        source: serde_yaml::Error,
+    },
+    #[error("cannot render {what}")]
+    Render {
+        what: String,
+        #[source]
+        source: serde_yaml::Error,
+    },
+    #[error("the Foreman resource has no namespace")]
+    NoNamespace,
+}

@@ -1,0 +1,392 @@
+use foreman_operator::controller::{reconcile, Context};
+use foreman_operator::resources::{desired, read_foreman};
+use foreman_operator::Foreman;
+use http::{Request, Response};
+use kube::client::Body;
+use kube::Client;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+/// One request the operator made: method, path with query, and body.
+#[derive(Debug, Clone)]
+struct Req {
+    method: String,
+    path: String,
+    body: Value,
+}
+
+impl Req {
+    fn line(&self) -> String {
+        format!("{} {}", self.method, self.path.split('?').next().unwrap())
+    }
+}
+
+/// A tiny API server: Secrets and managed objects by path, answering get, list, patch, create,
+/// delete the way the real one would for these requests.
+#[derive(Default)]
+struct Cluster {
+    objects: BTreeMap<String, Value>,
+}
+
+const NS: &str = "/api/v1/namespaces/foreman";
+
+fn collection_of(path: &str) -> Option<(String, String)> {
+    let (base, name) = path.rsplit_once('/')?;
+    Some((base.to_string(), name.to_string()))
+}
+
+impl Cluster {
+    fn with_db_secrets(names: &[&str]) -> Self {
+        let mut c = Cluster::default();
+        for n in names {
+            let data: BTreeMap<&str, &str> = ["host", "port", "name", "user", "password"]
+                .iter()
+                .map(|k| (*k, "eA=="))
+                .collect();
+            c.objects.insert(format!("{NS}/secrets/{n}"), json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": n, "namespace": "foreman"}, "data": data}));
+        }
+        c
+    }
+
+    fn answer(&mut self, r: &Req) -> (u16, Value) {
+        let path = r.path.split('?').next().unwrap().to_string();
+        match r.method.as_str() {
+            "GET" if r.path.contains("labelSelector") => {
+                let items: Vec<Value> = self
+                    .objects
+                    .iter()
+                    .filter(|(k, _)| collection_of(k).is_some_and(|(base, _)| base == path))
+                    .map(|(_, v)| v.clone())
+                    .collect();
+                (
+                    200,
+                    json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": "1"}, "items": items}),
+                )
+            }
+            "GET" => match self.objects.get(&path) {
+                Some(o) => (200, o.clone()),
+                None => (
+                    404,
+                    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"}),
+                ),
+            },
+            "POST" => {
+                let name = r.body["metadata"]["name"].as_str().unwrap().to_string();
+                self.objects
+                    .insert(format!("{path}/{name}"), r.body.clone());
+                (201, r.body.clone())
+            }
+            "PATCH" if path.ends_with("/status") => {
+                (200, foreman_json(Some(r.body["status"].clone())))
+            }
+            "PATCH" => {
+                self.objects.insert(path, r.body.clone());
+                (200, r.body.clone())
+            }
+            "DELETE" => {
+                self.objects.remove(&path);
+                (
+                    200,
+                    json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
+                )
+            }
+            m => panic!("unexpected {m} {path}"),
+        }
+    }
+}
+
+fn foreman_json(status: Option<Value>) -> Value {
+    json!({"apiVersion": "app.theforeman.org/v1alpha1", "kind": "Foreman", "metadata": {"name": "foreman", "namespace": "foreman", "uid": "u-1", "generation": 1}, "spec": {}, "status": status})
+}
+
+fn foreman(katello: bool, rex: bool) -> Foreman {
+    read_foreman("test", &format!("apiVersion: app.theforeman.org/v1alpha1\nkind: Foreman\nmetadata: {{name: foreman, namespace: foreman, uid: u-1, generation: 1}}\nspec:\n  hostname: foreman.example.com\n  dynflow_workers: 2\n  plugins: {{katello: {katello}, remote_execution: {rex}}}\n")).unwrap()
+}
+
+/// Runs one reconcile against the cluster; returns the requests made and the result.
+async fn reconcile_once(
+    cluster: Arc<Mutex<Cluster>>,
+    fm: Foreman,
+) -> (
+    Vec<Req>,
+    Result<kube::runtime::controller::Action, foreman_operator::Error>,
+) {
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let server = {
+        let log = log.clone();
+        tokio::spawn(async move {
+            while let Some((req, send)) = handle.next_request().await {
+                let method = req.method().to_string();
+                let path = req.uri().path_and_query().unwrap().to_string();
+                let bytes = req.into_body().collect_bytes().await.unwrap();
+                let body = if bytes.is_empty() {
+                    Value::Null
+                } else {
+                    serde_json::from_slice(&bytes).unwrap()
+                };
+                let r = Req { method, path, body };
+                let (code, reply) = cluster.lock().unwrap().answer(&r);
+                log.lock().unwrap().push(r);
+                send.send_response(
+                    Response::builder()
+                        .status(code)
+                        .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+                        .unwrap(),
+                );
+            }
+        })
+    };
+    let ctx = Context::new(Client::new(service, "foreman"));
+    let result = reconcile(Arc::new(fm), ctx).await;
+    server.abort();
+    let reqs = log.lock().unwrap().clone();
+    (reqs, result)
+}
+
+fn lines(reqs: &[Req]) -> Vec<String> {
+    reqs.iter().map(Req::line).collect()
+}
+
+const LISTS: [&str; 6] = [
+    "GET /api/v1/namespaces/foreman/configmaps",
+    "GET /api/v1/namespaces/foreman/services",
+    "GET /apis/apps/v1/namespaces/foreman/deployments",
+    "GET /apis/batch/v1/namespaces/foreman/jobs",
+    "GET /apis/batch/v1/namespaces/foreman/cronjobs",
+    "GET /apis/networking.k8s.io/v1/namespaces/foreman/ingresses",
+];
+
+fn path_of(o: &Value) -> String {
+    let plural = match o["kind"].as_str().unwrap() {
+        "ConfigMap" => "api/v1/namespaces/foreman/configmaps",
+        "Service" => "api/v1/namespaces/foreman/services",
+        "Deployment" => "apis/apps/v1/namespaces/foreman/deployments",
+        "Job" => "apis/batch/v1/namespaces/foreman/jobs",
+        "CronJob" => "apis/batch/v1/namespaces/foreman/cronjobs",
+        "Ingress" => "apis/networking.k8s.io/v1/namespaces/foreman/ingresses",
+        k => panic!("{k}"),
+    };
+    format!("/{plural}/{}", o["metadata"]["name"].as_str().unwrap())
+}
+
+/// The requests a first reconcile makes: secrets checked, generated Secret made, then per kind a
+/// list followed by one apply per object, then the status.
+fn expected_fresh(fm: &Foreman, db_secrets: &[&str]) -> Vec<String> {
+    let mut want: Vec<String> = db_secrets
+        .iter()
+        .map(|s| format!("GET {NS}/secrets/{s}"))
+        .collect();
+    want.push(format!("GET {NS}/secrets/foreman-generated"));
+    want.push(format!("POST {NS}/secrets"));
+    let objs = desired(fm);
+    for (list, kind) in LISTS.iter().zip([
+        "ConfigMap",
+        "Service",
+        "Deployment",
+        "Job",
+        "CronJob",
+        "Ingress",
+    ]) {
+        want.push(list.to_string());
+        want.extend(
+            objs.iter()
+                .filter(|o| o["kind"] == kind)
+                .map(|o| format!("PATCH {}", path_of(o))),
+        );
+    }
+    want.push(
+        "PATCH /apis/app.theforeman.org/v1alpha1/namespaces/foreman/foremans/foreman/status".into(),
+    );
+    want
+}
+
+#[tokio::test]
+async fn fresh_resource_applies_every_object_once_with_ssa() {
+    let cluster = Arc::new(Mutex::new(Cluster::with_db_secrets(&[
+        "foreman-db",
+        "candlepin-db",
+        "pulp-db",
+    ])));
+    let fm = foreman(true, true);
+    let (reqs, result) = reconcile_once(cluster.clone(), fm.clone()).await;
+    result.unwrap();
+    assert_eq!(
+        lines(&reqs),
+        expected_fresh(&fm, &["foreman-db", "candlepin-db", "pulp-db"])
+    );
+    for r in reqs.iter().filter(|r| r.method == "PATCH") {
+        assert!(
+            r.path.contains("fieldManager=foreman-operator"),
+            "{}",
+            r.path
+        );
+        assert!(r.path.contains("force=true"), "{}", r.path);
+    }
+    // Owned by the resource, with its uid.
+    let dep = reqs
+        .iter()
+        .find(|r| {
+            r.path
+                .starts_with("/apis/apps/v1/namespaces/foreman/deployments/foreman?")
+        })
+        .unwrap();
+    assert_eq!(dep.body["metadata"]["ownerReferences"][0]["uid"], "u-1");
+    // The generated Secret holds every generated key, never reused from the request log.
+    let gen = reqs.iter().find(|r| r.method == "POST").unwrap();
+    for k in foreman_operator::resources::GENERATED_KEYS {
+        assert_eq!(gen.body["stringData"][k].as_str().unwrap().len(), 48, "{k}");
+    }
+    // Status: progressing, with the URL and each component listed.
+    let status = &reqs.last().unwrap().body["status"];
+    assert_eq!(status["url"], "https://foreman.example.com");
+    assert_eq!(status["conditions"][0]["type"], "Ready");
+    assert_eq!(status["conditions"][0]["status"], "False");
+    assert_eq!(status["conditions"][1]["status"], "True");
+    assert_eq!(status["components"]["pulp-api"], "rolling out");
+}
+
+#[tokio::test]
+async fn unchanged_resource_writes_nothing_but_status() {
+    let cluster = Arc::new(Mutex::new(Cluster::with_db_secrets(&[
+        "foreman-db",
+        "candlepin-db",
+        "pulp-db",
+    ])));
+    let fm = foreman(true, true);
+    reconcile_once(cluster.clone(), fm.clone()).await.1.unwrap();
+    let (reqs, result) = reconcile_once(cluster.clone(), fm.clone()).await;
+    result.unwrap();
+    let writes: Vec<String> = reqs
+        .iter()
+        .filter(|r| r.method != "GET")
+        .map(Req::line)
+        .collect();
+    assert_eq!(
+        writes,
+        vec![
+            "PATCH /apis/app.theforeman.org/v1alpha1/namespaces/foreman/foremans/foreman/status"
+                .to_string()
+        ]
+    );
+}
+
+#[tokio::test]
+async fn katello_off_deletes_its_objects_and_keeps_the_rest() {
+    let cluster = Arc::new(Mutex::new(Cluster::with_db_secrets(&[
+        "foreman-db",
+        "candlepin-db",
+        "pulp-db",
+    ])));
+    reconcile_once(cluster.clone(), foreman(true, true))
+        .await
+        .1
+        .unwrap();
+    let (reqs, result) = reconcile_once(cluster.clone(), foreman(false, true)).await;
+    result.unwrap();
+    let mut deletes: Vec<String> = reqs
+        .iter()
+        .filter(|r| r.method == "DELETE")
+        .map(Req::line)
+        .collect();
+    deletes.sort();
+    let mut katello: Vec<String> = desired(&foreman(true, true))
+        .iter()
+        .filter(|o| {
+            let n = o["metadata"]["name"].as_str().unwrap();
+            // The migration Job runs again with the new plugin list: its old run goes too.
+            n.starts_with("pulp") || n.starts_with("candlepin") || n.starts_with("foreman-migrate-")
+        })
+        .map(|o| format!("DELETE {}", path_of(o)))
+        .collect();
+    katello.sort();
+    assert_eq!(deletes, katello);
+    // Foreman's own objects that changed (plugin list, ingress paths) are re-applied; redis is untouched.
+    let patched: Vec<String> = reqs
+        .iter()
+        .filter(|r| r.method == "PATCH")
+        .map(Req::line)
+        .collect();
+    assert!(
+        patched.contains(&"PATCH /apis/apps/v1/namespaces/foreman/deployments/foreman".to_string()),
+        "{patched:?}"
+    );
+    assert!(
+        !patched.iter().any(|p| p.ends_with("/deployments/redis")),
+        "{patched:?}"
+    );
+    let new_migration = desired(&foreman(false, true))
+        .into_iter()
+        .find(|o| o["kind"] == "Job")
+        .unwrap();
+    assert!(
+        patched.contains(&format!("PATCH {}", path_of(&new_migration))),
+        "{patched:?}"
+    );
+    assert!(
+        !reqs.iter().any(|r| r.path.contains("candlepin-db")),
+        "candlepin's Secret is not needed any more"
+    );
+}
+
+#[tokio::test]
+async fn missing_database_secret_is_degraded_status_not_an_error() {
+    let cluster = Arc::new(Mutex::new(Cluster::with_db_secrets(&[
+        "foreman-db",
+        "candlepin-db",
+    ])));
+    let (reqs, result) = reconcile_once(cluster.clone(), foreman(true, false)).await;
+    let action = result.expect("a missing Secret is reported in status, not as an error");
+    assert_eq!(
+        action,
+        kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(60))
+    );
+    assert_eq!(
+        lines(&reqs),
+        vec![
+            format!("GET {NS}/secrets/foreman-db"),
+            format!("GET {NS}/secrets/candlepin-db"),
+            format!("GET {NS}/secrets/pulp-db"),
+            "PATCH /apis/app.theforeman.org/v1alpha1/namespaces/foreman/foremans/foreman/status"
+                .to_string(),
+        ]
+    );
+    let status = &reqs.last().unwrap().body["status"];
+    let degraded = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Degraded")
+        .unwrap();
+    assert_eq!(degraded["status"], "True");
+    assert_eq!(degraded["reason"], "DatabaseSecretMissing");
+    assert!(
+        degraded["message"]
+            .as_str()
+            .unwrap()
+            .contains("Secret foreman/pulp-db does not exist"),
+        "{degraded}"
+    );
+}
+
+#[tokio::test]
+async fn database_secret_without_password_key_names_the_key() {
+    let mut c = Cluster::with_db_secrets(&["foreman-db"]);
+    c.objects
+        .get_mut(&format!("{NS}/secrets/foreman-db"))
+        .unwrap()["data"]
+        .as_object_mut()
+        .unwrap()
+        .remove("password");
+    let (reqs, result) = reconcile_once(Arc::new(Mutex::new(c)), foreman(false, false)).await;
+    result.unwrap();
+    let msg = reqs.last().unwrap().body["status"]["conditions"][2]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        msg.contains("Secret foreman/foreman-db lacks key(s) password"),
+        "{msg}"
+    );
+}
