@@ -2,5 +2,6 @@
 //! release mirror and a throwaway PostgreSQL server.
 
 mod k3s;
+mod operator;
 mod postgres;
 mod storage;

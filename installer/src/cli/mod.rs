@@ -7,6 +7,7 @@ use crate::config::{self, Layers, DEFAULT_CONFIG_PATH, KEYS};
 use crate::facts::Facts;
 use crate::host::{Host, SystemRunner};
 use crate::steps::{self, Context, RunOptions, StepReport};
+use anyhow::Context as _;
 use clap::{ArgMatches, Args, FromArgMatches, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,6 +38,31 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print every manifest for an existing cluster: the CRD, the operator and the default
+    /// Foreman resource (`kubectl apply -f -`).
+    Render {
+        /// FQDN for the default resource.
+        #[arg(long)]
+        hostname: Option<String>,
+    },
+    /// The in-cluster operator (the default), or its tools.
+    Operator {
+        #[command(subcommand)]
+        command: Option<OperatorCommand>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum OperatorCommand {
+    /// Reconcile Foreman resources in this pod's namespace (POD_NAMESPACE) until stopped.
+    Run,
+    /// Print the objects the operator would create for a Foreman resource, as YAML.
+    Render {
+        /// The Foreman resource (YAML); `-` for standard input.
+        file: PathBuf,
+    },
+    /// Print the CustomResourceDefinition generated from the Rust type.
+    Crd,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -132,6 +158,7 @@ pub fn main() -> ExitCode {
         | Command::Plan(r)
         | Command::Preflight(r)
         | Command::Status { run: r, .. } => r.verbose,
+        Command::Render { .. } | Command::Operator { .. } => 0,
     };
     init_logging(verbose);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -228,6 +255,55 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Render { hostname } => {
+            let mut objs = vec![crate::manifests::namespace()];
+            objs.extend(foreman_box_bundle::operator_objects());
+            let defaults = Layers::new().resolve()?;
+            objs.push(foreman_box_bundle::default_foreman(
+                hostname.as_deref(),
+                defaults.foreman.dynflow_workers,
+                defaults.foreman.katello,
+                defaults.foreman.remote_execution,
+            ));
+            print!(
+                "---\n{}{}",
+                foreman_box_bundle::CRD_YAML,
+                crate::manifests::to_yaml(&objs)?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Operator { command } => match command.unwrap_or(OperatorCommand::Run) {
+            OperatorCommand::Run => {
+                let client = kube::Client::try_default()
+                    .await
+                    .context("connecting to the Kubernetes API")?;
+                let namespace = std::env::var("POD_NAMESPACE")
+                    .unwrap_or_else(|_| client.default_namespace().to_string());
+                tracing::info!(namespace = %namespace, "foreman operator starting");
+                foreman_operator::controller::run(client, &namespace).await;
+                Ok(ExitCode::SUCCESS)
+            }
+            OperatorCommand::Render { file } => {
+                let text = if file.as_os_str() == "-" {
+                    std::io::read_to_string(std::io::stdin())?
+                } else {
+                    fs_err::read_to_string(&file)?
+                };
+                let fm =
+                    foreman_operator::resources::read_foreman(&file.display().to_string(), &text)?;
+                print!(
+                    "{}",
+                    foreman_operator::resources::to_yaml(&foreman_operator::resources::desired(
+                        &fm
+                    ))?
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            OperatorCommand::Crd => {
+                print!("{}", foreman_operator::crd::crd_yaml());
+                Ok(ExitCode::SUCCESS)
+            }
+        },
     }
 }
 
