@@ -20,10 +20,10 @@ main() {
 }
 
 # The PostgreSQL server (initdb for the throwaway cluster, and the postgres OS user), containerd
-# and runc, shellcheck, and systemd-analyze.
+# and runc, shellcheck, systemd-analyze, and ssh-keygen and openssl to check generated keys.
 install_packages() {
     missing=""
-    for pkg in postgresql containerd runc shellcheck systemd; do
+    for pkg in postgresql containerd runc shellcheck systemd openssh-client openssl; do
         if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
             missing="$missing $pkg"
         fi

@@ -6,7 +6,7 @@
 use crate::crd::{Condition, Foreman, ForemanStatus};
 use crate::resources::{
     self, DB_KEYS, GENERATED_KEYS, GENERATED_SECRET, HASH_ANNOTATION, INSTANCE_LABEL, KINDS,
-    MANAGED_BY, MANAGED_BY_LABEL,
+    MANAGED_BY, MANAGED_BY_LABEL, REX_SSH_SECRET, TLS_SECRET,
 };
 use crate::{Error, FIELD_MANAGER};
 use futures::StreamExt;
@@ -144,23 +144,51 @@ pub async fn reconcile(fm: Arc<Foreman>, ctx: Arc<Context>) -> Result<Action, Er
         return Ok(Action::requeue(Duration::from_secs(60)));
     }
 
-    // 2. Random values, made once and never rotated by the operator.
-    if secrets
-        .get_opt(GENERATED_SECRET)
-        .await
-        .map_err(kube_err("reading the generated Secret"))?
-        .is_none()
-    {
-        let generated: Secret = serde_json::from_value(json!({
-            "metadata": {"name": GENERATED_SECRET, "namespace": ns, "labels": {INSTANCE_LABEL: name, "app.kubernetes.io/part-of": "foreman"}, "ownerReferences": owner_refs(&fm)},
-            "type": "Opaque",
-            "stringData": GENERATED_KEYS.iter().map(|k| (k.to_string(), random_token())).collect::<BTreeMap<_, _>>(),
-        }))
-        .expect("the generated Secret is well-formed");
-        secrets
-            .create(&PostParams::default(), &generated)
-            .await
-            .map_err(kube_err("creating the generated Secret"))?;
+    // 2. Generated values, made once and never rotated by the operator.
+    ensure_secret(&secrets, &fm, GENERATED_SECRET, "Opaque", || {
+        Ok(GENERATED_KEYS
+            .iter()
+            .map(|k| (k.to_string(), crate::secrets::token(48)))
+            .collect())
+    })
+    .await?;
+    ensure_secret(&secrets, &fm, TLS_SECRET, "kubernetes.io/tls", || {
+        let mut names: Vec<String> = fm.spec.hostname.iter().cloned().collect();
+        names.extend(
+            [
+                "foreman",
+                "foreman-proxy",
+                "candlepin",
+                "pulp-api",
+                "pulp-content",
+            ]
+            .map(|s| format!("{s}.{ns}.svc")),
+        );
+        let [ca_crt, ca_key, crt, key] =
+            crate::secrets::ca_and_certificate(&names).map_err(|e| Error::Generate {
+                what: "the CA and certificate".into(),
+                message: e.to_string(),
+            })?;
+        Ok(BTreeMap::from([
+            ("ca.crt".into(), ca_crt),
+            ("ca.key".into(), ca_key),
+            ("tls.crt".into(), crt),
+            ("tls.key".into(), key),
+        ]))
+    })
+    .await?;
+    if fm.spec.plugins.remote_execution {
+        ensure_secret(&secrets, &fm, REX_SSH_SECRET, "Opaque", || {
+            let (private, public) = crate::secrets::ssh_keypair(&format!(
+                "foreman-proxy@{}",
+                fm.spec.hostname.as_deref().unwrap_or("foreman")
+            ));
+            Ok(BTreeMap::from([
+                ("id_rsa_foreman_proxy".into(), private),
+                ("id_rsa_foreman_proxy.pub".into(), public),
+            ]))
+        })
+        .await?;
     }
 
     // 3. Apply what differs, 4. prune what is no longer wanted.
@@ -230,6 +258,34 @@ pub async fn reconcile(fm: Arc<Foreman>, ctx: Arc<Context>) -> Result<Action, Er
     } else {
         Duration::from_secs(15)
     }))
+}
+
+/// Creates the Secret with generated data unless it exists; existing values are never replaced.
+async fn ensure_secret(
+    api: &Api<Secret>,
+    fm: &Foreman,
+    name: &str,
+    type_: &str,
+    generate: impl FnOnce() -> Result<BTreeMap<String, String>, Error>,
+) -> Result<(), Error> {
+    if api
+        .get_opt(name)
+        .await
+        .map_err(kube_err(format!("reading Secret {name}")))?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": {INSTANCE_LABEL: fm.name_any(), "app.kubernetes.io/part-of": "foreman"}, "ownerReferences": owner_refs(fm)},
+        "type": type_,
+        "stringData": generate()?,
+    }))
+    .expect("a generated Secret is well-formed");
+    api.create(&PostParams::default(), &secret)
+        .await
+        .map_err(kube_err(format!("creating Secret {name}")))?;
+    Ok(())
 }
 
 fn owner_refs(fm: &Foreman) -> Value {
@@ -345,13 +401,4 @@ async fn patch_status(
     .await
     .map_err(kube_err("updating status"))?;
     Ok(())
-}
-
-fn random_token() -> String {
-    use rand::{Rng, TryRngCore};
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::rngs::OsRng.unwrap_err();
-    (0..48)
-        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
-        .collect()
 }

@@ -6,6 +6,7 @@
 pub mod controller;
 pub mod crd;
 pub mod resources;
+pub mod secrets;
 
 pub use crd::{Foreman, ForemanSpec, ForemanStatus};
 
@@ -32,6 +33,8 @@ pub enum Error {
         #[source]
         source: serde_yaml::Error,
     },
+    #[error("cannot generate {what}: {message}")]
+    Generate { what: String, message: String },
     #[error("the Foreman resource has no namespace")]
     NoNamespace,
 }

@@ -178,8 +178,14 @@ fn expected_fresh(fm: &Foreman, db_secrets: &[&str]) -> Vec<String> {
         .iter()
         .map(|s| format!("GET {NS}/secrets/{s}"))
         .collect();
-    want.push(format!("GET {NS}/secrets/foreman-generated"));
-    want.push(format!("POST {NS}/secrets"));
+    for generated in ["foreman-generated", "foreman-tls"] {
+        want.push(format!("GET {NS}/secrets/{generated}"));
+        want.push(format!("POST {NS}/secrets"));
+    }
+    if fm.spec.plugins.remote_execution {
+        want.push(format!("GET {NS}/secrets/foreman-proxy-ssh"));
+        want.push(format!("POST {NS}/secrets"));
+    }
     let objs = desired(fm);
     for (list, kind) in LISTS.iter().zip([
         "ConfigMap",
@@ -234,6 +240,27 @@ async fn fresh_resource_applies_every_object_once_with_ssa() {
         .unwrap();
     assert_eq!(dep.body["metadata"]["ownerReferences"][0]["uid"], "u-1");
     // The generated Secret holds every generated key, never reused from the request log.
+    let posted: Vec<&Value> = reqs
+        .iter()
+        .filter(|r| r.method == "POST")
+        .map(|r| &r.body)
+        .collect();
+    assert_eq!(
+        posted
+            .iter()
+            .map(|b| b["metadata"]["name"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["foreman-generated", "foreman-tls", "foreman-proxy-ssh"]
+    );
+    assert_eq!(posted[1]["type"], "kubernetes.io/tls");
+    assert!(posted[1]["stringData"]["tls.crt"]
+        .as_str()
+        .unwrap()
+        .starts_with("-----BEGIN CERTIFICATE-----"));
+    assert!(posted[2]["stringData"]["id_rsa_foreman_proxy"]
+        .as_str()
+        .unwrap()
+        .starts_with("-----BEGIN OPENSSH PRIVATE KEY-----"));
     let gen = reqs.iter().find(|r| r.method == "POST").unwrap();
     for k in foreman_operator::resources::GENERATED_KEYS {
         assert_eq!(gen.body["stringData"][k].as_str().unwrap().len(), 48, "{k}");
