@@ -2,7 +2,9 @@
 //! recovery from corrupted, failing, cut and killed downloads.
 
 use foreman_box_tests::mirror::Mirror;
-use foreman_box_tests::{artifact, foreman_box, mode, run, sha256_hex, tree_mtimes, Run};
+use foreman_box_tests::{
+    artifact, debian_root, foreman_box, mode, run, sha256_hex, tree_mtimes, Run,
+};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -37,17 +39,6 @@ fn release(size: usize) -> Release {
         binary,
         airgap,
     }
-}
-
-fn host_root() -> tempfile::TempDir {
-    let root = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(root.path().join("etc")).unwrap();
-    std::fs::write(
-        root.path().join("etc/os-release"),
-        "ID=debian\nVERSION_ID=\"12\"\nPRETTY_NAME=\"Debian GNU/Linux 12\"\n",
-    )
-    .unwrap();
-    root
 }
 
 fn k3s_cmd(verb: &str, root: &Path, mirror: &Mirror, extra: &[&str]) -> std::process::Command {
@@ -140,7 +131,7 @@ fn assert_installed(root: &Path, rel: &Release) {
 #[test]
 fn k3s_install_writes_verified_binary_config_and_unit() {
     let rel = release(3 << 20);
-    let root = host_root();
+    let root = debian_root();
     let out = install(root.path(), &rel, &[]);
     assert_eq!(out.code, 0, "{}", out.all());
     assert_installed(root.path(), &rel);
@@ -151,7 +142,7 @@ fn k3s_install_writes_verified_binary_config_and_unit() {
 #[test]
 fn k3s_rerun_changes_nothing_and_plan_is_empty() {
     let rel = release(1 << 20);
-    let root = host_root();
+    let root = debian_root();
     assert_eq!(install(root.path(), &rel, &[]).code, 0);
     let before = tree_mtimes(root.path());
     let requests = rel.mirror.requests().len();
@@ -182,7 +173,7 @@ fn k3s_rerun_changes_nothing_and_plan_is_empty() {
 #[test]
 fn k3s_plan_on_fresh_host_lists_changes_exits_2_and_writes_nothing() {
     let rel = release(1 << 20);
-    let root = host_root();
+    let root = debian_root();
     let before = tree_mtimes(root.path());
     let plan = run(&mut k3s_cmd("plan", root.path(), &rel.mirror, &[]));
     assert_eq!(plan.code, 2, "{}", plan.all());
@@ -204,7 +195,7 @@ fn k3s_plan_on_fresh_host_lists_changes_exits_2_and_writes_nothing() {
 #[test]
 fn k3s_config_change_is_planned_and_rewritten() {
     let rel = release(1 << 20);
-    let root = host_root();
+    let root = debian_root();
     assert_eq!(install(root.path(), &rel, &[]).code, 0);
     let cfg = root.path().join("etc/rancher/k3s/config.yaml");
     std::fs::write(&cfg, "tampered\n").unwrap();
@@ -226,7 +217,7 @@ fn k3s_corrupted_artifact_installs_nothing_and_names_both_hashes() {
     let mut bad = rel.binary.clone();
     bad[1000] ^= 0xff;
     rel.mirror.put(&format!("/{WIRE}/k3s"), bad.clone());
-    let root = host_root();
+    let root = debian_root();
     let out = install(root.path(), &rel, &[]);
     assert_eq!(out.code, 1, "{}", out.all());
     assert!(out.stderr.contains("checksum mismatch"), "{}", out.stderr);
@@ -264,7 +255,7 @@ fn k3s_server_errors_are_retried_until_it_recovers() {
     let rel = release(1 << 20);
     let path = format!("/{WIRE}/k3s");
     rel.mirror.fail_next(&path, 2);
-    let root = host_root();
+    let root = debian_root();
     let out = install(root.path(), &rel, &[]);
     assert_eq!(out.code, 0, "{}", out.all());
     assert_installed(root.path(), &rel);
@@ -282,7 +273,7 @@ fn k3s_giving_up_after_retries_names_the_url_and_status() {
     let rel = release(1 << 20);
     let path = format!("/{WIRE}/k3s");
     rel.mirror.fail_next(&path, 100);
-    let root = host_root();
+    let root = debian_root();
     let out = install(root.path(), &rel, &[]);
     assert_eq!(out.code, 1);
     assert!(out.stderr.contains("answered HTTP 503"), "{}", out.stderr);
@@ -295,7 +286,7 @@ fn k3s_connection_cut_halfway_resumes_with_range() {
     let rel = release(2 << 20);
     let path = format!("/{WIRE}/k3s");
     rel.mirror.cut_next(&path, 1 << 20);
-    let root = host_root();
+    let root = debian_root();
     let out = install(root.path(), &rel, &[]);
     assert_eq!(out.code, 0, "{}", out.all());
     assert_installed(root.path(), &rel);
@@ -310,7 +301,7 @@ fn k3s_killed_install_finishes_on_next_run() {
     let rel = release(8 << 20);
     let path = format!("/{WIRE}/k3s");
     rel.mirror.slow(&path, Duration::from_millis(40));
-    let root = host_root();
+    let root = debian_root();
     let mut child = k3s_cmd("install", root.path(), &rel.mirror, &[])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -352,7 +343,7 @@ fn k3s_channel_resolves_through_redirect() {
         "/channels/stable",
         &format!("https://github.com/k3s-io/k3s/releases/tag/{WIRE}"),
     );
-    let root = host_root();
+    let root = debian_root();
     let channel_url = format!("{}/channels", rel.mirror.url());
     // Only the file's version key is set, so the channel decides.
     let out = run(k3s_cmd(
@@ -374,7 +365,7 @@ fn k3s_channel_resolves_through_redirect() {
 #[test]
 fn k3s_airgap_images_land_in_the_images_folder() {
     let rel = release(1 << 20);
-    let root = host_root();
+    let root = debian_root();
     let out = install(root.path(), &rel, &["--k3s-airgap-images"]);
     assert_eq!(out.code, 0, "{}", out.all());
     let images = root
@@ -386,7 +377,7 @@ fn k3s_airgap_images_land_in_the_images_folder() {
 #[test]
 fn k3s_second_install_downloads_nothing_from_cache() {
     let rel = release(1 << 20);
-    let root = host_root();
+    let root = debian_root();
     assert_eq!(install(root.path(), &rel, &[]).code, 0);
     // The binary is lost, the cache is not: reinstalling needs no download.
     std::fs::remove_file(root.path().join("usr/local/bin/k3s")).unwrap();
@@ -408,7 +399,7 @@ fn k3s_unit_passes_systemd_analyze_verify() {
         return;
     }
     let rel = release(1 << 20);
-    let root = host_root();
+    let root = debian_root();
     assert_eq!(install(root.path(), &rel, &[]).code, 0);
     // verify resolves the unit's dependencies (sysinit.target, ...) under the root too.
     let units = root.path().join("usr/lib/systemd");
@@ -435,7 +426,7 @@ fn k3s_unit_passes_systemd_analyze_verify() {
 
 #[test]
 fn preflight_reports_each_failure_with_its_fix_and_override() {
-    let root = host_root();
+    let root = debian_root();
     std::fs::write(
         root.path().join("etc/os-release"),
         "ID=alpine\nPRETTY_NAME=\"Alpine Linux\"\n",
@@ -487,7 +478,7 @@ fn preflight_reports_each_failure_with_its_fix_and_override() {
 
 #[test]
 fn config_file_unknown_key_and_bad_value_are_named_with_their_source() {
-    let root = host_root();
+    let root = debian_root();
     std::fs::create_dir_all(root.path().join("etc/foreman-box")).unwrap();
     std::fs::write(
         root.path().join("etc/foreman-box/config.toml"),
@@ -537,7 +528,7 @@ fn config_file_unknown_key_and_bad_value_are_named_with_their_source() {
 #[test]
 fn status_reports_the_installed_version_as_json() {
     let rel = release(1 << 20);
-    let root = host_root();
+    let root = debian_root();
     assert_eq!(install(root.path(), &rel, &[]).code, 0);
     let out = run(&mut foreman_box(&[
         "status",

@@ -1,21 +1,12 @@
 //! The postgres step in external mode against a real, throwaway PostgreSQL server.
 
 use foreman_box_tests::pg::Pg;
-use foreman_box_tests::{foreman_box, kubernetes_validate, mode, run, tree_mtimes, Run};
+use foreman_box_tests::{
+    debian_root, foreman_box, kubernetes_validate, mode, run, tree_mtimes, Run,
+};
 use std::path::Path;
 
 const DATABASES: [&str; 3] = ["foreman", "candlepin", "pulp"];
-
-fn host_root() -> tempfile::TempDir {
-    let root = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(root.path().join("etc")).unwrap();
-    std::fs::write(
-        root.path().join("etc/os-release"),
-        "ID=debian\nVERSION_ID=\"12\"\n",
-    )
-    .unwrap();
-    root
-}
 
 fn postgres_cmd(verb: &str, root: &Path, pg: &Pg, password: &str) -> std::process::Command {
     let mut cmd = foreman_box(&[
@@ -59,7 +50,7 @@ fn assert_no_secret_in(out: &Run, secrets: &[String]) {
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_roles_log_in_over_tcp_with_stored_scram_passwords() {
     let pg = Pg::start();
-    let root = host_root();
+    let root = debian_root();
     let out = install(root.path(), &pg);
     assert_eq!(out.code, 0, "{}", out.all());
 
@@ -151,7 +142,7 @@ async fn postgres_roles_log_in_over_tcp_with_stored_scram_passwords() {
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_rerun_is_a_noop_with_the_same_passwords_and_one_hba_block() {
     let pg = Pg::start();
-    let root = host_root();
+    let root = debian_root();
     assert_eq!(install(root.path(), &pg).code, 0);
     let first: Vec<String> = DATABASES
         .iter()
@@ -185,7 +176,7 @@ async fn postgres_rerun_is_a_noop_with_the_same_passwords_and_one_hba_block() {
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_wrong_admin_password_is_a_clear_error_and_changes_nothing() {
     let pg = Pg::start();
-    let root = host_root();
+    let root = debian_root();
     let hba = std::fs::read_to_string(pg.hba_path()).unwrap();
     let before = tree_mtimes(root.path());
     let out = run(&mut postgres_cmd(
@@ -204,7 +195,7 @@ async fn postgres_wrong_admin_password_is_a_clear_error_and_changes_nothing() {
 
 #[test]
 fn postgres_unreachable_server_is_a_clear_error() {
-    let root = host_root();
+    let root = debian_root();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -234,7 +225,7 @@ fn postgres_unreachable_server_is_a_clear_error() {
 
 #[test]
 fn postgres_external_without_admin_password_says_where_to_put_it() {
-    let root = host_root();
+    let root = debian_root();
     let out = run(&mut foreman_box(&[
         "plan",
         "--root",
@@ -274,7 +265,7 @@ async fn postgres_existing_role_with_unknown_password_is_refused_without_damage(
         .batch_execute("CREATE TABLE precious (x int); INSERT INTO precious VALUES (42)")
         .await
         .unwrap();
-    let root = host_root();
+    let root = debian_root();
 
     let out = install(root.path(), &pg);
     assert_eq!(out.code, 1, "{}", out.all());
@@ -341,4 +332,22 @@ async fn postgres_existing_role_with_unknown_password_is_refused_without_damage(
     pg.connect("pulp", "changed-by-hand", "pulp")
         .await
         .expect("not rotated");
+}
+
+#[test]
+fn postgres_local_mode_refuses_a_root_run_instead_of_touching_this_machine() {
+    let root = debian_root();
+    let out = run(&mut foreman_box(&[
+        "plan",
+        "--root",
+        root.path().to_str().unwrap(),
+        "--only",
+        "postgres",
+    ]));
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(
+        out.stderr.contains("a --root run must not touch"),
+        "{}",
+        out.stderr
+    );
 }

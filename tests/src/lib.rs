@@ -87,6 +87,18 @@ pub fn run(cmd: &mut Command) -> Run {
     cmd.output().expect("foreman-box runs").into()
 }
 
+/// A temp dir standing in for a Debian host's root: just its /etc/os-release.
+pub fn debian_root() -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("etc")).unwrap();
+    std::fs::write(
+        root.path().join("etc/os-release"),
+        "ID=debian\nVERSION_ID=\"12\"\nPRETTY_NAME=\"Debian GNU/Linux 12\"\n",
+    )
+    .unwrap();
+    root
+}
+
 /// Every file and symlink under `root` with its mtime (nanoseconds), sorted by path.
 pub fn tree_mtimes(root: &Path) -> Vec<(PathBuf, i128)> {
     let mut out = Vec::new();

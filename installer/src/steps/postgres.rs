@@ -68,6 +68,8 @@ pub enum PostgresError {
     },
     #[error("`{user}` on {server} is not a superuser, which managing pg_hba.conf and server settings needs\nhelp: use a superuser in postgres.admin_url, or set postgres.manage_server = false and configure pg_hba.conf yourself")]
     NotSuperuser { user: String, server: String },
+    #[error("postgres.mode = \"local\" installs and runs this machine's PostgreSQL server, which a --root run must not touch\nhelp: use --postgres-mode external with --postgres-admin-url, or skip the step (--only)")]
+    LocalUnderRoot,
     #[error("local PostgreSQL is not supported on this distribution\nhelp: use postgres.mode = \"external\" with your own server")]
     NoPackageManager,
     #[error("PostgreSQL at {server}: {what} failed")]
@@ -196,6 +198,9 @@ fn server_packages(family: OsFamily) -> Vec<&'static str> {
 /// Local mode up to a usable admin connection; None while the server is not there yet.
 fn plan_local(cx: &Context, out: &mut Planned) -> Result<Option<Target>> {
     let host = &cx.host;
+    if !host.is_real_root() {
+        return Err(PostgresError::LocalUnderRoot.into());
+    }
     let family = cx
         .facts
         .os
@@ -243,17 +248,8 @@ fn plan_local(cx: &Context, out: &mut Planned) -> Result<Option<Target>> {
         ));
         ready = false;
     }
-    let secret = read_secret(host, ADMIN_ROLE)?;
-    match secret {
-        Some(password) if ready => Ok(Some(Target {
-            url: AdminUrl {
-                user: ADMIN_ROLE.into(),
-                host: "127.0.0.1".into(),
-                port: 5432,
-                database: "postgres".into(),
-            },
-            password,
-        })),
+    match read_secret(host, ADMIN_ROLE)? {
+        Some(_) if ready => Ok(Some(local_target(host)?)),
         Some(_) => Ok(None),
         None => {
             out.push((
