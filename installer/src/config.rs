@@ -245,13 +245,9 @@ impl Layers {
         }
     }
 
-    fn number<T: std::str::FromStr>(
-        &self,
-        key: &str,
-        range: std::ops::RangeInclusive<T>,
-    ) -> Result<T, ConfigError>
+    fn number<T>(&self, key: &str, range: std::ops::RangeInclusive<T>) -> Result<T, ConfigError>
     where
-        T: PartialOrd + fmt::Display + Copy,
+        T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
     {
         let raw = self.raw(key).0.trim();
         let n: T = raw.parse().map_err(|_| {

@@ -5,6 +5,8 @@
 //! kube-rs's mocked service answering in the same thread, so the figure includes its (small)
 //! share: request bodies are echoed back without being parsed. Thread CPU time, median of many.
 
+#![allow(clippy::print_stdout, clippy::print_stderr)] // benchmarks and tests report to the terminal
+
 use foreman_operator::controller::{reconcile, Context};
 use foreman_operator::resources::{desired, read_foreman};
 use http::{Request, Response};

@@ -114,12 +114,8 @@ mod tests {
     #[test]
     fn ssh_key_is_read_back_by_ssh_keygen() {
         let (private, public) = ssh_keypair("foreman-proxy@foreman");
-        let keygen = std::path::Path::new("/usr/bin/ssh-keygen");
-        if !keygen.exists() {
-            eprintln!("ssh-keygen is not installed: checking the format only");
-            assert!(private.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----\n"));
-            return;
-        }
+        // scripts/test.sh installs openssh-client.
+        let keygen = std::path::Path::new("ssh-keygen");
         let dir = std::env::temp_dir().join(format!("fb-ssh-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("key");
@@ -153,9 +149,6 @@ mod tests {
             ca_and_certificate(&["foreman.example.com".into(), "foreman-proxy".into()]).unwrap();
         assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"));
         assert!(key.contains("PRIVATE KEY"));
-        if !std::path::Path::new("/usr/bin/openssl").exists() {
-            return;
-        }
         let dir = std::env::temp_dir().join(format!("fb-ca-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("ca.crt"), &ca).unwrap();

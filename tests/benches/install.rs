@@ -6,6 +6,8 @@
 //!
 //! Medians of several runs; the same loopback server serves every contender.
 
+#![allow(clippy::print_stdout, clippy::print_stderr)] // benchmarks and tests report to the terminal
+
 use foreman_box::download::Downloader;
 use foreman_box::host::HostFs;
 use foreman_box_tests::mirror::Mirror;

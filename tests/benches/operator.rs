@@ -6,6 +6,8 @@
 //! watch open, as an idle cluster does. After the first reconcile has settled, VmRSS is read from
 //! /proc several times; the median is reported, with the peak (VmHWM).
 
+#![allow(clippy::print_stdout, clippy::print_stderr)] // benchmarks and tests report to the terminal
+
 use foreman_box_tests::foreman_box;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -23,7 +23,7 @@ use std::time::Duration;
 /// The install order: one list, in one place.
 pub fn install_order() -> Vec<Box<dyn Step>> {
     vec![
-        Box::new(preflight::RunPreflight::default()),
+        Box::new(preflight::RunPreflight),
         Box::new(k3s::InstallK3s::default()),
         Box::new(postgres::ConfigurePostgres::default()),
         Box::new(storage::PrepareStorage::default()),
