@@ -443,6 +443,210 @@ fn env_file() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Layers;
+    use crate::host::{Host, Output, RecordingRunner};
+    use crate::steps::{Context, RunOptions};
+    use std::sync::Arc;
+
+    /// A root where the k3s binary of the pinned release is installed and its checksums cached,
+    /// so the step needs no network; services go to a recording runner.
+    fn context(runner: Arc<RecordingRunner>) -> (tempfile::TempDir, Context) {
+        let root = tempfile::tempdir().unwrap();
+        let host = Host::new(root.path(), runner);
+        let binary = b"stand-in k3s";
+        let sha = {
+            use sha2::Digest;
+            hex::encode(sha2::Sha256::digest(binary))
+        };
+        let version = crate::config::PINNED_K3S_VERSION;
+        host.fs()
+            .write_atomic(&host.path(BINARY), binary, 0o755)
+            .unwrap();
+        host.fs()
+            .write_atomic(
+                &host.path(format!("{CACHE_DIR}/{version}/sha256sum-amd64.txt")),
+                format!("{sha}  k3s\n").as_bytes(),
+                0o644,
+            )
+            .unwrap();
+        let config = Layers::new()
+            .with_flags([("k3s.ready_timeout", "1".to_string())])
+            .unwrap()
+            .resolve()
+            .unwrap();
+        let facts = crate::steps::preflight::tests::good_facts();
+        (
+            root,
+            Context::new(host, facts, config, RunOptions::default(), None),
+        )
+    }
+
+    fn commands(runner: &RecordingRunner) -> Vec<String> {
+        runner.calls().iter().map(|c| c.display()).collect()
+    }
+
+    #[tokio::test]
+    async fn first_start_reloads_units_enables_and_waits_for_readyz_and_node() {
+        let runner = Arc::new(RecordingRunner::new());
+        runner.answer(
+            "systemctl is-active k3s",
+            Output {
+                status: 3,
+                stdout: "inactive\n".into(),
+                ..Output::default()
+            },
+        );
+        runner.answer(
+            "/usr/local/bin/k3s kubectl get --raw=/readyz",
+            Output {
+                stdout: "ok".into(),
+                ..Output::default()
+            },
+        );
+        runner.answer(
+            "/usr/local/bin/k3s kubectl get nodes",
+            Output {
+                stdout: "True".into(),
+                ..Output::default()
+            },
+        );
+        let (_root, cx) = context(runner.clone());
+        let mut step = InstallK3s::default();
+        let changes = step.plan(&cx).await.unwrap();
+        assert!(
+            changes
+                .iter()
+                .any(|c| c.what == "start k3s and wait until it is ready"
+                    && c.why == "service is inactive"),
+            "{changes:?}"
+        );
+        step.apply(&cx).await.unwrap();
+        assert_eq!(
+            commands(&runner),
+            [
+                "systemctl is-active k3s",
+                "systemctl daemon-reload",
+                "systemctl enable --now k3s",
+                "/usr/local/bin/k3s kubectl get --raw=/readyz",
+                "/usr/local/bin/k3s kubectl get nodes -o jsonpath={.items[*].status.conditions[?(@.type==\"Ready\")].status}",
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn running_k3s_is_restarted_only_when_its_config_changed() {
+        let runner = Arc::new(RecordingRunner::new());
+        let (_root, cx) = context(runner.clone());
+        // k3s runs, but its config and unit are not ours yet: converge with a restart.
+        let mut step = InstallK3s::default();
+        runner.answer(
+            "systemctl is-active k3s",
+            Output {
+                stdout: "active\n".into(),
+                ..Output::default()
+            },
+        );
+        step.plan(&cx).await.unwrap();
+        runner.answer(
+            "/usr/local/bin/k3s kubectl get --raw=/readyz",
+            Output {
+                stdout: "ok".into(),
+                ..Output::default()
+            },
+        );
+        runner.answer(
+            "/usr/local/bin/k3s kubectl get nodes",
+            Output {
+                stdout: "True".into(),
+                ..Output::default()
+            },
+        );
+        step.apply(&cx).await.unwrap();
+        assert!(
+            commands(&runner).contains(&"systemctl restart k3s".to_string()),
+            "{:?}",
+            commands(&runner)
+        );
+
+        // Nothing changed: no restart planned.
+        let before = runner.calls().len();
+        runner.answer(
+            "systemctl is-active k3s",
+            Output {
+                stdout: "active\n".into(),
+                ..Output::default()
+            },
+        );
+        assert!(step.plan(&cx).await.unwrap().is_empty());
+        assert_eq!(commands(&runner)[before..], ["systemctl is-active k3s"]);
+
+        // The config changed behind our back: a restart is planned, with the reason.
+        cx.host
+            .fs()
+            .write_atomic(&cx.host.path(CONFIG), b"edited", 0o600)
+            .unwrap();
+        runner.answer(
+            "systemctl is-active k3s",
+            Output {
+                stdout: "active\n".into(),
+                ..Output::default()
+            },
+        );
+        let changes = step.plan(&cx).await.unwrap();
+        assert!(
+            changes
+                .iter()
+                .any(|c| c.what == "restart k3s and wait until it is ready"),
+            "{changes:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn timeout_says_why_with_service_state_and_journal() {
+        let runner = Arc::new(RecordingRunner::new());
+        runner.answer(
+            "systemctl is-active k3s",
+            Output {
+                status: 3,
+                stdout: "inactive\n".into(),
+                ..Output::default()
+            },
+        );
+        runner.answer(
+            "/usr/local/bin/k3s kubectl get --raw=/readyz",
+            Output {
+                status: 1,
+                stderr: "connection refused".into(),
+                ..Output::default()
+            },
+        );
+        runner.answer(
+            "systemctl is-active k3s",
+            Output {
+                status: 3,
+                stdout: "activating\n".into(),
+                ..Output::default()
+            },
+        );
+        runner.answer(
+            "journalctl",
+            Output {
+                stdout:
+                    "level=fatal msg=\"starting kubernetes: preparing server: port 6443 in use\""
+                        .into(),
+                ..Output::default()
+            },
+        );
+        let (_root, cx) = context(runner.clone());
+        let mut step = InstallK3s::default();
+        step.plan(&cx).await.unwrap();
+        let err = step.apply(&cx).await.unwrap_err().to_string();
+        assert!(err.contains("k3s did not become ready within 1s"), "{err}");
+        assert!(err.contains("the API never answered /readyz"), "{err}");
+        assert!(err.contains("service state: activating"), "{err}");
+        assert!(err.contains("port 6443 in use"), "{err}");
+        assert!(err.contains("help: fix what the journal shows"), "{err}");
+    }
 
     #[test]
     fn plus_in_tag_is_escaped_in_urls() {
