@@ -390,11 +390,63 @@ pub fn desired(fm: &Foreman) -> Vec<Value> {
         "spec": ingress_spec,
     }));
 
+    if spec.plugins.katello {
+        for o in &mut objs {
+            with_katello_settings(fm, o, &foreman_image);
+        }
+    }
     for o in &mut objs {
         let hash = short_hash(o);
         o["metadata"]["annotations"] = json!({HASH_ANNOTATION: hash});
     }
     objs
+}
+
+/// Katello's settings (Candlepin's URL and the OAuth consumer Foreman and Candlepin share) hold
+/// secrets, so a ConfigMap cannot carry them: an init container writes
+/// /etc/foreman/plugins/katello.yaml from the generated Secret into a memory volume that every
+/// Foreman container mounts.
+fn with_katello_settings(fm: &Foreman, obj: &mut Value, foreman_image: &str) {
+    let pod = match obj["kind"].as_str() {
+        Some("Deployment") | Some("Job") => &mut obj["spec"]["template"]["spec"],
+        Some("CronJob") => &mut obj["spec"]["jobTemplate"]["spec"]["template"]["spec"],
+        _ => return,
+    };
+    if pod["containers"][0]["image"] != foreman_image {
+        return;
+    }
+    let ns = fm.metadata.namespace.clone().unwrap_or_default();
+    let script = format!(
+        "printf '%s\\n' ':katello:' '  :candlepin:' '    :url: https://candlepin.{ns}.svc:{CANDLEPIN_PORT}/candlepin' \"    :oauth_key: ${{OAUTH_KEY}}\" \"    :oauth_secret: ${{OAUTH_SECRET}}\" '    :ca_cert_file: /etc/foreman/tls/ca.crt' > /etc/foreman/plugins/katello.yaml"
+    );
+    let mut init = container(
+        "katello-settings",
+        foreman_image.to_string(),
+        json!(["/bin/sh", "-c", script]),
+        vec![
+            secret_env("OAUTH_KEY", GENERATED_SECRET, "oauth-consumer-key"),
+            secret_env("OAUTH_SECRET", GENERATED_SECRET, "oauth-consumer-secret"),
+        ],
+    );
+    init["volumeMounts"] = json!([{"name": "plugins", "mountPath": "/etc/foreman/plugins"}]);
+    pod["initContainers"] = json!([init]);
+    let volumes = pod["volumes"]
+        .as_array_mut()
+        .expect("pods have a volume list");
+    volumes.push(json!({"name": "plugins", "emptyDir": {"medium": "Memory"}}));
+    volumes.push(json!({"name": "tls-ca", "secret": {"secretName": TLS_SECRET, "items": [{"key": "ca.crt", "path": "ca.crt"}]}}));
+    for c in pod["containers"]
+        .as_array_mut()
+        .expect("pods have containers")
+    {
+        let mounts = c["volumeMounts"]
+            .as_array_mut()
+            .expect("Foreman containers mount their config");
+        mounts.push(
+            json!({"name": "plugins", "mountPath": "/etc/foreman/plugins", "readOnly": true}),
+        );
+        mounts.push(json!({"name": "tls-ca", "mountPath": "/etc/foreman/tls", "readOnly": true}));
+    }
 }
 
 fn katello(fm: &Foreman) -> Vec<Value> {
@@ -476,7 +528,7 @@ fn katello(fm: &Foreman) -> Vec<Value> {
 
     // Candlepin reads its JDBC settings from candlepin.conf: written at start from its Secret.
     let cdb = &spec.database.candlepin_secret;
-    let conf = "printf '%s\\n' \"jpa.config.hibernate.connection.url=jdbc:postgresql://${DB_HOST}:${DB_PORT}/${DB_NAME}\" \"jpa.config.hibernate.connection.username=${DB_USER}\" \"jpa.config.hibernate.connection.password=${DB_PASSWORD}\" \"candlepin.db.database_manage_on_startup=Manage\" > /etc/candlepin/conf.d/database.conf";
+    let conf = "printf '%s\\n' \"jpa.config.hibernate.connection.url=jdbc:postgresql://${DB_HOST}:${DB_PORT}/${DB_NAME}\" \"jpa.config.hibernate.connection.username=${DB_USER}\" \"jpa.config.hibernate.connection.password=${DB_PASSWORD}\" \"candlepin.db.database_manage_on_startup=Manage\" \"candlepin.auth.oauth.consumer.${OAUTH_KEY}.secret=${OAUTH_SECRET}\" > /etc/candlepin/conf.d/database.conf";
     let mut init = container(
         "configure",
         image(fm, "candlepin"),
@@ -649,6 +701,46 @@ mod tests {
             assert_eq!(o["metadata"]["labels"][MANAGED_BY_LABEL], MANAGED_BY);
             assert!(o["metadata"]["annotations"][HASH_ANNOTATION].is_string());
         }
+    }
+
+    #[test]
+    fn katello_settings_reach_every_foreman_pod_and_only_with_katello() {
+        let with = desired(&foreman(true, false));
+        let foreman_pods: Vec<&Value> = with
+            .iter()
+            .filter(|o| {
+                o["kind"] != "CronJob"
+                    && o["spec"]["template"]["spec"]["containers"][0]["image"]
+                        == "quay.io/foreman/foreman:3.18"
+            })
+            .collect();
+        assert_eq!(
+            foreman_pods.len(),
+            4,
+            "migration, web, orchestrator, worker"
+        );
+        for o in foreman_pods {
+            let pod = &o["spec"]["template"]["spec"];
+            assert_eq!(
+                pod["initContainers"][0]["name"], "katello-settings",
+                "{}",
+                o["metadata"]["name"]
+            );
+            assert!(pod["containers"][0]["volumeMounts"]
+                .to_string()
+                .contains("/etc/foreman/plugins"));
+        }
+        let candlepin = with
+            .iter()
+            .find(|o| o["metadata"]["name"] == "candlepin" && o["kind"] == "Deployment")
+            .unwrap();
+        assert!(candlepin
+            .to_string()
+            .contains("candlepin.auth.oauth.consumer.${OAUTH_KEY}.secret"));
+        let without = desired(&foreman(false, true));
+        assert!(!without
+            .iter()
+            .any(|o| o.to_string().contains("katello-settings")));
     }
 
     #[test]
