@@ -109,20 +109,28 @@ fn env(var: &str, value: impl Into<String>) -> Value {
     json!({"name": var, "value": value.into()})
 }
 
+/// `{PREFIX}HOST`, `PORT`, `NAME`, `USER`, `PASSWORD` from a database Secret.
+fn db_env(prefix: &str, secret: &str) -> Vec<Value> {
+    [
+        ("HOST", "host"),
+        ("PORT", "port"),
+        ("NAME", "name"),
+        ("USER", "user"),
+        ("PASSWORD", "password"),
+    ]
+    .iter()
+    .map(|(var, key)| secret_env(&format!("{prefix}{var}"), secret, key))
+    .collect()
+}
+
 /// Database connection for Foreman: parts from its Secret, joined by Kubernetes' $(VAR) expansion.
 fn foreman_db_env(fm: &Foreman) -> Vec<Value> {
-    let s = &fm.spec.database.secret;
-    vec![
-        secret_env("DB_HOST", s, "host"),
-        secret_env("DB_PORT", s, "port"),
-        secret_env("DB_NAME", s, "name"),
-        secret_env("DB_USER", s, "user"),
-        secret_env("DB_PASSWORD", s, "password"),
-        env(
-            "DATABASE_URL",
-            "postgresql://$(DB_USER):$(DB_PASSWORD)@$(DB_HOST):$(DB_PORT)/$(DB_NAME)?pool=5",
-        ),
-    ]
+    let mut e = db_env("DB_", &fm.spec.database.secret);
+    e.push(env(
+        "DATABASE_URL",
+        "postgresql://$(DB_USER):$(DB_PASSWORD)@$(DB_HOST):$(DB_PORT)/$(DB_NAME)?pool=5",
+    ));
+    e
 }
 
 fn enabled_plugins(fm: &Foreman) -> String {
@@ -457,12 +465,8 @@ fn katello(fm: &Foreman) -> Vec<Value> {
         Some(h) => format!("https://{h}"),
         None => format!("http://pulp-content:{PULP_CONTENT_PORT}"),
     };
-    let pulp_env = vec![
-        secret_env("PULP_DATABASES__default__HOST", db, "host"),
-        secret_env("PULP_DATABASES__default__PORT", db, "port"),
-        secret_env("PULP_DATABASES__default__NAME", db, "name"),
-        secret_env("PULP_DATABASES__default__USER", db, "user"),
-        secret_env("PULP_DATABASES__default__PASSWORD", db, "password"),
+    let mut pulp_env = db_env("PULP_DATABASES__default__", db);
+    pulp_env.extend([
         env(
             "PULP_DATABASES__default__ENGINE",
             "django.db.backends.postgresql",
@@ -470,7 +474,7 @@ fn katello(fm: &Foreman) -> Vec<Value> {
         env("PULP_CONTENT_ORIGIN", content_origin),
         env("PULP_REDIS_URL", format!("redis://redis:{REDIS_PORT}/8")),
         env("PULP_CACHE_ENABLED", "true"),
-    ];
+    ]);
     let storage = json!({"name": "pulp-storage", "persistentVolumeClaim": {"claimName": spec.storage.pulp_claim}});
     let storage_mount = json!({"name": "pulp-storage", "mountPath": "/var/lib/pulp"});
     let pulp_pod = |name: &str, command: Value, port: Option<u16>, restart: &str| {
@@ -533,13 +537,13 @@ fn katello(fm: &Foreman) -> Vec<Value> {
         "configure",
         image(fm, "candlepin"),
         json!(["/bin/sh", "-c", conf]),
-        vec![
-            secret_env("DB_HOST", cdb, "host"),
-            secret_env("DB_PORT", cdb, "port"),
-            secret_env("DB_NAME", cdb, "name"),
-            secret_env("DB_USER", cdb, "user"),
-            secret_env("DB_PASSWORD", cdb, "password"),
-        ],
+        db_env("DB_", cdb)
+            .into_iter()
+            .chain([
+                secret_env("OAUTH_KEY", GENERATED_SECRET, "oauth-consumer-key"),
+                secret_env("OAUTH_SECRET", GENERATED_SECRET, "oauth-consumer-secret"),
+            ])
+            .collect(),
     );
     init["volumeMounts"] = json!([{"name": "conf", "mountPath": "/etc/candlepin/conf.d"}]);
     let mut tomcat = container(
