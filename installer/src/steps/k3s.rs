@@ -481,6 +481,29 @@ mod tests {
         )
     }
 
+    /// Scripts the next answer to a command: its exit status and stdout.
+    fn answer(runner: &RecordingRunner, command: &str, status: i32, stdout: &str) {
+        runner.answer(
+            command,
+            Output {
+                status,
+                stdout: stdout.into(),
+                ..Output::default()
+            },
+        );
+    }
+
+    /// The API answers /readyz and the node is Ready.
+    fn answer_ready(runner: &RecordingRunner) {
+        answer(
+            runner,
+            "/usr/local/bin/k3s kubectl get --raw=/readyz",
+            0,
+            "ok",
+        );
+        answer(runner, "/usr/local/bin/k3s kubectl get nodes", 0, "True");
+    }
+
     fn commands(runner: &RecordingRunner) -> Vec<String> {
         runner.calls().iter().map(|c| c.display()).collect()
     }
@@ -488,28 +511,8 @@ mod tests {
     #[tokio::test]
     async fn first_start_reloads_units_enables_and_waits_for_readyz_and_node() {
         let runner = Arc::new(RecordingRunner::new());
-        runner.answer(
-            "systemctl is-active k3s",
-            Output {
-                status: 3,
-                stdout: "inactive\n".into(),
-                ..Output::default()
-            },
-        );
-        runner.answer(
-            "/usr/local/bin/k3s kubectl get --raw=/readyz",
-            Output {
-                stdout: "ok".into(),
-                ..Output::default()
-            },
-        );
-        runner.answer(
-            "/usr/local/bin/k3s kubectl get nodes",
-            Output {
-                stdout: "True".into(),
-                ..Output::default()
-            },
-        );
+        answer(&runner, "systemctl is-active k3s", 3, "inactive\n");
+        answer_ready(&runner);
         let (_root, cx) = context(runner.clone());
         let mut step = InstallK3s::default();
         let changes = step.plan(&cx).await.unwrap();
@@ -539,28 +542,9 @@ mod tests {
         let (_root, cx) = context(runner.clone());
         // k3s runs, but its config and unit are not ours yet: converge with a restart.
         let mut step = InstallK3s::default();
-        runner.answer(
-            "systemctl is-active k3s",
-            Output {
-                stdout: "active\n".into(),
-                ..Output::default()
-            },
-        );
+        answer(&runner, "systemctl is-active k3s", 0, "active\n");
         step.plan(&cx).await.unwrap();
-        runner.answer(
-            "/usr/local/bin/k3s kubectl get --raw=/readyz",
-            Output {
-                stdout: "ok".into(),
-                ..Output::default()
-            },
-        );
-        runner.answer(
-            "/usr/local/bin/k3s kubectl get nodes",
-            Output {
-                stdout: "True".into(),
-                ..Output::default()
-            },
-        );
+        answer_ready(&runner);
         step.apply(&cx).await.unwrap();
         assert!(
             commands(&runner).contains(&"systemctl restart k3s".to_string()),
@@ -570,13 +554,7 @@ mod tests {
 
         // Nothing changed: no restart planned.
         let before = runner.calls().len();
-        runner.answer(
-            "systemctl is-active k3s",
-            Output {
-                stdout: "active\n".into(),
-                ..Output::default()
-            },
-        );
+        answer(&runner, "systemctl is-active k3s", 0, "active\n");
         assert!(step.plan(&cx).await.unwrap().is_empty());
         assert_eq!(commands(&runner)[before..], ["systemctl is-active k3s"]);
 
@@ -585,13 +563,7 @@ mod tests {
             .fs()
             .write_atomic(&cx.host.path(CONFIG), b"edited", 0o600)
             .unwrap();
-        runner.answer(
-            "systemctl is-active k3s",
-            Output {
-                stdout: "active\n".into(),
-                ..Output::default()
-            },
-        );
+        answer(&runner, "systemctl is-active k3s", 0, "active\n");
         let changes = step.plan(&cx).await.unwrap();
         assert!(
             changes
@@ -604,14 +576,7 @@ mod tests {
     #[tokio::test]
     async fn timeout_says_why_with_service_state_and_journal() {
         let runner = Arc::new(RecordingRunner::new());
-        runner.answer(
-            "systemctl is-active k3s",
-            Output {
-                status: 3,
-                stdout: "inactive\n".into(),
-                ..Output::default()
-            },
-        );
+        answer(&runner, "systemctl is-active k3s", 3, "inactive\n");
         runner.answer(
             "/usr/local/bin/k3s kubectl get --raw=/readyz",
             Output {
@@ -620,14 +585,7 @@ mod tests {
                 ..Output::default()
             },
         );
-        runner.answer(
-            "systemctl is-active k3s",
-            Output {
-                status: 3,
-                stdout: "activating\n".into(),
-                ..Output::default()
-            },
-        );
+        answer(&runner, "systemctl is-active k3s", 3, "activating\n");
         runner.answer(
             "journalctl",
             Output {
