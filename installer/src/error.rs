@@ -55,6 +55,8 @@ pub enum Error {
         #[source]
         source: serde_yaml::Error,
     },
+    #[error("{} exists and is not a directory; nothing was changed\nhelp: move it out of the way, or choose another directory with --pulp-dir", path.display())]
+    NotADirectory { path: PathBuf },
     #[error("unknown step `{name}`\nhelp: steps are {known}")]
     UnknownStep { name: String, known: String },
 }

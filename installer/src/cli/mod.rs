@@ -197,8 +197,8 @@ fn init_logging(verbose: u8) {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Install(args) => {
-            let (cx, mut steps) = prepare(&args)?;
-            let reports = steps::apply(&cx, &mut steps).await?;
+            let (cx, steps) = prepare(&args)?;
+            let reports = steps::apply(&cx, &steps).await?;
             let n: usize = reports.iter().map(|r| r.changes.len()).sum();
             if n == 0 {
                 println!("foreman-box: up to date, nothing changed");
@@ -209,8 +209,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Plan(args) => {
-            let (cx, mut steps) = prepare(&args)?;
-            let reports = steps::plan(&cx, &mut steps).await?;
+            let (cx, steps) = prepare(&args)?;
+            let reports = steps::plan(&cx, &steps).await?;
             print_reports(&reports);
             let pending = reports.iter().any(|r| !r.changes.is_empty());
             Ok(if pending {

@@ -2,7 +2,7 @@
 //! its config, systemd unit and env file; started, and waited for until the API answers `/readyz`
 //! and the node is Ready. Restarted only when the binary, unit, env or config changed.
 
-use super::{Change, Context, DesiredFile, Step};
+use super::{Action, Change, Context, DesiredFile, Step};
 use crate::download::{parse_sha256sums, Fetched};
 use crate::error::{Error, Result};
 use crate::facts::Arch;
@@ -76,27 +76,22 @@ struct Planned {
 }
 
 #[derive(Default)]
-pub struct InstallK3s {
-    planned: Option<Planned>,
-}
+pub struct InstallK3s;
 
 impl Step for InstallK3s {
     fn name(&self) -> &'static str {
         "k3s"
     }
 
-    fn plan<'a>(&'a mut self, cx: &'a Context) -> BoxFuture<'a, Result<Vec<Change>>> {
+    // Bridge to the action engine: the planned changes are reported one by one and all of the
+    // work runs in the first action. Converted to one action per change in the hardening work
+    // (issue 10).
+    fn plan<'a>(&'a self, cx: &'a Context) -> BoxFuture<'a, Result<Vec<Action>>> {
         Box::pin(async move {
             let (planned, changes) = plan(cx).await?;
-            self.planned = Some(planned);
-            Ok(changes)
-        })
-    }
-
-    fn apply<'a>(&'a mut self, cx: &'a Context) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            let planned = self.planned.take().expect("plan runs before apply");
-            apply(cx, &planned).await
+            Ok(super::bridge_actions(changes, move |cx| {
+                Box::pin(async move { apply(cx, &planned).await })
+            }))
         })
     }
 }
@@ -445,7 +440,7 @@ mod tests {
     use super::*;
     use crate::config::Layers;
     use crate::host::{Host, Output, RecordingRunner};
-    use crate::steps::{Context, RunOptions};
+    use crate::steps::{run_all, Context, RunOptions};
     use std::sync::Arc;
 
     /// A root where the k3s binary of the pinned release is installed and its checksums cached,
@@ -514,16 +509,16 @@ mod tests {
         answer(&runner, "systemctl is-active k3s", 3, "inactive\n");
         answer_ready(&runner);
         let (_root, cx) = context(runner.clone());
-        let mut step = InstallK3s::default();
-        let changes = step.plan(&cx).await.unwrap();
+        let step = InstallK3s;
+        let actions = step.plan(&cx).await.unwrap();
         assert!(
-            changes
+            actions
                 .iter()
-                .any(|c| c.what == "start k3s and wait until it is ready"
-                    && c.why == "service is inactive"),
-            "{changes:?}"
+                .any(|a| a.change.what == "start k3s and wait until it is ready"
+                    && a.change.why == "service is inactive"),
+            "{actions:?}"
         );
-        step.apply(&cx).await.unwrap();
+        run_all(&cx, actions).await.unwrap();
         assert_eq!(
             commands(&runner),
             [
@@ -541,11 +536,11 @@ mod tests {
         let runner = Arc::new(RecordingRunner::new());
         let (_root, cx) = context(runner.clone());
         // k3s runs, but its config and unit are not ours yet: converge with a restart.
-        let mut step = InstallK3s::default();
+        let step = InstallK3s;
         answer(&runner, "systemctl is-active k3s", 0, "active\n");
-        step.plan(&cx).await.unwrap();
+        let actions = step.plan(&cx).await.unwrap();
         answer_ready(&runner);
-        step.apply(&cx).await.unwrap();
+        run_all(&cx, actions).await.unwrap();
         assert!(
             commands(&runner).contains(&"systemctl restart k3s".to_string()),
             "{:?}",
@@ -564,12 +559,12 @@ mod tests {
             .write_atomic(&cx.host.path(CONFIG), b"edited", 0o600)
             .unwrap();
         answer(&runner, "systemctl is-active k3s", 0, "active\n");
-        let changes = step.plan(&cx).await.unwrap();
+        let actions = step.plan(&cx).await.unwrap();
         assert!(
-            changes
+            actions
                 .iter()
-                .any(|c| c.what == "restart k3s and wait until it is ready"),
-            "{changes:?}"
+                .any(|a| a.change.what == "restart k3s and wait until it is ready"),
+            "{actions:?}"
         );
     }
 
@@ -596,9 +591,8 @@ mod tests {
             },
         );
         let (_root, cx) = context(runner.clone());
-        let mut step = InstallK3s::default();
-        step.plan(&cx).await.unwrap();
-        let err = step.apply(&cx).await.unwrap_err().to_string();
+        let actions = InstallK3s.plan(&cx).await.unwrap();
+        let err = run_all(&cx, actions).await.unwrap_err().to_string();
         assert!(err.contains("k3s did not become ready within 1s"), "{err}");
         assert!(err.contains("the API never answered /readyz"), "{err}");
         assert!(err.contains("service state: activating"), "{err}");

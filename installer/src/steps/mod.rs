@@ -1,9 +1,13 @@
 //! The step engine and the install order.
 //!
-//! Every change to the host is a step. `plan` reads the current state and records what it would
-//! change and why; `apply` makes exactly those recorded changes; the engine then plans again and
-//! insists on an empty plan. `foreman-box plan` runs only `plan`, so a dry run and a real run
-//! cannot drift apart.
+//! Every change to the host is a step. `plan` reads the current state and returns the
+//! [`Action`]s that would bring it to the desired state, each with what it changes and why;
+//! `apply` runs exactly those actions, in order, and nothing else; the engine then plans again
+//! and insists on an empty plan. `foreman-box plan` shows the same actions without running
+//! them, so a dry run and a real run cannot drift apart.
+//!
+//! What happens is told to a [`Reporter`] (the terminal display, plain lines, a log file), never
+//! printed from here.
 
 pub mod k3s;
 pub mod postgres;
@@ -18,15 +22,16 @@ use crate::host::Host;
 use crate::secret::Secret;
 use futures::future::BoxFuture;
 use std::fmt;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// The install order: one list, in one place.
 pub fn install_order() -> Vec<Box<dyn Step>> {
     vec![
         Box::new(preflight::RunPreflight),
-        Box::new(k3s::InstallK3s::default()),
-        Box::new(postgres::ConfigurePostgres::default()),
-        Box::new(storage::PrepareStorage::default()),
+        Box::new(k3s::InstallK3s),
+        Box::new(postgres::ConfigurePostgres),
+        Box::new(storage::PrepareStorage),
     ]
 }
 
@@ -52,6 +57,8 @@ pub struct Context {
     pub downloader: Downloader,
     /// The external PostgreSQL admin password (from a file or FOREMAN_BOX_POSTGRES_ADMIN_PASSWORD).
     pub postgres_admin_password: Option<Secret>,
+    /// Where steps tell what they are doing (warnings, skips, progress, the wait's live view).
+    pub reporter: Arc<dyn Reporter>,
 }
 
 impl Context {
@@ -73,12 +80,19 @@ impl Context {
             options,
             downloader,
             postgres_admin_password,
+            reporter: Arc::new(LogReporter),
         }
+    }
+
+    /// The same context, telling a different reporter.
+    pub fn with_reporter(mut self, reporter: Arc<dyn Reporter>) -> Self {
+        self.reporter = reporter;
+        self
     }
 }
 
 /// One planned change, as shown to a person: what, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Change {
     pub what: String,
     pub why: String,
@@ -99,18 +113,150 @@ impl fmt::Display for Change {
     }
 }
 
-pub trait Step: Send {
+/// The work of one action: runs once, against the context it was planned with.
+pub type Work = Box<dyn for<'a> FnOnce(&'a Context) -> BoxFuture<'a, Result<()>> + Send>;
+
+/// One planned change and the work that makes it. `plan` returns these; `apply` runs exactly
+/// these. Everything the work needs was decided while planning and is captured in it.
+pub struct Action {
+    pub change: Change,
+    work: Work,
+}
+
+impl Action {
+    /// An action whose work is async.
+    pub fn new<F>(what: impl Into<String>, why: impl Into<String>, work: F) -> Self
+    where
+        F: for<'a> FnOnce(&'a Context) -> BoxFuture<'a, Result<()>> + Send + 'static,
+    {
+        Action {
+            change: Change::new(what, why),
+            work: Box::new(work),
+        }
+    }
+
+    /// An action whose work is a plain function of the context.
+    pub fn sync<F>(what: impl Into<String>, why: impl Into<String>, work: F) -> Self
+    where
+        F: FnOnce(&Context) -> Result<()> + Send + 'static,
+    {
+        Action::new(what, why, move |cx| Box::pin(async move { work(cx) }))
+    }
+
+    /// Writes a file the way every step does (atomic, explicit mode, compared first).
+    pub fn write_file(file: DesiredFile, why: impl Into<String>) -> Self {
+        let what = format!("write {}", file.path);
+        Action::sync(what, why, move |cx| file.write(&cx.host).map(|_| ()))
+    }
+
+    pub async fn run(self, cx: &Context) -> Result<()> {
+        (self.work)(cx).await
+    }
+}
+
+impl fmt::Debug for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Action").field("change", &self.change).finish()
+    }
+}
+
+pub trait Step: Send + Sync {
     fn name(&self) -> &'static str;
 
-    /// Compares desired and actual state; remembers and returns the changes to make.
-    fn plan<'a>(&'a mut self, cx: &'a Context) -> BoxFuture<'a, Result<Vec<Change>>>;
+    /// Compares desired and actual state and returns the actions that close the gap. Changes
+    /// nothing. An empty list means up to date.
+    fn plan<'a>(&'a self, cx: &'a Context) -> BoxFuture<'a, Result<Vec<Action>>>;
+}
 
-    /// Makes the changes the last `plan` recorded.
-    fn apply<'a>(&'a mut self, cx: &'a Context) -> BoxFuture<'a, Result<()>>;
+/// How a step ended, for the display.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Nothing to do.
+    UpToDate,
+    /// Changes were planned (plan) or made (install).
+    Changed,
+    Failed,
+}
+
+/// One line of the wait's live view: a component of the Foreman deployment.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ComponentLine {
+    /// `foreman`, `dynflow-worker`, `candlepin`, `pulp-migrate`, ...
+    pub name: String,
+    pub ready: bool,
+    /// `2/2 ready`, `job 0/1`, ...
+    pub progress: String,
+    /// Why it is not ready: `ImagePullBackOff`, `CrashLoopBackOff: exit 1`, ...
+    pub reason: Option<String>,
+}
+
+/// Where the engine and the steps tell what happens. The CLI picks one (terminal display,
+/// plain lines, JSON); tests record. Implementations must never receive a secret: callers pass
+/// only what may be shown.
+pub trait Reporter: Send + Sync {
+    /// A step starts planning (and, on install, applying).
+    fn step_started(&self, step: &'static str);
+    /// What a step will change (install) or would change (plan); called once per step.
+    fn step_planned(&self, step: &'static str, changes: &[Change]);
+    fn step_finished(&self, step: &'static str, outcome: Outcome, elapsed: Duration);
+    /// Something a person should read, shown under the step (preflight findings ignored as
+    /// asked, an external server that needs a restart by hand).
+    fn warning(&self, step: &'static str, message: &str);
+    /// Detail: skips and their reasons, what a wait is waiting for. Shown with -v, always logged.
+    fn note(&self, step: &'static str, message: &str);
+    /// A download starts; the returned handle is told its progress.
+    fn download(&self, what: &str, total: Option<u64>) -> Box<dyn ProgressHandle>;
+    /// The wait's live view: the current line of every component, replacing the last call's.
+    fn components(&self, step: &'static str, lines: &[ComponentLine]);
+}
+
+/// Progress of one download.
+pub trait ProgressHandle: Send {
+    fn advance(&mut self, bytes: u64);
+    fn finish(&mut self);
+}
+
+/// Tells everything as tracing events: the default, and what non-terminal runs log.
+pub struct LogReporter;
+
+impl Reporter for LogReporter {
+    fn step_started(&self, step: &'static str) {
+        tracing::debug!(step, "started");
+    }
+    fn step_planned(&self, step: &'static str, changes: &[Change]) {
+        for c in changes {
+            tracing::info!(step, change = %c.what, why = %c.why, "planned");
+        }
+    }
+    fn step_finished(&self, step: &'static str, outcome: Outcome, elapsed: Duration) {
+        tracing::info!(step, ?outcome, elapsed_ms = elapsed.as_millis() as u64, "finished");
+    }
+    fn warning(&self, step: &'static str, message: &str) {
+        tracing::warn!(step, "{message}");
+    }
+    fn note(&self, step: &'static str, message: &str) {
+        tracing::info!(step, "{message}");
+    }
+    fn download(&self, what: &str, total: Option<u64>) -> Box<dyn ProgressHandle> {
+        tracing::info!(what, total, "downloading");
+        Box::new(NoProgress)
+    }
+    fn components(&self, step: &'static str, lines: &[ComponentLine]) {
+        for l in lines {
+            tracing::info!(step, component = %l.name, ready = l.ready, progress = %l.progress, reason = l.reason.as_deref().unwrap_or(""), "component");
+        }
+    }
+}
+
+struct NoProgress;
+impl ProgressHandle for NoProgress {
+    fn advance(&mut self, _: u64) {}
+    fn finish(&mut self) {}
 }
 
 /// What one step did or would do.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct StepReport {
     pub step: &'static str,
     pub changes: Vec<Change>,
@@ -138,50 +284,118 @@ pub fn select(only: &[String]) -> Result<Vec<Box<dyn Step>>> {
 }
 
 /// Plans every step without changing anything.
-pub async fn plan(cx: &Context, steps: &mut [Box<dyn Step>]) -> Result<Vec<StepReport>> {
+pub async fn plan(cx: &Context, steps: &[Box<dyn Step>]) -> Result<Vec<StepReport>> {
     let mut reports = Vec::new();
-    for step in steps.iter_mut() {
-        let changes = step.plan(cx).await?;
-        reports.push(StepReport {
-            step: step.name(),
-            changes,
-        });
-    }
-    Ok(reports)
-}
-
-/// Plans and applies each step in order, then checks that it converged.
-pub async fn apply(cx: &Context, steps: &mut [Box<dyn Step>]) -> Result<Vec<StepReport>> {
-    let mut reports = Vec::new();
-    for step in steps.iter_mut() {
+    for step in steps {
         let name = step.name();
-        let changes = step.plan(cx).await?;
-        if changes.is_empty() {
-            tracing::info!(step = name, "up to date");
+        let started = Instant::now();
+        cx.reporter.step_started(name);
+        let changes: Vec<Change> = match step.plan(cx).await {
+            Ok(actions) => actions.into_iter().map(|a| a.change).collect(),
+            Err(e) => {
+                cx.reporter
+                    .step_finished(name, Outcome::Failed, started.elapsed());
+                return Err(e);
+            }
+        };
+        cx.reporter.step_planned(name, &changes);
+        let outcome = if changes.is_empty() {
+            Outcome::UpToDate
         } else {
-            for c in &changes {
-                tracing::info!(step = name, change = %c.what, why = %c.why, "applying");
-            }
-            step.apply(cx).await?;
-            let left = step.plan(cx).await?;
-            if !left.is_empty() {
-                return Err(Error::NotConverged {
-                    step: name,
-                    changes: left
-                        .iter()
-                        .map(|c| c.what.as_str())
-                        .collect::<Vec<_>>()
-                        .join("; "),
-                });
-            }
-            tracing::info!(step = name, changes = changes.len(), "done");
-        }
+            Outcome::Changed
+        };
+        cx.reporter.step_finished(name, outcome, started.elapsed());
         reports.push(StepReport {
             step: name,
             changes,
         });
     }
     Ok(reports)
+}
+
+/// Plans each step, runs exactly the planned actions, then checks that it converged.
+pub async fn apply(cx: &Context, steps: &[Box<dyn Step>]) -> Result<Vec<StepReport>> {
+    let mut reports = Vec::new();
+    for step in steps {
+        let name = step.name();
+        let started = Instant::now();
+        cx.reporter.step_started(name);
+        match apply_one(cx, step.as_ref()).await {
+            Ok(changes) => {
+                let outcome = if changes.is_empty() {
+                    Outcome::UpToDate
+                } else {
+                    Outcome::Changed
+                };
+                cx.reporter.step_finished(name, outcome, started.elapsed());
+                reports.push(StepReport {
+                    step: name,
+                    changes,
+                });
+            }
+            Err(e) => {
+                cx.reporter
+                    .step_finished(name, Outcome::Failed, started.elapsed());
+                return Err(e);
+            }
+        }
+    }
+    Ok(reports)
+}
+
+async fn apply_one(cx: &Context, step: &dyn Step) -> Result<Vec<Change>> {
+    let name = step.name();
+    let actions = step.plan(cx).await?;
+    let changes: Vec<Change> = actions.iter().map(|a| a.change.clone()).collect();
+    cx.reporter.step_planned(name, &changes);
+    if actions.is_empty() {
+        return Ok(changes);
+    }
+    run_all(cx, actions).await?;
+    let left = step.plan(cx).await?;
+    if !left.is_empty() {
+        return Err(Error::NotConverged {
+            step: name,
+            changes: left
+                .iter()
+                .map(|a| a.change.what.as_str())
+                .collect::<Vec<_>>()
+                .join("; "),
+        });
+    }
+    Ok(changes)
+}
+
+/// Runs actions in order, stopping at the first failure.
+pub async fn run_all(cx: &Context, actions: Vec<Action>) -> Result<()> {
+    for action in actions {
+        action.run(cx).await?;
+    }
+    Ok(())
+}
+
+/// Temporary bridge for steps that still plan into private state: every change is reported,
+/// the first action carries all of the work. To be removed when every step returns one action
+/// per change (issue 10).
+pub(crate) fn bridge_actions<F>(changes: Vec<Change>, work: F) -> Vec<Action>
+where
+    F: for<'a> FnOnce(&'a Context) -> BoxFuture<'a, Result<()>> + Send + 'static,
+{
+    let mut work: Option<Work> = Some(Box::new(work));
+    changes
+        .into_iter()
+        .map(|c| {
+            let w = work.take();
+            Action::new(c.what, c.why, move |cx| {
+                Box::pin(async move {
+                    match w {
+                        Some(w) => w(cx).await,
+                        None => Ok(()),
+                    }
+                })
+            })
+        })
+        .collect()
 }
 
 /// Desired files, compared and written the same way by every step.

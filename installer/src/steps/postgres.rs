@@ -122,27 +122,20 @@ enum Action {
 }
 
 #[derive(Default)]
-pub struct ConfigurePostgres {
-    planned: Vec<Action>,
-}
+pub struct ConfigurePostgres;
 
 impl Step for ConfigurePostgres {
     fn name(&self) -> &'static str {
         "postgres"
     }
 
-    fn plan<'a>(&'a mut self, cx: &'a Context) -> BoxFuture<'a, Result<Vec<Change>>> {
+    // Bridge to the action engine, as in the k3s step (converted in issue 10).
+    fn plan<'a>(&'a self, cx: &'a Context) -> BoxFuture<'a, Result<Vec<super::Action>>> {
         Box::pin(async move {
             let (actions, changes): (Vec<_>, Vec<_>) = plan(cx).await?.into_iter().unzip();
-            self.planned = actions;
-            Ok(changes)
-        })
-    }
-
-    fn apply<'a>(&'a mut self, cx: &'a Context) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            let actions = std::mem::take(&mut self.planned);
-            apply(cx, actions).await
+            Ok(super::bridge_actions(changes, move |cx| {
+                Box::pin(async move { apply(cx, actions).await })
+            }))
         })
     }
 }

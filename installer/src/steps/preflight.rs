@@ -2,7 +2,7 @@
 //! the gathered facts and the configuration; each failure says what is wrong and how to fix it,
 //! and `--ignore-preflight NAME` (or `all`) turns it into a warning.
 
-use super::{Change, Context, Step};
+use super::{Action, Context, Step};
 use crate::config::{Config, PostgresMode};
 use crate::error::{Error, Result};
 use crate::facts::{Arch, Facts, SelinuxMode};
@@ -77,14 +77,17 @@ impl Step for RunPreflight {
         "preflight"
     }
 
-    fn plan<'a>(&'a mut self, cx: &'a Context) -> BoxFuture<'a, Result<Vec<Change>>> {
+    fn plan<'a>(&'a self, cx: &'a Context) -> BoxFuture<'a, Result<Vec<Action>>> {
         Box::pin(async move {
             let (fatal, ignored) = partition(
                 run_checks(&cx.facts, &cx.config),
                 &cx.options.ignore_preflight,
             );
             for f in &ignored {
-                tracing::warn!(check = f.check, problem = %f.problem, "preflight check failed, ignored as asked");
+                cx.reporter.warning(
+                    "preflight",
+                    &format!("{}: {} (ignored as asked)", f.check, f.problem),
+                );
             }
             if fatal.is_empty() {
                 Ok(Vec::new())
@@ -94,10 +97,6 @@ impl Step for RunPreflight {
                 })
             }
         })
-    }
-
-    fn apply<'a>(&'a mut self, _cx: &'a Context) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async { Ok(()) })
     }
 }
 

@@ -1,8 +1,8 @@
 //! PrepareStorage: Pulp's content directory on the host, fit for the Pulp containers, and a
 //! hostPath PersistentVolume pinned to this node with the claim `pulp-storage` pre-bound to it.
 
-use super::{Change, Context, DesiredFile, Step};
-use crate::error::Result;
+use super::{Action, Context, Step};
+use crate::error::{Error, Result};
 use crate::facts::SelinuxMode;
 use crate::host::Cmd;
 use crate::manifests::{self, labels, NAMESPACE};
@@ -29,49 +29,16 @@ const DIR_MODE: u32 = 0o750;
 const SELINUX_TYPE: &str = "container_file_t";
 pub const MANIFEST: &str = "foreman-box-storage.yaml";
 
-#[derive(Debug, Clone)]
-enum Action {
-    Dir(PathBuf),
-    Own(PathBuf),
-    Label(PathBuf),
-    File(DesiredFile),
-}
-
 #[derive(Default)]
-pub struct PrepareStorage {
-    planned: Vec<Action>,
-}
+pub struct PrepareStorage;
 
 impl Step for PrepareStorage {
     fn name(&self) -> &'static str {
         "storage"
     }
 
-    fn plan<'a>(&'a mut self, cx: &'a Context) -> BoxFuture<'a, Result<Vec<Change>>> {
-        Box::pin(async move {
-            let (actions, changes) = plan(cx)?;
-            self.planned = actions;
-            Ok(changes)
-        })
-    }
-
-    fn apply<'a>(&'a mut self, cx: &'a Context) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            let host = &cx.host;
-            for a in std::mem::take(&mut self.planned) {
-                match a {
-                    Action::Dir(p) => {
-                        host.fs().ensure_dir(&host.path(&p), DIR_MODE)?;
-                    }
-                    Action::Own(p) => host.fs().chown(&host.path(&p), PULP_UID, PULP_GID)?,
-                    Action::Label(p) => label(cx, &p)?,
-                    Action::File(f) => {
-                        f.write(host)?;
-                    }
-                }
-            }
-            Ok(())
-        })
+    fn plan<'a>(&'a self, cx: &'a Context) -> BoxFuture<'a, Result<Vec<Action>>> {
+        Box::pin(async move { plan(cx) })
     }
 }
 
@@ -82,31 +49,36 @@ pub fn directories(pulp_dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-fn plan(cx: &Context) -> Result<(Vec<Action>, Vec<Change>)> {
+fn plan(cx: &Context) -> Result<Vec<Action>> {
     let host = &cx.host;
     let fs = host.fs();
     let mut actions = Vec::new();
-    let mut changes = Vec::new();
     for dir in directories(&cx.config.storage.pulp_dir) {
         let real = host.path(&dir);
         let shown = dir.display();
-        match fs.mode(&real)? {
-            None => changes.push(Change::new(format!("create {shown}"), "missing")),
-            Some(m) if m != DIR_MODE || !real.is_dir() => changes.push(Change::new(
-                format!("chmod {DIR_MODE:04o} {shown}"),
-                format!("mode {m:04o}"),
-            )),
-            Some(_) => {}
-        }
-        if fs.mode(&real)?.is_none() || fs.mode(&real)? != Some(DIR_MODE) {
-            actions.push(Action::Dir(dir.clone()));
+        let mode = fs.mode(&real)?;
+        let (what, why) = match mode {
+            None => (format!("create {shown}"), "missing".to_string()),
+            Some(_) if !real.is_dir() => {
+                return Err(Error::NotADirectory { path: dir.clone() });
+            }
+            Some(m) if m != DIR_MODE => (format!("chmod {DIR_MODE:04o} {shown}"), format!("mode {m:04o}")),
+            Some(_) => (String::new(), String::new()),
+        };
+        if !what.is_empty() {
+            let d = dir.clone();
+            actions.push(Action::sync(what, why, move |cx| {
+                cx.host.fs().ensure_dir(&cx.host.path(&d), DIR_MODE)?;
+                Ok(())
+            }));
         }
         if fs.owner(&real)? != Some((PULP_UID, PULP_GID)) {
-            changes.push(Change::new(
+            let d = dir.clone();
+            actions.push(Action::sync(
                 format!("chown {PULP_UID}:{PULP_GID} {shown}"),
                 "the Pulp containers run as uid 700",
+                move |cx| Ok(cx.host.fs().chown(&cx.host.path(&d), PULP_UID, PULP_GID)?),
             ));
-            actions.push(Action::Own(dir.clone()));
         }
     }
     if cx.facts.selinux != SelinuxMode::Disabled {
@@ -118,11 +90,11 @@ fn plan(cx: &Context) -> Result<(Vec<Action>, Vec<Change>)> {
             .map(|o| o.stdout)
             .unwrap_or_default();
         if !label.contains(SELINUX_TYPE) {
-            changes.push(Change::new(
+            actions.push(Action::sync(
                 format!("label {} {SELINUX_TYPE}", dir.display()),
                 "SELinux is enabled and containers must write there",
+                move |cx| label_dir(cx, &dir),
             ));
-            actions.push(Action::Label(dir));
         }
     }
     for f in [
@@ -130,15 +102,14 @@ fn plan(cx: &Context) -> Result<(Vec<Action>, Vec<Change>)> {
         manifests::manifest_file(MANIFEST, &objects(cx))?,
     ] {
         if let Some(c) = f.plan(host)? {
-            changes.push(c);
-            actions.push(Action::File(f));
+            actions.push(Action::write_file(f, c.why));
         }
     }
-    Ok((actions, changes))
+    Ok(actions)
 }
 
 /// Labels the tree for containers, persistently (semanage) where the tools exist.
-fn label(cx: &Context, dir: &Path) -> Result<()> {
+fn label_dir(cx: &Context, dir: &Path) -> Result<()> {
     let runner = cx.host.runner();
     let real = cx.host.path(dir).to_string_lossy().into_owned();
     if runner.has_program("semanage") {
