@@ -2,6 +2,7 @@
 //! cluster from the machine's own binaries, and the built `foreman-box` binary.
 
 pub mod mirror;
+pub mod nspawn;
 pub mod pg;
 
 use std::path::{Path, PathBuf};
