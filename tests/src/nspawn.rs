@@ -47,6 +47,7 @@ const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 /// The cached root filesystem, built when missing. Fails with the reason when this host cannot
 /// build it (not root, no debootstrap, no mirror).
+#[allow(clippy::print_stderr)] // the one-time build is worth a line in the test log
 pub fn rootfs() -> Result<PathBuf, String> {
     static BUILD: Mutex<()> = Mutex::new(());
     let _serial = BUILD.lock().unwrap_or_else(|e| e.into_inner());
@@ -132,7 +133,6 @@ pub fn rootfs() -> Result<PathBuf, String> {
     let _ =
         fs::remove_file(building.join("etc/systemd/system/getty.target.wants/getty@tty1.service"));
     fs::rename(&building, &dir).map_err(|e| format!("cannot move the new root into place: {e}"))?;
-    #[allow(clippy::print_stderr)] // the one-time build is worth a line in the test log
     eprintln!(
         "nspawn: built {} in {:.0}s",
         dir.display(),
