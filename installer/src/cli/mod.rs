@@ -50,6 +50,31 @@ enum Command {
         #[command(subcommand)]
         command: Option<OperatorCommand>,
     },
+    /// Remove k3s and foreman-box. Keeps the PostgreSQL databases and roles, the Pulp content and
+    /// /etc/foreman-box unless --purge. Runs the embedded foreman-box-uninstall.sh.
+    Uninstall(UninstallArgs),
+}
+
+/// `scripts/uninstall.sh`, the same script install.sh puts at /usr/local/bin/foreman-box-uninstall.sh.
+const UNINSTALL_SCRIPT: &str = include_str!("../../../scripts/uninstall.sh");
+
+#[derive(Args, Debug, Clone)]
+struct UninstallArgs {
+    /// Also drop the databases foreman, candlepin and pulp and their roles, and remove the Pulp
+    /// content and /etc/foreman-box.
+    #[arg(long)]
+    purge: bool,
+    /// Resolve every host path under DIR and touch no service (tests).
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "FOREMAN_BOX_ROOT",
+        default_value = "/"
+    )]
+    root: PathBuf,
+    /// Print the uninstall script and exit (install.sh installs it next to the binary).
+    #[arg(long, conflicts_with = "purge")]
+    print_script: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -158,7 +183,7 @@ pub fn main() -> ExitCode {
         | Command::Plan(r)
         | Command::Preflight(r)
         | Command::Status { run: r, .. } => r.verbose,
-        Command::Render { .. } | Command::Operator { .. } => 0,
+        Command::Render { .. } | Command::Operator { .. } | Command::Uninstall(_) => 0,
     };
     init_logging(verbose);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -304,7 +329,36 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
         },
+        Command::Uninstall(args) => uninstall(&args),
     }
+}
+
+/// Runs the embedded script with `sh -s`, the script on standard input (no temp file to clean
+/// up). Its output is shown when it ends.
+fn uninstall(args: &UninstallArgs) -> anyhow::Result<ExitCode> {
+    use crate::host::{Cmd, CommandRunner};
+    if args.print_script {
+        print!("{UNINSTALL_SCRIPT}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let root = args
+        .root
+        .to_str()
+        .context("--root must be valid UTF-8")?
+        .to_string();
+    let mut cmd = Cmd::new("sh").args(["-s", "--", "--root", root.as_str()]);
+    if args.purge {
+        cmd = cmd.arg("--purge");
+    }
+    // Stdin is typed as a secret; the script is not one, it is simply never logged either.
+    let out = SystemRunner.output(&cmd.stdin(crate::secret::Secret::new(UNINSTALL_SCRIPT)))?;
+    print!("{}", out.stdout);
+    eprint!("{}", out.stderr);
+    Ok(match u8::try_from(out.status) {
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
+        Err(_) => ExitCode::from(1),
+    })
 }
 
 fn print_reports(reports: &[StepReport]) {

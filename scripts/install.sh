@@ -1,0 +1,187 @@
+#!/bin/sh
+# foreman-box installer: curl -sfL <url>/install.sh | sudo sh -s -- [foreman-box install ARGS]
+#
+# Downloads the foreman-box binary for this machine and the release's SHA256SUMS, verifies the
+# binary's hash, installs it and the uninstall script, then runs `foreman-box install` with this
+# script's arguments. Everything below is one compound command ending on the last line: a download
+# cut short is a syntax error and runs nothing.
+#
+# Environment:
+#   FOREMAN_BOX_VERSION       release to install (default: the one this script was released with)
+#   FOREMAN_BOX_DOWNLOAD_URL  base URL of the release downloads; files are fetched from
+#                             <url>/v<version>/foreman-box-<arch> and <url>/v<version>/SHA256SUMS.
+#                             https only (plain http is accepted for 127.0.0.1 and localhost, for tests)
+#   FOREMAN_BOX_BIN_DIR       where to install (default: /usr/local/bin)
+#   FOREMAN_BOX_BINARY        install this local binary instead of downloading one (Vagrant boxes)
+#   FOREMAN_BOX_SKIP_RUN      `true`: install only, do not run `foreman-box install`
+# Other FOREMAN_BOX_* variables (settings) pass through to `foreman-box install`.
+{
+DEFAULT_VERSION="0.1.0"
+DEFAULT_DOWNLOAD_URL="https://github.com/foreman-box/foreman-box/releases/download"
+
+say() {
+    printf 'foreman-box-install: %s\n' "$*"
+}
+
+err() {
+    say "error: $*" >&2
+    exit 1
+}
+
+need_cmd() {
+    if ! command -v "$1" >/dev/null 2>&1; then
+        err "need '$1' (command not found)"
+    fi
+}
+
+# Runs a command that must succeed; the command line is in the message (never pass secrets).
+ensure() {
+    if ! "$@"; then
+        err "command failed: $*"
+    fi
+}
+
+main() {
+    VERSION="${FOREMAN_BOX_VERSION:-$DEFAULT_VERSION}"
+    VERSION="${VERSION#v}"
+    BASE_URL="${FOREMAN_BOX_DOWNLOAD_URL:-$DEFAULT_DOWNLOAD_URL}"
+    BASE_URL="${BASE_URL%/}"
+    BIN_DIR="${FOREMAN_BOX_BIN_DIR:-/usr/local/bin}"
+    LOCAL_BINARY="${FOREMAN_BOX_BINARY:-}"
+    SKIP_RUN="${FOREMAN_BOX_SKIP_RUN:-false}"
+
+    need_cmd uname
+    need_cmd mktemp
+    need_cmd chmod
+    need_cmd mv
+    need_cmd rm
+    need_cmd id
+    choose_privilege
+
+    TMP_DIR="$(mktemp -d 2>/dev/null || mktemp -d -t foreman-box)" || err "cannot create a temporary directory"
+    # shellcheck disable=SC2064 # the path is fixed now
+    trap "rm -rf '$TMP_DIR'" EXIT
+    trap 'exit 130' INT TERM
+
+    if [ -n "$LOCAL_BINARY" ]; then
+        [ -f "$LOCAL_BINARY" ] || err "FOREMAN_BOX_BINARY=$LOCAL_BINARY is not a file"
+        say "installing the local binary $LOCAL_BINARY (FOREMAN_BOX_BINARY)"
+        ensure cp "$LOCAL_BINARY" "$TMP_DIR/foreman-box"
+    else
+        download_verified
+    fi
+    ensure chmod 0755 "$TMP_DIR/foreman-box"
+    "$TMP_DIR/foreman-box" uninstall --print-script >"$TMP_DIR/foreman-box-uninstall.sh" </dev/null \
+        || err "the downloaded binary does not run on this machine ($TMP_DIR/foreman-box uninstall --print-script failed)"
+    [ -s "$TMP_DIR/foreman-box-uninstall.sh" ] || err "the binary printed no uninstall script"
+    ensure chmod 0755 "$TMP_DIR/foreman-box-uninstall.sh"
+
+    install_files
+
+    if [ "$SKIP_RUN" = true ]; then
+        say "installed; not running it (FOREMAN_BOX_SKIP_RUN=true). Next: $BIN_DIR/foreman-box install"
+        return 0
+    fi
+    say "running: foreman-box install $*"
+    # Our own variables are not settings: the binary would reject them as unknown keys.
+    unset FOREMAN_BOX_VERSION FOREMAN_BOX_DOWNLOAD_URL FOREMAN_BOX_BIN_DIR FOREMAN_BOX_BINARY FOREMAN_BOX_SKIP_RUN
+    # shellcheck disable=SC2086 # SUDO is empty or one word
+    $SUDO "$BIN_DIR/foreman-box" install "$@" </dev/null
+}
+
+# Root, or sudo when it is there (keeping the FOREMAN_BOX_* variables), or a clear message.
+choose_privilege() {
+    SUDO=""
+    [ "$(id -u)" = 0 ] && return 0
+    if command -v sudo >/dev/null 2>&1; then
+        keep="$(env | sed -n 's/^\(FOREMAN_BOX_[A-Z0-9_]*\)=.*/\1/p' | tr '\n' ',')"
+        SUDO="sudo${keep:+ --preserve-env=${keep%,}}"
+        say "not running as root: using sudo"
+        return 0
+    fi
+    err "foreman-box installs system services and must run as root, and sudo is not installed
+help: run it as root: curl -sfL <url>/install.sh | su -c 'sh -s --'"
+}
+
+arch() {
+    machine="$(uname -m)"
+    case "$machine" in
+        x86_64 | amd64) echo x86_64 ;;
+        aarch64 | arm64) echo aarch64 ;;
+        *) err "no foreman-box release for this architecture ($machine)
+help: foreman-box runs on x86_64 and aarch64" ;;
+    esac
+}
+
+# Downloads the binary and SHA256SUMS into TMP_DIR and checks the hash; installs nothing.
+download_verified() {
+    check_url "$BASE_URL"
+    ARCH="$(arch)" || exit 1
+    name="foreman-box-$ARCH"
+    url="$BASE_URL/v$VERSION"
+    say "downloading foreman-box $VERSION for $ARCH from $url"
+    download "$url/SHA256SUMS" "$TMP_DIR/SHA256SUMS"
+    download "$url/$name" "$TMP_DIR/foreman-box"
+    expected="$(awk -v n="$name" '$2 == n || $2 == "*" n { print $1; exit }' "$TMP_DIR/SHA256SUMS")"
+    [ -n "$expected" ] || err "$url/SHA256SUMS has no entry for $name; nothing was installed"
+    actual="$(sha256 "$TMP_DIR/foreman-box")"
+    if [ "$actual" != "$expected" ]; then
+        err "the downloaded $name does not match SHA256SUMS (expected $expected, got $actual); nothing was installed
+help: retry; if it persists the download is corrupted or tampered with: check $url"
+    fi
+    say "sha256 verified: $actual"
+}
+
+check_url() {
+    case "$1" in
+        https://*) PROTO='=https' ;;
+        http://127.0.0.1:* | http://127.0.0.1/* | http://localhost:* | http://localhost/*)
+            say "warning: plain http to $1 (allowed for loopback only, for tests)"
+            PROTO='=http,https'
+            ;;
+        *) err "download URL $1 is not https
+help: set FOREMAN_BOX_DOWNLOAD_URL to an https:// URL (http is allowed for 127.0.0.1 and localhost only)" ;;
+    esac
+}
+
+download() {
+    if command -v curl >/dev/null 2>&1; then
+        curl --proto "$PROTO" --proto-redir "$PROTO" --tlsv1.2 --fail --silent --show-error --location \
+            --retry 3 --connect-timeout 20 --output "$2" "$1" </dev/null \
+            || err "download of $1 failed; nothing was installed"
+    elif command -v wget >/dev/null 2>&1; then
+        wget --quiet --tries=3 --timeout=20 --secure-protocol=TLSv1_2 --output-document="$2" "$1" </dev/null \
+            || err "download of $1 failed; nothing was installed"
+    else
+        err "need curl or wget to download foreman-box"
+    fi
+}
+
+sha256() {
+    if command -v sha256sum >/dev/null 2>&1; then
+        sha256sum "$1" | awk '{ print $1 }'
+    elif command -v shasum >/dev/null 2>&1; then
+        shasum -a 256 "$1" | awk '{ print $1 }'
+    elif command -v openssl >/dev/null 2>&1; then
+        openssl dgst -sha256 -r "$1" | awk '{ print $1 }'
+    else
+        err "need sha256sum, shasum or openssl to verify the download"
+    fi
+}
+
+# Moves both files into BIN_DIR, each through a temp name in that directory (no half-written file).
+install_files() {
+    # shellcheck disable=SC2086 # SUDO is empty or one word
+    $SUDO mkdir -p "$BIN_DIR" || err "cannot create $BIN_DIR"
+    for f in foreman-box foreman-box-uninstall.sh; do
+        # shellcheck disable=SC2086
+        $SUDO cp "$TMP_DIR/$f" "$BIN_DIR/.$f.new" || err "cannot write $BIN_DIR/.$f.new"
+        # shellcheck disable=SC2086
+        $SUDO chmod 0755 "$BIN_DIR/.$f.new" || err "cannot chmod $BIN_DIR/.$f.new"
+        # shellcheck disable=SC2086
+        $SUDO mv -f "$BIN_DIR/.$f.new" "$BIN_DIR/$f" || err "cannot move $f into $BIN_DIR"
+    done
+    say "installed $BIN_DIR/foreman-box and $BIN_DIR/foreman-box-uninstall.sh"
+}
+
+main "$@" || exit 1; }
