@@ -230,3 +230,131 @@ fn k3s_unit_is_enabled_started_restarted_only_on_change_and_diagnosed_on_timeout
         "the journal's last lines are missing:\n{text}"
     );
 }
+
+/// The person's path: `curl | sh` from a clean host, a working install, an uninstall that keeps
+/// the data, a second install that converges on it, and `--purge`.
+#[test]
+fn curl_to_shell_install_then_uninstall_keeps_data_and_purge_removes_it() {
+    let mirror = standin_release();
+    let script = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../scripts/install.sh"
+    ))
+    .unwrap();
+    let binary_bytes = std::fs::read(binary()).unwrap();
+    let version = env!("CARGO_PKG_VERSION");
+    mirror.put("/install.sh", script);
+    mirror.put(
+        &format!("/v{version}/foreman-box-x86_64"),
+        binary_bytes.clone(),
+    );
+    mirror.put(
+        &format!("/v{version}/SHA256SUMS"),
+        format!("{}  foreman-box-x86_64\n", sha256_hex(&binary_bytes)).into_bytes(),
+    );
+    let url = mirror.url();
+    let m = Machine::boot("fb-curl").unwrap_or_else(|e| panic!("cannot boot a Debian host: {e}"));
+    std::fs::write(m.path("/etc/k3s-standin.conf"), "ready_after_secs=1\n").unwrap();
+    let install_line = format!(
+        "curl -sfL {url}/install.sh | sh -s -- --only preflight,k3s,postgres,storage \
+         --ignore-preflight all --hostname {HOSTNAME} --k3s-version {VERSION} \
+         --k3s-release-url {url} --k3s-ready-timeout 60"
+    );
+    let curl = |what: &str| {
+        let r = m.exec(
+            &["/bin/sh", "-c", &install_line],
+            &[("FOREMAN_BOX_DOWNLOAD_URL", &url)],
+            None,
+        );
+        assert_eq!(r.code, 0, "{what}: `{install_line}` failed:\n{}", r.all());
+        r
+    };
+    curl("first install");
+    assert_eq!(
+        sha256_hex(&std::fs::read(m.path("/usr/local/bin/foreman-box")).unwrap()),
+        sha256_hex(&binary_bytes),
+        "install.sh installed the release binary"
+    );
+    assert!(m.path("/usr/local/bin/foreman-box-uninstall.sh").exists());
+    assert_eq!(m.ok("systemctl is-active k3s").trim(), "active");
+    let databases = "runuser -u postgres -- psql -tAc \"SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database WHERE datname IN ('foreman','candlepin','pulp')\"";
+    assert_eq!(m.ok(databases).trim(), "candlepin,foreman,pulp");
+    let stored =
+        std::fs::read_to_string(m.path("/etc/foreman-box/secrets/postgres-foreman")).unwrap();
+
+    // Uninstall keeps the data, and says how to remove it.
+    let out = m.ok("foreman-box-uninstall.sh");
+    assert!(
+        out.contains("--purge"),
+        "uninstall does not say how to remove the kept data:\n{out}"
+    );
+    assert!(
+        !m.path("/etc/systemd/system/k3s.service").exists(),
+        "the k3s unit is still there"
+    );
+    assert!(
+        !m.path("/usr/local/bin/k3s").exists(),
+        "the k3s binary is still there"
+    );
+    assert_ne!(m.sh("systemctl is-active k3s").stdout.trim(), "active");
+    assert_eq!(
+        m.sh("pgrep -x k3s").code,
+        1,
+        "a k3s process survived the uninstall"
+    );
+    assert_eq!(
+        m.ok(databases).trim(),
+        "candlepin,foreman,pulp",
+        "uninstall dropped databases"
+    );
+    assert!(
+        m.path("/var/lib/pulp").is_dir(),
+        "uninstall removed /var/lib/pulp"
+    );
+    assert_eq!(
+        std::fs::read_to_string(m.path("/etc/foreman-box/secrets/postgres-foreman")).unwrap(),
+        stored,
+        "the stored password did not survive"
+    );
+
+    // A second install converges on the kept data: the kept roles still take their passwords.
+    curl("second install");
+    let login = m.exec(
+        &[
+            "psql",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "foreman",
+            "-d",
+            "foreman",
+            "-tAc",
+            "SELECT 1",
+        ],
+        &[("PGPASSWORD", stored.trim())],
+        None,
+    );
+    assert_eq!(
+        login.code,
+        0,
+        "the kept role does not take its stored password:\n{}",
+        login.all()
+    );
+
+    // --purge removes it all.
+    m.ok("foreman-box-uninstall.sh --purge");
+    assert_eq!(m.ok(databases).trim(), "", "--purge left databases");
+    assert_eq!(
+        m.ok("runuser -u postgres -- psql -tAc \"SELECT count(*) FROM pg_roles WHERE rolname IN ('foreman','candlepin','pulp')\"").trim(),
+        "0",
+        "--purge left roles"
+    );
+    assert!(
+        !m.path("/var/lib/pulp").exists(),
+        "--purge kept /var/lib/pulp"
+    );
+    assert!(
+        !m.path("/etc/foreman-box").exists(),
+        "--purge kept /etc/foreman-box"
+    );
+}
