@@ -57,6 +57,8 @@ pub enum Error {
     },
     #[error("{} exists and is not a directory; nothing was changed\nhelp: move it out of the way, or choose another directory with --pulp-dir", path.display())]
     NotADirectory { path: PathBuf },
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
     #[error("unknown step `{name}`\nhelp: steps are {known}")]
     UnknownStep { name: String, known: String },
 }

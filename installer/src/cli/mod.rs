@@ -23,7 +23,7 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Install or converge: preflight, k3s, PostgreSQL, storage. Safe to re-run.
+    /// Install or converge: preflight, k3s, PostgreSQL, storage, the Foreman resource. Safe to re-run.
     Install(RunArgs),
     /// Show what `install` would change, and why; change nothing.
     /// Exits 0 when up to date, 2 when something would change, 1 on error.
@@ -82,7 +82,7 @@ struct RunArgs {
     /// Write everything, start nothing.
     #[arg(long, global = true)]
     skip_start: bool,
-    /// Run only these steps (preflight, k3s, postgres, storage).
+    /// Run only these steps (preflight, k3s, postgres, storage, foreman).
     #[arg(long, value_name = "STEP[,STEP]", value_delimiter = ',', global = true)]
     only: Vec<String>,
     /// Turn a failed preflight check into a warning (repeatable; `all` for every check).
@@ -205,6 +205,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 println!("foreman-box: applied {n} change(s)");
                 print_reports(&reports);
+            }
+            if steps.iter().any(|s| s.name() == "foreman") && steps::foreman::connects(&cx) {
+                println!("{}", steps::foreman::access_text(&cx.facts.fqdn));
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -9,6 +9,7 @@
 //! What happens is told to a [`Reporter`] (the terminal display, plain lines, a log file), never
 //! printed from here.
 
+pub mod foreman;
 pub mod k3s;
 pub mod postgres;
 pub mod preflight;
@@ -32,6 +33,7 @@ pub fn install_order() -> Vec<Box<dyn Step>> {
         Box::new(k3s::InstallK3s),
         Box::new(postgres::ConfigurePostgres),
         Box::new(storage::PrepareStorage),
+        Box::new(foreman::ApplyForeman),
     ]
 }
 
