@@ -250,7 +250,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Status { run, json } => {
             let (cx, _) = prepare(&run)?;
-            let report = status::gather(&cx);
+            let report = status::gather(&cx).await;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
