@@ -39,6 +39,8 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("foreman.dynflow_workers", "2", "dynflow worker replicas (0-32)"),
     ("foreman.katello", "true", "enable Katello (content management)"),
     ("foreman.remote_execution", "true", "enable Remote Execution"),
+    ("foreman.wait_timeout", "1800", "seconds to wait for Foreman to become Ready (first installs pull several GiB of images)"),
+    ("foreman.kubeconfig", "", "kubeconfig for the Foreman resource, used as given (not under --root); the cluster is then reached even with --root or --skip-start [default: /etc/rancher/k3s/k3s.yaml]"),
 ];
 
 /// Where a value came from, for error messages.
@@ -379,6 +381,8 @@ impl Layers {
                 dynflow_workers: self.number("foreman.dynflow_workers", 0u32..=32)?,
                 katello: self.boolean("foreman.katello")?,
                 remote_execution: self.boolean("foreman.remote_execution")?,
+                wait_timeout_secs: self.number("foreman.wait_timeout", 1u64..=86_400)?,
+                kubeconfig: self.string("foreman.kubeconfig").map(PathBuf::from),
             },
         })
     }
@@ -535,6 +539,9 @@ pub struct ForemanConfig {
     pub dynflow_workers: u32,
     pub katello: bool,
     pub remote_execution: bool,
+    pub wait_timeout_secs: u64,
+    /// Given explicitly: the step talks to this cluster even under --root or --skip-start.
+    pub kubeconfig: Option<PathBuf>,
 }
 
 #[cfg(test)]

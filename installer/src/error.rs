@@ -57,6 +57,8 @@ pub enum Error {
     },
     #[error("{} exists and is not a directory; nothing was changed\nhelp: move it out of the way, or choose another directory with --pulp-dir", path.display())]
     NotADirectory { path: PathBuf },
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
     #[error("unknown step `{name}`\nhelp: steps are {known}")]
     UnknownStep { name: String, known: String },
     #[error("{path} is dynamically linked (it needs {interpreter}), so it cannot be the operator's image, which holds nothing but this binary; nothing was written\nhelp: build the static binary with `{build}` and run `target/static/foreman-box install`")]

@@ -5,6 +5,7 @@
 //! `foreman-box operator` inside the cluster.
 
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod download;
 pub mod error;

@@ -23,7 +23,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Install or converge: preflight, k3s, PostgreSQL, storage, the operator. Safe to re-run.
+    /// Install or converge: preflight, k3s, PostgreSQL, storage, the operator, the Foreman resource.
+    /// Safe to re-run.
     Install(RunArgs),
     /// Show what `install` would change, and why; change nothing.
     /// Exits 0 when up to date, 2 when something would change, 1 on error.
@@ -107,7 +108,7 @@ struct RunArgs {
     /// Write everything, start nothing.
     #[arg(long, global = true)]
     skip_start: bool,
-    /// Run only these steps (preflight, k3s, postgres, storage, operator).
+    /// Run only these steps (preflight, k3s, postgres, storage, operator, foreman).
     #[arg(long, value_name = "STEP[,STEP]", value_delimiter = ',', global = true)]
     only: Vec<String>,
     /// Turn a failed preflight check into a warning (repeatable; `all` for every check).
@@ -235,6 +236,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("foreman-box: applied {n} change(s)");
                 print_reports(&reports);
             }
+            if steps.iter().any(|s| s.name() == "foreman") && steps::foreman::connects(&cx) {
+                println!("{}", steps::foreman::access_text(&cx.facts.fqdn));
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Plan(args) => {
@@ -276,7 +280,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Status { run, json } => {
             let (cx, _) = prepare(&run)?;
-            let report = status::gather(&cx);
+            let report = status::gather(&cx).await;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {

@@ -1,13 +1,39 @@
 //! `foreman-box status`: what is installed here, read from the host without changing it.
 
-use crate::steps::{k3s, postgres, storage, Context};
+use crate::cluster::{self, Cluster, ConditionView};
+use crate::steps::{k3s, postgres, storage, ComponentLine, Context};
 use serde::Serialize;
+use std::time::Duration;
+
+/// How long `status` gives the cluster to answer before it says it is unreachable.
+const CLUSTER_TIMEOUT: Duration = Duration::from_secs(15);
 
 #[derive(Debug, Serialize)]
 pub struct Status {
     pub k3s: K3sStatus,
     pub postgres: PostgresStatus,
     pub storage: StorageStatus,
+    pub foreman: ForemanStatus,
+}
+
+/// The Foreman resource as the cluster reports it, or why the cluster could not be asked.
+#[derive(Debug, Serialize)]
+pub struct ForemanStatus {
+    pub kubeconfig: String,
+    pub reachable: bool,
+    /// Why the cluster could not be read (k3s not running, no kubeconfig, ...).
+    pub problem: Option<String>,
+    /// None when the resource does not exist (yet).
+    pub resource: Option<ResourceStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ResourceStatus {
+    pub name: String,
+    pub ready: bool,
+    pub url: Option<String>,
+    pub conditions: Vec<ConditionView>,
+    pub components: Vec<ComponentLine>,
 }
 
 #[derive(Debug, Serialize)]
@@ -33,7 +59,7 @@ pub struct StorageStatus {
     pub present: bool,
 }
 
-pub fn gather(cx: &Context) -> Status {
+pub async fn gather(cx: &Context) -> Status {
     let host = &cx.host;
     let fs = host.fs();
     let managed = host.is_real_root();
@@ -79,7 +105,100 @@ pub fn gather(cx: &Context) -> Status {
                 .iter()
                 .all(|d| host.path(d).is_dir()),
         },
+        foreman: foreman(cx).await,
     }
+}
+
+/// Reads the resource and its components, bounded; an unreachable cluster is a finding, not an
+/// error: the rest of the status is still worth showing.
+async fn foreman(cx: &Context) -> ForemanStatus {
+    let explicit = cx.config.foreman.kubeconfig.as_deref();
+    let shown = cluster::kubeconfig_path(&cx.host, explicit).1;
+    let read = async {
+        let c = Cluster::connect(&cx.host, explicit).await?;
+        let fm = c.foreman().await?;
+        let components = c.components(fm.as_ref()).await?;
+        Ok::<_, cluster::ClusterError>(fm.map(|fm| ResourceStatus {
+            name: format!("{}/{}", foreman_box_bundle::NAMESPACE, cluster::RESOURCE),
+            ready: cluster::is_ready(&fm),
+            url: fm.data["status"]["url"].as_str().map(str::to_string),
+            conditions: cluster::conditions(&fm),
+            components,
+        }))
+    };
+    let (reachable, problem, resource) = match tokio::time::timeout(CLUSTER_TIMEOUT, read).await {
+        Ok(Ok(resource)) => (true, None, resource),
+        Ok(Err(e)) => (false, Some(problem(&e)), None),
+        Err(_) => (
+            false,
+            Some(format!(
+                "the Kubernetes API did not answer within {}s",
+                CLUSTER_TIMEOUT.as_secs()
+            )),
+            None,
+        ),
+    };
+    ForemanStatus {
+        kubeconfig: shown.display().to_string(),
+        reachable,
+        problem,
+        resource,
+    }
+}
+
+/// The error's first line and its innermost cause: enough to see why, on one line.
+fn problem(e: &cluster::ClusterError) -> String {
+    let text = e.to_string();
+    let first = text.lines().next().unwrap_or_default().to_string();
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    let mut innermost = None;
+    while let Some(s) = source {
+        innermost = Some(s.to_string());
+        source = s.source();
+    }
+    match innermost {
+        Some(cause) if !first.contains(&cause) => format!("{first}: {cause}"),
+        _ => first,
+    }
+}
+
+fn render_foreman(f: &ForemanStatus) -> String {
+    if !f.reachable {
+        return format!(
+            "foreman:  k3s not reachable through {} ({})\n",
+            f.kubeconfig,
+            f.problem.as_deref().unwrap_or("unknown")
+        );
+    }
+    let Some(r) = &f.resource else {
+        return "foreman:  no Foreman resource yet (`foreman-box install` creates it)\n".into();
+    };
+    let mut out = format!(
+        "foreman:  {} {}{}\n",
+        r.name,
+        if r.ready { "Ready" } else { "not Ready" },
+        r.url
+            .as_ref()
+            .map(|u| format!(" at {u}"))
+            .unwrap_or_default()
+    );
+    for c in &r.conditions {
+        out.push_str(&format!("  {}={} ({})", c.type_, c.status, c.reason));
+        if !c.message.is_empty() {
+            out.push_str(&format!(": {}", c.message));
+        }
+        out.push('\n');
+    }
+    for l in &r.components {
+        out.push_str(&format!(
+            "  {} {:<24} {:<12} {}\n",
+            if l.ready { "✓" } else { "…" },
+            l.name,
+            l.progress,
+            l.reason.as_deref().unwrap_or("")
+        ));
+    }
+    out
 }
 
 pub fn render(s: &Status) -> String {
@@ -106,13 +225,14 @@ pub fn render(s: &Status) -> String {
         .map(|v| format!(", service {v}"))
         .unwrap_or_default();
     format!(
-        "{k3s}\npostgres: {} mode{pg_service}, {roles}\nstorage:  {} {}\n",
+        "{k3s}\npostgres: {} mode{pg_service}, {roles}\nstorage:  {} {}\n{}",
         s.postgres.mode,
         s.storage.pulp_dir,
         if s.storage.present {
             "ready"
         } else {
             "not prepared"
-        }
+        },
+        render_foreman(&s.foreman)
     )
 }

@@ -9,6 +9,7 @@
 //! What happens is told to a [`Reporter`] (the terminal display, plain lines, a log file), never
 //! printed from here.
 
+pub mod foreman;
 pub mod k3s;
 pub mod operator;
 pub mod postgres;
@@ -34,6 +35,7 @@ pub fn install_order() -> Vec<Box<dyn Step>> {
         Box::new(postgres::ConfigurePostgres),
         Box::new(storage::PrepareStorage),
         Box::new(operator::DeployOperator),
+        Box::new(foreman::ApplyForeman),
     ]
 }
 

@@ -1,0 +1,433 @@
+//! ApplyForeman: the `Foreman` resource from the configuration, applied through the API with
+//! server-side apply under our own field manager and without force, then a bounded wait for
+//! `Ready` with one line per component.
+//!
+//! The step talks to the cluster only when k3s is meant to run (no `--skip-start`, which
+//! `--root` implies) or when a kubeconfig is given explicitly (`--kubeconfig`): an explicit
+//! kubeconfig names a cluster that exists, so there is something to talk to even when this run
+//! starts nothing. That is also the seam the tests use: `--root` for the host tree, and a
+//! kubeconfig for a stand-in API server on loopback.
+
+use super::{Action, Context, Step};
+use crate::cluster::{self, Cluster, ClusterError, FIELD_MANAGER, RESOURCE};
+use crate::error::Result;
+use foreman_box_bundle::NAMESPACE;
+use futures::future::BoxFuture;
+use kube::api::DynamicObject;
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+const STEP: &str = "foreman";
+/// How often the wait looks again: often enough for a live view, cheap for the API server.
+const POLL: Duration = Duration::from_secs(1);
+/// The admin user the operator seeds (SEED_ADMIN_USER, operator/src/resources.rs).
+pub const ADMIN_USER: &str = "admin";
+
+#[derive(Default)]
+pub struct ApplyForeman;
+
+impl Step for ApplyForeman {
+    fn name(&self) -> &'static str {
+        STEP
+    }
+
+    fn plan<'a>(&'a self, cx: &'a Context) -> BoxFuture<'a, Result<Vec<Action>>> {
+        Box::pin(plan(cx))
+    }
+}
+
+/// Whether this run talks to the cluster (see the module comment).
+pub fn connects(cx: &Context) -> bool {
+    cx.config.foreman.kubeconfig.is_some() || !cx.options.skip_start
+}
+
+/// The resource we want: the bundle's default with this host's name and the configuration.
+pub fn desired(cx: &Context) -> Value {
+    let f = &cx.config.foreman;
+    foreman_box_bundle::default_foreman(
+        Some(&cx.facts.fqdn),
+        f.dynflow_workers,
+        f.katello,
+        f.remote_execution,
+    )
+}
+
+/// Where to log in, and the command that reads the admin password (never the password).
+pub fn access_text(hostname: &str) -> String {
+    format!(
+        "Foreman: https://{hostname}\nuser:    {ADMIN_USER}\npassword: kubectl -n {NAMESPACE} get secret {} -o jsonpath='{{.data.admin-password}}' | base64 -d",
+        foreman_operator::resources::GENERATED_SECRET
+    )
+}
+
+async fn plan(cx: &Context) -> Result<Vec<Action>> {
+    if !connects(cx) {
+        cx.reporter.note(
+            STEP,
+            &format!("Foreman {NAMESPACE}/{RESOURCE} will be applied once k3s runs: this run starts nothing (--skip-start or --root), so it does not connect to the cluster"),
+        );
+        return Ok(Vec::new());
+    }
+    let cluster = Cluster::connect(&cx.host, cx.config.foreman.kubeconfig.as_deref()).await?;
+    let desired = desired(cx);
+    let mut actions = Vec::new();
+
+    let missing = cluster.prerequisites().await?;
+    if !missing.is_empty() {
+        // The resource cannot be read before its CRD is established: apply what we want and
+        // let server-side apply merge it with whatever is there.
+        let c = cluster.clone();
+        actions.push(Action::new(
+            format!("wait for {}", missing.join(" and ")),
+            "the Foreman resource needs its CRD and the operator",
+            move |cx| Box::pin(async move { wait_prerequisites(cx, &c).await }),
+        ));
+        actions.push(apply_action(
+            &cluster,
+            &desired,
+            format!(
+                "apply Foreman {NAMESPACE}/{RESOURCE} ({})",
+                summary(&desired)
+            ),
+            "the CRD is not established yet, so the current resource cannot be read",
+        ));
+        actions.push(wait_action(&cluster, "Foreman was not applied yet".into()));
+        return Ok(actions);
+    }
+
+    let live = cluster.foreman().await?;
+    let changed = match diff(&desired, live.as_ref()) {
+        Diff::Create => {
+            actions.push(apply_action(
+                &cluster,
+                &desired,
+                format!(
+                    "create Foreman {NAMESPACE}/{RESOURCE} ({})",
+                    summary(&desired)
+                ),
+                "it does not exist yet",
+            ));
+            true
+        }
+        Diff::Update(fields) => {
+            actions.push(apply_action(
+                &cluster,
+                &desired,
+                format!("update {}", fields.join(", ")),
+                format!("Foreman {NAMESPACE}/{RESOURCE} differs from the configuration"),
+            ));
+            true
+        }
+        Diff::Same => false,
+    };
+    match live.as_ref() {
+        _ if changed => actions.push(wait_action(&cluster, "it is being applied".into())),
+        Some(fm) if !cluster::is_ready(fm) => {
+            let why = match cluster::condition(fm, "Ready") {
+                Some(c) if !c.message.is_empty() => {
+                    format!("Ready is {} ({}): {}", c.status, c.reason, c.message)
+                }
+                Some(c) => format!("Ready is {} ({})", c.status, c.reason),
+                None => "the operator has not reported on it yet".into(),
+            };
+            actions.push(wait_action(&cluster, why));
+        }
+        _ => {}
+    }
+    Ok(actions)
+}
+
+fn apply_action(
+    cluster: &Cluster,
+    desired: &Value,
+    what: String,
+    why: impl Into<String>,
+) -> Action {
+    let (c, body) = (cluster.clone(), desired.clone());
+    Action::new(what, why, move |_| {
+        Box::pin(async move { Ok(c.apply_foreman(&body).await?) })
+    })
+}
+
+fn wait_action(cluster: &Cluster, why: String) -> Action {
+    let c = cluster.clone();
+    Action::new(
+        format!("wait until Foreman {NAMESPACE}/{RESOURCE} is Ready"),
+        why,
+        move |cx| Box::pin(async move { wait_ready(cx, &c).await }),
+    )
+}
+
+fn summary(desired: &Value) -> String {
+    let s = &desired["spec"];
+    format!(
+        "hostname {}, dynflow_workers {}, katello {}, remote_execution {}",
+        s["hostname"].as_str().unwrap_or("any"),
+        s["dynflow_workers"],
+        s["plugins"]["katello"],
+        s["plugins"]["remote_execution"]
+    )
+}
+
+/// What applying `desired` would change.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Diff {
+    Create,
+    /// `spec.dynflow_workers 2 → 3`, `remove spec.hostname`, ...
+    Update(Vec<String>),
+    Same,
+}
+
+/// Compares what we apply with the live object: every field we set, and every field our field
+/// manager set before and no longer sets (server-side apply removes those).
+pub fn diff(desired: &Value, live: Option<&DynamicObject>) -> Diff {
+    let Some(live) = live else {
+        return Diff::Create;
+    };
+    let mut wanted = Vec::new();
+    leaves("", &desired["spec"], &mut wanted);
+    let mut out = Vec::new();
+    for (path, want) in &wanted {
+        let have = cluster::value_at(&live.data["spec"], path);
+        if have != Some(want) {
+            let have = have.map_or("unset".to_string(), |v| v.to_string());
+            out.push(format!("spec.{path} {have} → {want}"));
+        }
+    }
+    for path in owned_spec_fields(live) {
+        let still_wanted = wanted.iter().any(|(p, _)| *p == path);
+        if !still_wanted && cluster::value_at(&live.data["spec"], &path).is_some() {
+            out.push(format!("remove spec.{path}"));
+        }
+    }
+    if out.is_empty() {
+        Diff::Same
+    } else {
+        Diff::Update(out)
+    }
+}
+
+/// Leaf fields of a JSON object as dotted paths.
+fn leaves(prefix: &str, v: &Value, out: &mut Vec<(String, Value)>) {
+    match v.as_object() {
+        Some(m) => {
+            for (k, v) in m {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                leaves(&path, v, out);
+            }
+        }
+        None => out.push((prefix.to_string(), v.clone())),
+    }
+}
+
+/// The spec fields our field manager owns, from `metadata.managedFields` (fieldsV1: `f:name`
+/// per field, `{}` for a leaf).
+fn owned_spec_fields(live: &DynamicObject) -> Vec<String> {
+    fn walk(prefix: &str, v: &Value, out: &mut Vec<String>) {
+        let Some(m) = v.as_object() else { return };
+        let children: Vec<(&String, &Value)> =
+            m.iter().filter(|(k, _)| k.starts_with("f:")).collect();
+        if children.is_empty() && !prefix.is_empty() {
+            out.push(prefix.to_string());
+        }
+        for (k, v) in children {
+            let name = &k[2..];
+            let path = if prefix.is_empty() {
+                name.to_string()
+            } else {
+                format!("{prefix}.{name}")
+            };
+            walk(&path, v, out);
+        }
+    }
+    let mut out = Vec::new();
+    for entry in live.metadata.managed_fields.iter().flatten() {
+        if entry.manager.as_deref() != Some(FIELD_MANAGER)
+            || entry.operation.as_deref() != Some("Apply")
+        {
+            continue;
+        }
+        if let Some(spec) = entry.fields_v1.as_ref().map(|f| &f.0["f:spec"]) {
+            walk("", spec, &mut out);
+        }
+    }
+    out
+}
+
+/// Waits, bounded, for the CRD and the operator, saying what it waits for.
+async fn wait_prerequisites(cx: &Context, cluster: &Cluster) -> Result<()> {
+    let timeout = Duration::from_secs(cx.config.foreman.wait_timeout_secs);
+    let started = Instant::now();
+    let mut last = Vec::new();
+    loop {
+        let missing = cluster.prerequisites().await?;
+        if missing.is_empty() {
+            return Ok(());
+        }
+        if missing != last {
+            cx.reporter.note(
+                STEP,
+                &format!(
+                    "waiting up to {}s for {}",
+                    timeout.as_secs(),
+                    missing.join(" and ")
+                ),
+            );
+            last = missing.clone();
+        }
+        let left = timeout.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            return Err(ClusterError::NotEstablished {
+                timeout_secs: timeout.as_secs(),
+                what: missing.join(" and "),
+                detail: format!(
+                    "k3s applies the operator's manifests from {} once its API is up",
+                    crate::manifests::MANIFESTS_DIR
+                ),
+            }
+            .into());
+        }
+        tokio::time::sleep(POLL.min(left)).await;
+    }
+}
+
+/// Watches the resource's status and its components until Ready, telling the live view each
+/// change; on timeout explains what is stuck. A failed reading during the wait is told and
+/// retried: a busy API server is no reason to give up early.
+async fn wait_ready(cx: &Context, cluster: &Cluster) -> Result<()> {
+    let timeout = Duration::from_secs(cx.config.foreman.wait_timeout_secs);
+    let started = Instant::now();
+    cx.reporter.note(
+        STEP,
+        &format!(
+            "waiting up to {}s for Foreman {NAMESPACE}/{RESOURCE} to be Ready",
+            timeout.as_secs()
+        ),
+    );
+    let mut shown = None;
+    let mut last_fm: Option<DynamicObject> = None;
+    loop {
+        match read_once(cluster).await {
+            Ok((fm, lines)) => {
+                if shown.as_ref() != Some(&lines) {
+                    cx.reporter.components(STEP, &lines);
+                    shown = Some(lines);
+                }
+                if fm.as_ref().is_some_and(cluster::is_ready) {
+                    let hostname = fm
+                        .as_ref()
+                        .and_then(|f| f.data["spec"]["hostname"].as_str().map(str::to_string))
+                        .unwrap_or_else(|| cx.facts.fqdn.clone());
+                    cx.reporter.note(
+                        STEP,
+                        &format!("Foreman is Ready\n{}", access_text(&hostname)),
+                    );
+                    return Ok(());
+                }
+                last_fm = fm;
+            }
+            Err(e) => cx.reporter.warning(
+                STEP,
+                &format!("reading the Foreman status failed, retrying: {e}"),
+            ),
+        }
+        let left = timeout.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            return Err(ClusterError::NotReady {
+                timeout_secs: timeout.as_secs(),
+                diagnosis: cluster.diagnose(last_fm.as_ref()).await,
+            }
+            .into());
+        }
+        tokio::time::sleep(POLL.min(left)).await;
+    }
+}
+
+async fn read_once(
+    cluster: &Cluster,
+) -> std::result::Result<(Option<DynamicObject>, Vec<crate::steps::ComponentLine>), ClusterError> {
+    let fm = cluster.foreman().await?;
+    let lines = cluster.components(fm.as_ref()).await?;
+    Ok((fm, lines))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn live(spec: Value, managed: Value) -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "app.theforeman.org/v1alpha1", "kind": "Foreman",
+            "metadata": {"name": "foreman", "namespace": "foreman", "managedFields": managed},
+            "spec": spec,
+        }))
+        .unwrap()
+    }
+
+    fn ours(fields: Value) -> Value {
+        json!([{"manager": "foreman-box", "operation": "Apply", "apiVersion": "app.theforeman.org/v1alpha1", "fieldsType": "FieldsV1", "fieldsV1": fields}])
+    }
+
+    #[test]
+    fn absent_resource_is_created() {
+        let want = foreman_box_bundle::default_foreman(Some("f.example.com"), 2, true, true);
+        assert_eq!(diff(&want, None), Diff::Create);
+    }
+
+    #[test]
+    fn unchanged_resource_needs_nothing_even_with_defaults_filled_in() {
+        let want = foreman_box_bundle::default_foreman(Some("f.example.com"), 2, true, true);
+        let mut spec = want["spec"].clone();
+        // The API server fills in the schema's defaults; they are not ours to compare.
+        spec["version"] = json!("3.18");
+        let fm = live(
+            spec,
+            ours(
+                json!({"f:spec": {"f:hostname": {}, "f:dynflow_workers": {}, "f:plugins": {"f:katello": {}, "f:remote_execution": {}}}}),
+            ),
+        );
+        assert_eq!(diff(&want, Some(&fm)), Diff::Same);
+    }
+
+    #[test]
+    fn changed_workers_and_plugin_are_named_with_old_and_new_values() {
+        let before = foreman_box_bundle::default_foreman(Some("f.example.com"), 2, true, true);
+        let want = foreman_box_bundle::default_foreman(Some("f.example.com"), 3, false, true);
+        let fm = live(before["spec"].clone(), json!([]));
+        assert_eq!(
+            diff(&want, Some(&fm)),
+            Diff::Update(vec![
+                "spec.dynflow_workers 2 → 3".into(),
+                "spec.plugins.katello true → false".into()
+            ])
+        );
+    }
+
+    #[test]
+    fn a_field_we_set_before_and_no_longer_want_is_removed() {
+        let want = json!({"spec": {"dynflow_workers": 2}});
+        let fm = live(
+            json!({"hostname": "old.example.com", "dynflow_workers": 2}),
+            ours(json!({"f:spec": {"f:hostname": {}, "f:dynflow_workers": {}}})),
+        );
+        assert_eq!(
+            diff(&want, Some(&fm)),
+            Diff::Update(vec!["remove spec.hostname".into()])
+        );
+    }
+
+    #[test]
+    fn access_text_gives_the_command_never_a_password() {
+        let t = access_text("foreman.example.com");
+        assert!(t.contains("https://foreman.example.com"));
+        assert!(t.contains("user:    admin"));
+        assert!(t.contains(
+            "kubectl -n foreman get secret foreman-generated -o jsonpath='{.data.admin-password}' | base64 -d"
+        ));
+    }
+}
