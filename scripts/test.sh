@@ -13,18 +13,37 @@ main() {
     need_cmd cargo
     install_packages
     install_validator
+    install_pulpcore
     run_shellcheck
     say "building and testing the workspace"
     cargo build --workspace --all-targets --locked
     cargo test --workspace --locked
 }
 
-# The PostgreSQL server (initdb for the throwaway cluster, and the postgres OS user), containerd
-# and runc, shellcheck, systemd-analyze, ssh-keygen and openssl to check generated keys, and
-# debootstrap and systemd-nspawn for the booted Debian host of tests/e2e/host.rs.
+# What the tests need from Debian, one package per line:
+#   postgresql         initdb and the server for the throwaway cluster, and the postgres OS user
+#   containerd runc    the operator image imported and run for real
+#   the shellcheck linter for the scripts; systemd for systemd-analyze verify of the units
+#   openssh-client openssl   generated keys and certificates read back
+#   debootstrap systemd-container   the booted Debian host of tests/e2e/host.rs
+#   python3-venv redis-server       pulpcore's venv and a throwaway Redis for the Pulp scenario
+PACKAGES="
+postgresql
+containerd
+runc
+shellcheck
+systemd
+openssh-client
+openssl
+debootstrap
+systemd-container
+python3-venv
+redis-server
+"
+
 install_packages() {
     missing=""
-    for pkg in postgresql containerd runc shellcheck systemd openssh-client openssl debootstrap systemd-container; do
+    for pkg in $PACKAGES; do
         if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
             missing="$missing $pkg"
         fi
@@ -45,6 +64,32 @@ install_validator() {
     python3 -m pip install --quiet kubernetes-validate \
         || python3 -m pip install --quiet --break-system-packages kubernetes-validate
     command -v kubernetes-validate >/dev/null 2>&1 || err "kubernetes-validate is not on PATH after pip install"
+}
+
+# pulpcore for the Pulp scenario (tests/e2e/pulp.rs), in a venv outside the checkout. The version
+# is the one Foreman 3.18's Pulp image ships: foremanctl 2.0.0 (= Foreman 3.18) README says "Pulp
+# 3.85", and theforeman/pulp-oci-images images/pulp/Containerfile installs pulpcore from
+# yum.theforeman.org/pulpcore/3.85; 3.85.34 is the newest 3.85.z on PyPI. pulp_file and
+# pulp_certguard ship inside pulpcore. Kept in step with PULPCORE_VERSION in tests/src/pulp.rs.
+PULPCORE_VERSION=3.85.34
+PULP_VENV=${FOREMAN_BOX_TESTS_PULP_VENV:-/var/cache/foreman-box-tests/pulp-venv}
+
+install_pulpcore() {
+    if [ -x "$PULP_VENV/bin/pulpcore-manager" ] && [ "$(pulp_venv_version)" = "$PULPCORE_VERSION" ]; then
+        return 0
+    fi
+    [ -x /usr/bin/python3 ] || err "need /usr/bin/python3 (Debian's python3) for pulpcore's venv"
+    say "installing pulpcore $PULPCORE_VERSION from PyPI into $PULP_VENV"
+    rm -rf "$PULP_VENV"
+    mkdir -p "$(dirname "$PULP_VENV")"
+    /usr/bin/python3 -m venv "$PULP_VENV"
+    "$PULP_VENV/bin/pip" install --quiet --disable-pip-version-check "pulpcore==$PULPCORE_VERSION" \
+        || err "pip could not install pulpcore $PULPCORE_VERSION into $PULP_VENV (see above)"
+    [ -x "$PULP_VENV/bin/pulpcore-manager" ] || err "pulpcore-manager is missing from $PULP_VENV after pip install"
+}
+
+pulp_venv_version() {
+    "$PULP_VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("pulpcore"))' 2>/dev/null || true
 }
 
 run_shellcheck() {
