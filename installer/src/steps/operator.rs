@@ -97,11 +97,16 @@ struct Stamp {
 
 fn plan(cx: &Context) -> Result<Vec<Action>> {
     require_static(&cx.host)?;
+    plan_image_of(cx, Path::new(EXECUTABLE))
+}
+
+/// The plan for an image made of `exe` (the running executable, or a stand-in in unit tests,
+/// which are not statically linked).
+fn plan_image_of(cx: &Context, exe: &Path) -> Result<Vec<Action>> {
     let host = &cx.host;
     let fs = host.fs();
-    let exe = Path::new(EXECUTABLE);
     let binary_stamp = fs.stamp(exe)?.ok_or_else(|| Error::NotAnImage {
-        path: EXECUTABLE.into(),
+        path: exe.display().to_string(),
         source: foreman_box_bundle::Error::NotElf {
             why: "the running executable cannot be found".into(),
         },
@@ -237,6 +242,110 @@ mod tests {
         assert!(!imports_while_running("v1.31.4+k3s1"));
         assert!(!imports_while_running("v1.30.9+k3s1"));
         assert!(!imports_while_running("latest"));
+    }
+
+    use crate::config::Layers;
+    use crate::host::RecordingRunner;
+    use crate::steps::{run_all, RunOptions};
+    use std::sync::Arc;
+
+    /// A root with a stand-in executable and, when given, the installed k3s's version stamp.
+    fn context(
+        runner: Arc<RecordingRunner>,
+        k3s_version: Option<&str>,
+        skip_start: bool,
+    ) -> (tempfile::TempDir, std::path::PathBuf, Context) {
+        let root = tempfile::tempdir().unwrap();
+        let host = Host::new(root.path(), runner);
+        let exe = root.path().join("stand-in-foreman-box");
+        host.fs()
+            .write_atomic(&exe, &vec![7u8; 100_000], 0o755)
+            .unwrap();
+        if let Some(v) = k3s_version {
+            host.fs()
+                .write_atomic(
+                    &host.path(super::super::k3s::VERSION_STAMP),
+                    format!("{v}\n").as_bytes(),
+                    0o644,
+                )
+                .unwrap();
+        }
+        let config = Layers::new().resolve().unwrap();
+        let facts = crate::steps::preflight::tests::good_facts();
+        let options = RunOptions {
+            skip_start,
+            ..RunOptions::default()
+        };
+        (root, exe, Context::new(host, facts, config, options, None))
+    }
+
+    fn whats(actions: &[Action]) -> Vec<String> {
+        actions.iter().map(|a| a.change.what.clone()).collect()
+    }
+
+    #[tokio::test]
+    async fn older_k3s_that_runs_gets_a_new_archive_imported_with_k3s_ctr() {
+        let runner = Arc::new(RecordingRunner::new());
+        let (root, exe, cx) = context(runner.clone(), Some("v1.30.9+k3s1"), false);
+        let actions = plan_image_of(&cx, &exe).unwrap();
+        assert!(
+            whats(&actions).contains(&format!("/usr/local/bin/k3s ctr images import {ARCHIVE}")),
+            "{actions:?}"
+        );
+        run_all(&cx, actions).await.unwrap();
+        let calls: Vec<String> = runner.calls().iter().map(|c| c.display()).collect();
+        let root = root.path().display();
+        assert_eq!(
+            calls,
+            [format!(
+                "{root}/usr/local/bin/k3s ctr -n k8s.io images import {root}{ARCHIVE}"
+            )]
+        );
+        assert!(plan_image_of(&cx, &exe).unwrap().is_empty(), "converged");
+    }
+
+    #[tokio::test]
+    async fn pinned_k3s_or_skip_start_imports_nothing_itself() {
+        for (version, skip_start) in [
+            (crate::config::PINNED_K3S_VERSION, false),
+            ("v1.30.9+k3s1", true),
+        ] {
+            let runner = Arc::new(RecordingRunner::new());
+            let (_root, exe, cx) = context(runner.clone(), Some(version), skip_start);
+            let actions = plan_image_of(&cx, &exe).unwrap();
+            assert!(
+                !whats(&actions).iter().any(|w| w.contains("ctr")),
+                "{actions:?}"
+            );
+            run_all(&cx, actions).await.unwrap();
+            assert!(runner.calls().is_empty(), "{version} {skip_start}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_edited_archive_is_rewritten_to_the_bytes_of_the_binary() {
+        let runner = Arc::new(RecordingRunner::new());
+        let (_root, exe, cx) = context(runner, None, true);
+        run_all(&cx, plan_image_of(&cx, &exe).unwrap())
+            .await
+            .unwrap();
+        assert!(plan_image_of(&cx, &exe).unwrap().is_empty());
+        let archive = cx.host.path(ARCHIVE);
+        let good = cx.host.fs().read(&archive).unwrap().unwrap();
+        let mut bad = good.clone();
+        bad[600] ^= 1;
+        cx.host
+            .fs()
+            .write_atomic(&archive, &bad, ARCHIVE_MODE)
+            .unwrap();
+        let actions = plan_image_of(&cx, &exe).unwrap();
+        assert_eq!(whats(&actions), [format!("write {ARCHIVE}")]);
+        assert!(
+            actions[0].change.why.starts_with("content differs"),
+            "{actions:?}"
+        );
+        run_all(&cx, actions).await.unwrap();
+        assert_eq!(cx.host.fs().read(&archive).unwrap().unwrap(), good);
     }
 
     #[test]
