@@ -8,4 +8,5 @@ mod image;
 mod k3s;
 mod operator;
 mod postgres;
+mod scripts;
 mod storage;

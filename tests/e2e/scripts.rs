@@ -1,0 +1,391 @@
+//! The shell scripts: shellcheck, `vagrant validate`, and `scripts/install.sh` piped to dash and
+//! bash against a loopback release server (a stand-in binary that records how it was run).
+
+use foreman_box_tests::mirror::Mirror;
+use foreman_box_tests::{binary, mode, sha256_hex, Run};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+const SHELLS: [&str; 2] = ["dash", "bash"];
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn install_sh() -> Vec<u8> {
+    std::fs::read(workspace().join("scripts/install.sh")).unwrap()
+}
+
+/// The release's name for this machine's binary, as install.sh picks it.
+fn arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "aarch64" => "aarch64",
+        _ => "x86_64",
+    }
+}
+
+/// A stand-in foreman-box: prints a small uninstall script when asked, otherwise records its
+/// arguments (one per line) and the FOREMAN_BOX_* variables it got into $STANDIN_LOG.
+const STANDIN: &str = r#"#!/bin/sh
+if [ "$1" = uninstall ] && [ "$2" = --print-script ]; then
+    printf '#!/bin/sh\necho stand-in uninstall\n'
+    exit 0
+fi
+printf '%s\n' "$@" >"$STANDIN_LOG"
+env | grep '^FOREMAN_BOX_' | sort >"$STANDIN_LOG.env"
+"#;
+
+struct Scene {
+    dir: tempfile::TempDir,
+    mirror: Mirror,
+}
+
+impl Scene {
+    /// A release v0.1.0 on a loopback server: the stand-in as this arch's binary, and SHA256SUMS.
+    fn new(sums_for: &[u8]) -> Scene {
+        let mirror = Mirror::start();
+        let name = format!("foreman-box-{}", arch());
+        mirror.put(&format!("/v0.1.0/{name}"), STANDIN.as_bytes().to_vec());
+        let sums = format!(
+            "{}  foreman-box-other\n{}  {name}\n",
+            sha256_hex(b"other"),
+            sha256_hex(sums_for)
+        );
+        mirror.put("/v0.1.0/SHA256SUMS", sums.into_bytes());
+        let dir = tempfile::tempdir().unwrap();
+        for d in ["tmp", "cwd"] {
+            std::fs::create_dir(dir.path().join(d)).unwrap();
+        }
+        Scene { dir, mirror }
+    }
+
+    fn bin_dir(&self) -> PathBuf {
+        self.dir.path().join("bin")
+    }
+
+    fn log(&self) -> PathBuf {
+        self.dir.path().join("standin.log")
+    }
+
+    /// `SHELL -s -- ARGS` with SCRIPT on stdin, in a clean FOREMAN_BOX_* environment.
+    fn command(&self, shell: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new(shell);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("FOREMAN_BOX_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.arg("-s")
+            .arg("--")
+            .args(args)
+            .current_dir(self.dir.path().join("cwd"))
+            .env("TMPDIR", self.dir.path().join("tmp"))
+            .env("STANDIN_LOG", self.log())
+            .env("FOREMAN_BOX_DOWNLOAD_URL", self.mirror.url())
+            .env("FOREMAN_BOX_BIN_DIR", self.bin_dir());
+        cmd
+    }
+
+    /// Everything the script could have left: installed files, the stand-in's log, temp files.
+    fn leftovers(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for p in [self.bin_dir(), self.log()] {
+            if p.exists() {
+                out.push(p);
+            }
+        }
+        for d in ["tmp", "cwd"] {
+            for e in std::fs::read_dir(self.dir.path().join(d)).unwrap() {
+                out.push(e.unwrap().path());
+            }
+        }
+        out
+    }
+}
+
+fn pipe(mut cmd: Command, script: &[u8]) -> Run {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the shell runs");
+    child.stdin.take().unwrap().write_all(script).unwrap();
+    child.wait_with_output().unwrap().into()
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn every_script_is_shellcheck_clean() {
+    let mut scripts: Vec<PathBuf> = ["scripts", "vagrant"]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(workspace().join(d)).unwrap())
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "sh"))
+        .collect();
+    scripts.sort();
+    for name in [
+        "install.sh",
+        "uninstall.sh",
+        "release.sh",
+        "test.sh",
+        "smoke.sh",
+    ] {
+        assert!(
+            scripts.iter().any(|p| p.ends_with(name)),
+            "{name} is missing from {scripts:?}"
+        );
+    }
+    let out: Run = Command::new("shellcheck")
+        .args(["--shell=sh", "--severity=style"])
+        .args(&scripts)
+        .output()
+        .expect("shellcheck is installed (scripts/test.sh installs it)")
+        .into();
+    assert_eq!(out.code, 0, "shellcheck:\n{}", out.all());
+}
+
+#[test]
+fn vagrantfile_passes_vagrant_validate() {
+    // No VM provider on a CI machine: validate everything but the provider blocks.
+    let dotfiles = tempfile::tempdir().unwrap();
+    let out: Run = Command::new("vagrant")
+        .args(["validate", "--ignore-provider"])
+        .current_dir(workspace().join("vagrant"))
+        .env("VAGRANT_CHECKPOINT_DISABLE", "1")
+        .env("VAGRANT_DOTFILE_PATH", dotfiles.path())
+        .output()
+        .expect("vagrant is installed (scripts/test.sh installs Debian's vagrant package)")
+        .into();
+    assert_eq!(out.code, 0, "vagrant validate:\n{}", out.all());
+    assert!(
+        out.stdout.contains("Vagrantfile validated successfully"),
+        "{}",
+        out.all()
+    );
+}
+
+#[test]
+fn install_sh_pins_the_workspace_version() {
+    let text = String::from_utf8(install_sh()).unwrap();
+    let pinned = format!("DEFAULT_VERSION=\"{}\"", env!("CARGO_PKG_VERSION"));
+    assert!(
+        text.lines().any(|l| l == pinned),
+        "install.sh must default to the workspace version: {pinned}"
+    );
+}
+
+#[test]
+fn install_sh_verifies_installs_and_runs_the_binary_with_the_script_arguments() {
+    for shell in SHELLS {
+        let scene = Scene::new(STANDIN.as_bytes());
+        let mut cmd = scene.command(
+            shell,
+            &["--katello=false", "--hostname", "a b.example.test"],
+        );
+        cmd.env("FOREMAN_BOX_DYNFLOW_WORKERS", "3");
+        let out = pipe(cmd, &install_sh());
+        assert_eq!(out.code, 0, "{shell}: {}", out.all());
+        assert!(out.all().contains("sha256 verified"), "{}", out.all());
+
+        let installed = scene.bin_dir().join("foreman-box");
+        assert_eq!(std::fs::read(&installed).unwrap(), STANDIN.as_bytes());
+        assert_eq!(mode(&installed), 0o755);
+        let uninstall = scene.bin_dir().join("foreman-box-uninstall.sh");
+        assert_eq!(
+            std::fs::read_to_string(&uninstall).unwrap(),
+            "#!/bin/sh\necho stand-in uninstall\n",
+            "the uninstall script is the one the binary carries"
+        );
+        assert_eq!(mode(&uninstall), 0o755);
+        assert_eq!(
+            lines(&scene.log()),
+            [
+                "install",
+                "--katello=false",
+                "--hostname",
+                "a b.example.test"
+            ],
+            "{shell}: the binary runs `install` with the script's arguments, words intact"
+        );
+        // Settings pass through; the script's own variables are not settings and stay behind.
+        assert_eq!(
+            lines(&scene.log().with_extension("log.env")),
+            ["FOREMAN_BOX_DYNFLOW_WORKERS=3"],
+            "{shell}"
+        );
+        let mut names: Vec<String> = std::fs::read_dir(scene.bin_dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            ["foreman-box", "foreman-box-uninstall.sh"],
+            "no temp file left"
+        );
+        assert_eq!(
+            std::fs::read_dir(scene.dir.path().join("tmp"))
+                .unwrap()
+                .count(),
+            0,
+            "the download dir is cleaned up"
+        );
+    }
+}
+
+#[test]
+fn install_sh_with_a_corrupted_binary_installs_nothing_and_runs_nothing() {
+    for shell in SHELLS {
+        let scene = Scene::new(b"the binary that was released");
+        let out = pipe(scene.command(shell, &["--katello=false"]), &install_sh());
+        assert_eq!(out.code, 1, "{shell}: {}", out.all());
+        assert!(
+            out.stderr.contains("does not match SHA256SUMS")
+                && out.stderr.contains("nothing was installed"),
+            "{shell}: {}",
+            out.all()
+        );
+        assert_eq!(scene.leftovers(), Vec::<PathBuf>::new(), "{shell}");
+    }
+}
+
+#[test]
+fn install_sh_refuses_plain_http_except_to_loopback() {
+    let scene = Scene::new(STANDIN.as_bytes());
+    let mut cmd = scene.command("dash", &[]);
+    cmd.env(
+        "FOREMAN_BOX_DOWNLOAD_URL",
+        "http://downloads.example.test/foreman-box",
+    );
+    let out = pipe(cmd, &install_sh());
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(out.stderr.contains("is not https"), "{}", out.all());
+    assert!(
+        out.stderr.contains("help: set FOREMAN_BOX_DOWNLOAD_URL"),
+        "{}",
+        out.all()
+    );
+    assert!(scene.mirror.requests().is_empty());
+    assert_eq!(scene.leftovers(), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn install_sh_cut_short_anywhere_creates_nothing_and_runs_nothing() {
+    let script = install_sh();
+    // Every offset near both ends (a cut inside the last line is the dangerous one), and a
+    // spread through the middle.
+    let mut offsets: Vec<usize> = (0..40).collect();
+    offsets.extend((40..script.len().saturating_sub(80)).step_by(61));
+    // Up to the closing brace: without only its final newline the script is whole.
+    assert_eq!(script.last(), Some(&b'\n'));
+    offsets.extend(script.len().saturating_sub(80)..script.len() - 1);
+    for shell in SHELLS {
+        // The whole script does install and run: the cut runs below can fail.
+        let scene = Scene::new(STANDIN.as_bytes());
+        let out = pipe(scene.command(shell, &["--x"]), &script);
+        assert_eq!(out.code, 0, "{shell}: {}", out.all());
+        assert!(scene.log().exists());
+
+        let scene = Scene::new(STANDIN.as_bytes());
+        for &cut in &offsets {
+            let out = pipe(scene.command(shell, &["--x"]), &script[..cut]);
+            let left = scene.leftovers();
+            assert!(
+                left.is_empty(),
+                "{shell}: the script cut at byte {cut} of {} left {left:?}\n{}",
+                script.len(),
+                out.all()
+            );
+        }
+        assert!(
+            scene.mirror.requests().is_empty(),
+            "{shell}: a cut script downloaded something"
+        );
+    }
+}
+
+#[test]
+fn install_sh_as_a_user_without_sudo_says_to_run_as_root_and_installs_nothing() {
+    let scene = Scene::new(STANDIN.as_bytes());
+    // A PATH with the tools the script uses, and no sudo.
+    let tools = scene.dir.path().join("tools");
+    std::fs::create_dir(&tools).unwrap();
+    for t in [
+        "uname", "mktemp", "chmod", "mv", "rm", "id", "env", "sed", "tr", "cp", "awk", "dash",
+    ] {
+        let found = ["/usr/bin", "/bin"]
+            .iter()
+            .map(|d| Path::new(d).join(t))
+            .find(|p| p.exists())
+            .unwrap_or_else(|| panic!("{t} not found"));
+        std::os::unix::fs::symlink(found, tools.join(t)).unwrap();
+    }
+    // The user `nobody` must be able to reach the temp dirs.
+    std::fs::set_permissions(
+        scene.dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    for d in ["tmp", "cwd"] {
+        std::fs::set_permissions(
+            scene.dir.path().join(d),
+            std::os::unix::fs::PermissionsExt::from_mode(0o777),
+        )
+        .unwrap();
+    }
+    let mut c = Command::new("/usr/bin/setpriv");
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(tools.join("dash"))
+        .args(["-s", "--"])
+        .env_clear()
+        .env("PATH", &tools)
+        .env("TMPDIR", scene.dir.path().join("tmp"))
+        .env("STANDIN_LOG", scene.log())
+        .env("FOREMAN_BOX_DOWNLOAD_URL", scene.mirror.url())
+        .env("FOREMAN_BOX_BIN_DIR", scene.bin_dir())
+        .current_dir(scene.dir.path().join("cwd"));
+    let out = pipe(c, &install_sh());
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(
+        out.stderr.contains("must run as root") && out.stderr.contains("sudo is not installed"),
+        "{}",
+        out.all()
+    );
+    assert!(scene.mirror.requests().is_empty());
+    assert!(!scene.bin_dir().exists());
+}
+
+#[test]
+fn install_sh_installs_the_real_binary_from_a_local_path_with_its_uninstall_script() {
+    let scene = Scene::new(b"unused");
+    let mut cmd = scene.command("dash", &["--version"]);
+    cmd.env("FOREMAN_BOX_BINARY", binary());
+    let out = pipe(cmd, &install_sh());
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stdout.contains(&format!(
+            "foreman-box-install {}",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "`foreman-box install --version` ran: {}",
+        out.all()
+    );
+    assert_eq!(
+        std::fs::read(scene.bin_dir().join("foreman-box-uninstall.sh")).unwrap(),
+        std::fs::read(workspace().join("scripts/uninstall.sh")).unwrap(),
+        "the installed uninstall script is scripts/uninstall.sh, as embedded in the binary"
+    );
+    assert!(scene.mirror.requests().is_empty(), "nothing downloaded");
+}
