@@ -156,9 +156,7 @@ impl Action {
 
 impl fmt::Debug for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Action")
-            .field("change", &self.change)
-            .finish()
+        f.debug_struct("Action").field("change", &self.change).finish()
     }
 }
 
@@ -232,12 +230,7 @@ impl Reporter for LogReporter {
         }
     }
     fn step_finished(&self, step: &'static str, outcome: Outcome, elapsed: Duration) {
-        tracing::info!(
-            step,
-            ?outcome,
-            elapsed_ms = elapsed.as_millis() as u64,
-            "finished"
-        );
+        tracing::info!(step, ?outcome, elapsed_ms = elapsed.as_millis() as u64, "finished");
     }
     fn warning(&self, step: &'static str, message: &str) {
         tracing::warn!(step, "{message}");
