@@ -3,6 +3,7 @@
 //! that names the key and where it came from.
 
 use crate::secret::Secret;
+use crate::validate::{self, Network};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
@@ -31,6 +32,8 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("k3s.ready_timeout", "300", "seconds to wait for k3s to become ready"),
     ("downloads.retries", "5", "retries of a failed download"),
     ("downloads.retry_delay_ms", "500", "first retry delay in milliseconds (doubles each time)"),
+    ("downloads.connect_timeout_secs", "10", "seconds to wait for a connection to a download server"),
+    ("downloads.timeout_secs", "30", "a request fails when its answer does not start within this many seconds, or when fewer than 1 KiB/s arrive over this many seconds"),
     ("postgres.mode", "local", "local (the distribution's server on this host) or external"),
     ("postgres.admin_url", "", "external admin connection, postgres://USER@HOST:PORT/DB (no password)"),
     ("postgres.admin_password_file", "", "file holding the external admin password (or set FOREMAN_BOX_POSTGRES_ADMIN_PASSWORD)"),
@@ -47,7 +50,8 @@ pub const KEYS: &[(&str, &str, &str)] = &[
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
     Default,
-    File(PathBuf),
+    /// A file, with the line and column (1-based) of the value when known.
+    File(PathBuf, Option<(usize, usize)>),
     Env(String),
     Flag(String),
 }
@@ -56,7 +60,8 @@ impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Source::Default => f.write_str("the default"),
-            Source::File(p) => write!(f, "{}", p.display()),
+            Source::File(p, None) => write!(f, "{}", p.display()),
+            Source::File(p, Some((line, col))) => write!(f, "{}:{line}:{col}", p.display()),
             Source::Env(v) => write!(f, "environment variable {v}"),
             Source::Flag(flag) => write!(f, "flag --{flag}"),
         }
@@ -84,8 +89,30 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    #[error("configuration file {path} is not valid TOML: {message}")]
-    Parse { path: PathBuf, message: String },
+    #[error("configuration file {path}{} is not valid TOML: {message}\nhelp: fix the file's syntax; values are written as `key = \"value\"` under `[section]` headers", location.map(|(l, c)| format!(":{l}:{c}")).unwrap_or_default())]
+    Parse {
+        path: PathBuf,
+        location: Option<(usize, usize)>,
+        message: String,
+    },
+    #[error("configuration file {path} does not exist\nhelp: check the path given to --config (or FOREMAN_BOX_CONFIG), or leave it out to use {DEFAULT_CONFIG_PATH} when present")]
+    Missing { path: PathBuf },
+    #[error("configuration file {path} is {problem}; it chooses what root downloads and runs, so it is not used\nhelp: {help}")]
+    Unsafe {
+        path: PathBuf,
+        problem: String,
+        help: String,
+    },
+    #[error("unknown preflight check `{name}` in --ignore-preflight\nhelp: known checks are: {known}, or `all`")]
+    UnknownPreflight { name: String, known: String },
+}
+
+/// 1-based line and column of a byte offset in `text`.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    (line, col)
 }
 
 /// The environment variable for a key: `k3s.version` -> `FOREMAN_BOX_K3S_VERSION`.
@@ -118,42 +145,42 @@ impl Layers {
         Layers { values }
     }
 
-    /// Layers a TOML file over what is there. A missing file is no error: it is optional.
-    pub fn with_file(mut self, path: &Path, shown_as: &Path) -> Result<Self, ConfigError> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(self),
-            Err(source) => {
-                return Err(ConfigError::Read {
-                    path: shown_as.to_path_buf(),
-                    source,
-                })
-            }
-        };
-        let table: toml::Table = text
-            .parse()
-            .map_err(|e: toml::de::Error| ConfigError::Parse {
-                path: shown_as.to_path_buf(),
-                message: e.message().to_string(),
-            })?;
+    /// Layers the text of a TOML file over what is there; `shown_as` names the file in errors,
+    /// with the line and column of the value.
+    pub fn with_text(mut self, text: &str, shown_as: &Path) -> Result<Self, ConfigError> {
+        let table = toml::de::DeTable::parse(text).map_err(|e| ConfigError::Parse {
+            path: shown_as.to_path_buf(),
+            location: e.span().map(|s| line_col(text, s.start)),
+            message: e.message().trim_end().to_string(),
+        })?;
         let mut flat = Vec::new();
-        flatten("", &table, &mut flat);
-        for (key, value) in flat {
-            let source = Source::File(shown_as.to_path_buf());
+        flatten("", table.get_ref(), &mut flat);
+        for (key, span, value) in flat {
+            let source = Source::File(shown_as.to_path_buf(), Some(line_col(text, span)));
             let value = match value {
-                toml::Value::String(s) => s,
-                toml::Value::Integer(i) => i.to_string(),
-                toml::Value::Boolean(b) => b.to_string(),
+                toml::de::DeValue::String(s) => s.to_string(),
+                toml::de::DeValue::Integer(i) => {
+                    match i64::from_str_radix(&i.as_str().replace('_', ""), i.radix()) {
+                        Ok(n) => n.to_string(),
+                        Err(_) => i.as_str().to_string(),
+                    }
+                }
+                toml::de::DeValue::Boolean(b) => b.to_string(),
                 other => {
+                    let found = match other {
+                        toml::de::DeValue::Float(_) => "a float",
+                        toml::de::DeValue::Datetime(_) => "a date",
+                        toml::de::DeValue::Array(_) => "an array",
+                        _ => "a table",
+                    };
                     return Err(ConfigError::BadValue {
                         key,
                         source_: source,
                         problem: format!(
-                            "expected a string, number or boolean, found {}",
-                            other.type_str()
+                            "expected a string, whole number or boolean, found {found}"
                         ),
                         help: "write the value as `key = \"value\"`".into(),
-                    })
+                    });
                 }
             };
             self.set(&key, value, source)?;
@@ -241,7 +268,7 @@ impl Layers {
             "false" | "no" | "0" | "off" => Ok(false),
             other => Err(self.bad(
                 key,
-                format!("`{other}` is not a boolean"),
+                format!("{} is not a boolean", validate::shown(other)),
                 "use true or false",
             )),
         }
@@ -255,7 +282,7 @@ impl Layers {
         let n: T = raw.parse().map_err(|_| {
             self.bad(
                 key,
-                format!("`{raw}` is not a whole number"),
+                format!("{} is not a whole number", validate::shown(raw)),
                 format!("use a number from {} to {}", range.start(), range.end()),
             )
         })?;
@@ -269,32 +296,61 @@ impl Layers {
         Ok(n)
     }
 
-    fn cidr(&self, key: &str) -> Result<String, ConfigError> {
-        let raw = self.raw(key).0.trim();
-        let ok = raw
-            .split_once('/')
-            .and_then(|(ip, len)| Some((ip.parse::<IpAddr>().ok()?, len.parse::<u8>().ok()?)))
-            .is_some_and(|(ip, len)| len <= if ip.is_ipv4() { 32 } else { 128 });
-        if ok {
-            Ok(raw.to_string())
-        } else {
-            Err(self.bad(
-                key,
-                format!("`{raw}` is not a CIDR"),
-                "write it as ADDRESS/PREFIX, e.g. 10.42.0.0/16",
-            ))
+    /// A non-empty value through one of the checks in `validate`.
+    fn checked<T>(
+        &self,
+        key: &str,
+        check: impl FnOnce(&str) -> Result<T, validate::Invalid>,
+    ) -> Result<T, ConfigError> {
+        check(self.raw(key).0.trim()).map_err(|i| self.bad(key, i.problem, i.help))
+    }
+
+    fn optional<T>(
+        &self,
+        key: &str,
+        check: impl FnOnce(&str) -> Result<T, validate::Invalid>,
+    ) -> Result<Option<T>, ConfigError> {
+        match self.string(key) {
+            None => Ok(None),
+            Some(_) => self.checked(key, check).map(Some),
         }
     }
 
-    fn url(&self, key: &str) -> Result<String, ConfigError> {
-        let raw = self.raw(key).0.trim().trim_end_matches('/');
-        match reqwest::Url::parse(raw) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(raw.to_string()),
-            _ => Err(self.bad(
-                key,
-                format!("`{raw}` is not an http(s) URL"),
-                "give a full URL such as https://mirror.example.com/k3s",
-            )),
+    /// Paths we change must stay inside the host root even through symlinks: the Pulp
+    /// directory's nearest existing ancestor, resolved, must lie under the resolved root.
+    pub fn check_under_root(
+        &self,
+        config: &Config,
+        root: &Path,
+        canonical: impl Fn(&Path) -> Option<PathBuf>,
+    ) -> Result<(), ConfigError> {
+        let Some(real_root) = canonical(root) else {
+            return Ok(()); // a missing root fails later, naming itself
+        };
+        let relative = config
+            .storage
+            .pulp_dir
+            .strip_prefix("/")
+            .unwrap_or(&config.storage.pulp_dir);
+        let mut probe = root.join(relative);
+        loop {
+            if let Some(real) = canonical(&probe) {
+                if !real.starts_with(&real_root) {
+                    return Err(self.bad(
+                        "storage.pulp_dir",
+                        format!(
+                            "`{}` leads outside the host root through a symlink (to {})",
+                            config.storage.pulp_dir.display(),
+                            real.display()
+                        ),
+                        "use a directory that is not reached through a symlink, such as /var/lib/pulp",
+                    ));
+                }
+                return Ok(());
+            }
+            if !probe.pop() {
+                return Ok(());
+            }
         }
     }
 
@@ -306,7 +362,7 @@ impl Layers {
             other => {
                 return Err(self.bad(
                     "postgres.mode",
-                    format!("`{other}` is not a mode"),
+                    format!("{} is not a mode", validate::shown(other)),
                     "use `local` (run PostgreSQL on this host) or `external` (use your server)",
                 ))
             }
@@ -316,64 +372,82 @@ impl Layers {
                 return Err(self.bad("postgres.admin_url", "external mode needs an admin connection", "set postgres.admin_url = \"postgres://USER@HOST:5432/postgres\" and the password in postgres.admin_password_file or FOREMAN_BOX_POSTGRES_ADMIN_PASSWORD"))
             }
             None => None,
-            Some(raw) => Some(AdminUrl::parse(&raw).map_err(|problem| self.bad("postgres.admin_url", problem, "write it as postgres://USER@HOST:PORT/DATABASE; put the password in postgres.admin_password_file or FOREMAN_BOX_POSTGRES_ADMIN_PASSWORD"))?),
-        };
-        let node_ip = match self.string("node_ip") {
-            None => None,
-            Some(raw) => Some(raw.parse::<IpAddr>().map_err(|_| {
-                self.bad(
-                    "node_ip",
-                    format!("`{raw}` is not an IP address"),
-                    "give this host's address on its main network, e.g. 192.168.1.10",
-                )
+            Some(raw) => Some(AdminUrl::parse(&raw).map_err(|problem| {
+                // The value is shown unless it may hold a password.
+                let problem = if problem.contains("password") {
+                    problem
+                } else {
+                    format!("{}: {problem}", validate::shown(&validate::redact_url(&raw)))
+                };
+                self.bad("postgres.admin_url", problem, "write it as postgres://USER@HOST:PORT/DATABASE; put the password in postgres.admin_password_file or FOREMAN_BOX_POSTGRES_ADMIN_PASSWORD")
             })?),
         };
+        let hostname = self.optional("hostname", validate::hostname)?;
+        let node_ip = self.optional("node_ip", validate::node_ip)?;
+        let cluster = self.checked("k3s.cluster_cidr", |v| validate::cidr(v, Network::Cluster))?;
+        let service = self.checked("k3s.service_cidr", |v| validate::cidr(v, Network::Service))?;
+        if cluster.overlaps(&service) {
+            return Err(self.bad(
+                "k3s.service_cidr",
+                format!("{service} overlaps the cluster network {cluster} (k3s.cluster_cidr)"),
+                "give pods and services separate networks, e.g. 10.42.0.0/16 and 10.43.0.0/16",
+            ));
+        }
+        if let Some(ip) = node_ip {
+            for (key, net) in [("k3s.cluster_cidr", cluster), ("k3s.service_cidr", service)] {
+                if net.contains(ip) {
+                    return Err(self.bad(
+                        key,
+                        format!("{net} contains this node's address {ip} (node_ip)"),
+                        "choose a network that does not contain the host's own address",
+                    ));
+                }
+            }
+        }
         let manage_server = match self.string("postgres.manage_server") {
             None => None,
             Some(_) => Some(self.boolean("postgres.manage_server")?),
         };
-        let pulp_dir = PathBuf::from(self.raw("storage.pulp_dir").0.trim());
-        if !pulp_dir.is_absolute() {
-            return Err(self.bad(
-                "storage.pulp_dir",
-                format!("`{}` is not an absolute path", pulp_dir.display()),
-                "use a path such as /var/lib/pulp",
-            ));
-        }
-        let version = self.string("k3s.version");
-        if let Some(v) = &version {
-            if !v.starts_with('v') || v.contains(['/', ' ', '?', '#']) {
-                return Err(self.bad(
-                    "k3s.version",
-                    format!("`{v}` is not a k3s release tag"),
-                    format!("use a tag such as {PINNED_K3S_VERSION}"),
-                ));
+        let pulp_dir = self.checked("storage.pulp_dir", validate::pulp_dir)?;
+        let version = self.optional("k3s.version", validate::k3s_version)?;
+        let channel = self.optional("k3s.channel", validate::k3s_channel)?;
+        let admin_password_file = match self.string("postgres.admin_password_file") {
+            None => None,
+            Some(raw) if Path::new(&raw).is_absolute() && !raw.chars().any(char::is_control) => {
+                Some(PathBuf::from(raw))
             }
-        }
+            Some(raw) => {
+                return Err(self.bad(
+                    "postgres.admin_password_file",
+                    format!("{} is not an absolute path", validate::shown(&raw)),
+                    "give the full path of a 0600 file holding the password, e.g. /etc/foreman-box/secrets/postgres-admin",
+                ))
+            }
+        };
         Ok(Config {
-            hostname: self.string("hostname"),
+            hostname,
             node_ip,
             k3s: K3sConfig {
                 version: version.unwrap_or_else(|| PINNED_K3S_VERSION.to_string()),
                 version_from_user: self.raw("k3s.version").1 != &Source::Default,
-                channel: self.string("k3s.channel"),
-                channel_url: self.url("k3s.channel_url")?,
-                release_url: self.url("k3s.release_url")?,
+                channel,
+                channel_url: self.checked("k3s.channel_url", validate::http_url)?,
+                release_url: self.checked("k3s.release_url", validate::http_url)?,
                 airgap_images: self.boolean("k3s.airgap_images")?,
-                cluster_cidr: self.cidr("k3s.cluster_cidr")?,
-                service_cidr: self.cidr("k3s.service_cidr")?,
+                cluster_cidr: cluster.to_string(),
+                service_cidr: service.to_string(),
                 ready_timeout_secs: self.number("k3s.ready_timeout", 1u64..=86_400)?,
             },
             downloads: DownloadConfig {
                 retries: self.number("downloads.retries", 0u32..=100)?,
                 retry_delay_ms: self.number("downloads.retry_delay_ms", 0u64..=600_000)?,
+                connect_timeout_secs: self.number("downloads.connect_timeout_secs", 1u64..=600)?,
+                timeout_secs: self.number("downloads.timeout_secs", 1u64..=3600)?,
             },
             postgres: PostgresConfig {
                 mode,
                 admin_url,
-                admin_password_file: self
-                    .string("postgres.admin_password_file")
-                    .map(PathBuf::from),
+                admin_password_file,
                 manage_server,
             },
             storage: StorageConfig { pulp_dir },
@@ -394,17 +468,66 @@ impl Default for Layers {
     }
 }
 
-fn flatten(prefix: &str, table: &toml::Table, out: &mut Vec<(String, toml::Value)>) {
+fn flatten<'i>(
+    prefix: &str,
+    table: &toml::de::DeTable<'i>,
+    out: &mut Vec<(String, usize, toml::de::DeValue<'i>)>,
+) {
     for (k, v) in table {
         let key = if prefix.is_empty() {
-            k.clone()
+            k.get_ref().to_string()
         } else {
-            format!("{prefix}.{k}")
+            format!("{prefix}.{}", k.get_ref())
         };
-        match v {
-            toml::Value::Table(t) => flatten(&key, t, out),
-            other => out.push((key, other.clone())),
+        match v.get_ref() {
+            toml::de::DeValue::Table(t) => flatten(&key, t, out),
+            other => out.push((key, v.span().start, other.clone())),
         }
+    }
+}
+
+/// A configuration file is refused when someone other than root (or the user running us) owns
+/// it, or anyone may write it: it chooses the URLs root downloads from and runs.
+pub fn check_file_safety(
+    path: &Path,
+    mode: u32,
+    owner_uid: u32,
+    our_uid: u32,
+) -> Result<(), ConfigError> {
+    let unsafe_ = |problem: String, help: String| ConfigError::Unsafe {
+        path: path.to_path_buf(),
+        problem,
+        help,
+    };
+    if owner_uid != 0 && owner_uid != our_uid {
+        return Err(unsafe_(
+            format!("owned by uid {owner_uid}, not root"),
+            format!("chown root:root {}", path.display()),
+        ));
+    }
+    if mode & 0o002 != 0 {
+        return Err(unsafe_(
+            format!("writable by everyone (mode {:04o})", mode & 0o7777),
+            format!(
+                "chmod 0644 {} (or 0600 when it names secrets' files)",
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses `--ignore-preflight` names that are no check, listing the known ones.
+pub fn check_preflight_names(names: &[String], known: &[&str]) -> Result<(), ConfigError> {
+    match names
+        .iter()
+        .find(|n| n.as_str() != "all" && !known.contains(&n.as_str()))
+    {
+        Some(name) => Err(ConfigError::UnknownPreflight {
+            name: name.escape_debug().to_string(),
+            known: known.join(", "),
+        }),
+        None => Ok(()),
     }
 }
 
@@ -436,6 +559,9 @@ pub struct K3sConfig {
 pub struct DownloadConfig {
     pub retries: u32,
     pub retry_delay_ms: u64,
+    pub connect_timeout_secs: u64,
+    /// Time to the first byte of an answer, and the window of the 1 KiB/s minimum throughput.
+    pub timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -474,9 +600,37 @@ impl AdminUrl {
                 "the URL carries a password, which would leak into process lists and logs".into(),
             );
         }
+        if url
+            .query_pairs()
+            .any(|(k, _)| k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("passfile"))
+        {
+            return Err("the URL carries a password in its query, which would leak into process lists and logs".into());
+        }
+        if url.query().is_some() {
+            let names: Vec<String> = url.query_pairs().map(|(k, _)| k.into_owned()).collect();
+            return Err(format!(
+                "the URL has query parameters ({}), which foreman-box does not use",
+                names.join(", ")
+            ));
+        }
+        if url.fragment().is_some() {
+            return Err("the URL has a fragment (`#...`)".into());
+        }
+        if url.port() == Some(0) {
+            return Err("port 0 is not a port".into());
+        }
         let user = url.username();
         if user.is_empty() {
             return Err("no user in the URL".into());
+        }
+        if !user
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        {
+            return Err(format!(
+                "user `{}` has characters other than letters, digits, `_`, `-` and `.`",
+                user.escape_debug()
+            ));
         }
         let host = url
             .host_str()
@@ -548,21 +702,21 @@ pub struct ForemanConfig {
 mod tests {
     use super::*;
 
-    fn file(text: &str) -> (tempfile::TempDir, PathBuf) {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("config.toml");
-        std::fs::write(&p, text).unwrap();
-        (dir, p)
+    fn file(text: &str) -> (String, PathBuf) {
+        (
+            text.to_string(),
+            PathBuf::from("/etc/foreman-box/config.toml"),
+        )
     }
 
     #[test]
     fn flag_beats_env_beats_file_beats_default() {
         let (_d, p) = file("[k3s]\nversion = \"v1.0.0+k3s1\"\nairgap_images = true\n");
-        let cfg = Layers::new().with_file(&p, &p).unwrap().resolve().unwrap();
+        let cfg = Layers::new().with_text(&_d, &p).unwrap().resolve().unwrap();
         assert_eq!(cfg.k3s.version, "v1.0.0+k3s1");
         assert!(cfg.k3s.airgap_images);
         let layers = Layers::new()
-            .with_file(&p, &p)
+            .with_text(&_d, &p)
             .unwrap()
             .with_env([(
                 "FOREMAN_BOX_K3S_VERSION".to_string(),
@@ -586,7 +740,7 @@ mod tests {
     fn unknown_file_key_names_key_and_file() {
         let (_d, p) = file("[k3s]\nverison = \"x\"\n");
         let err = Layers::new()
-            .with_file(&p, Path::new("/etc/foreman-box/config.toml"))
+            .with_text(&_d, Path::new("/etc/foreman-box/config.toml"))
             .unwrap_err()
             .to_string();
         assert!(err.contains("`k3s.verison`"), "{err}");

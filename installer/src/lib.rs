@@ -14,5 +14,6 @@ pub mod host;
 pub mod manifests;
 pub mod secret;
 pub mod steps;
+pub mod validate;
 
 pub use error::{Error, Result};

@@ -385,18 +385,38 @@ fn print_reports(reports: &[StepReport]) {
 /// Configuration, facts and the selected steps: everything a command needs.
 fn prepare(args: &RunArgs) -> anyhow::Result<(Context, Vec<Box<dyn steps::Step>>)> {
     let host = Host::new(&args.root, Arc::new(SystemRunner));
-    let (file, shown) = match &args.config {
-        Some(p) => (p.clone(), p.clone()),
+    // An explicit --config must exist; the default file is optional.
+    let (file, shown, required) = match &args.config {
+        Some(p) => (p.clone(), p.clone(), true),
         None => (
             host.path(DEFAULT_CONFIG_PATH),
             PathBuf::from(DEFAULT_CONFIG_PATH),
+            false,
         ),
     };
-    let config = Layers::new()
-        .with_file(&file, &shown)?
+    let mut layers = Layers::new();
+    match host.fs().read_string(&file)? {
+        None if required => return Err(config::ConfigError::Missing { path: shown }.into()),
+        None => {}
+        Some(text) => {
+            let mode = host.fs().mode(&file)?.unwrap_or(0);
+            let (uid, _) = host.fs().owner(&file)?.unwrap_or((0, 0));
+            config::check_file_safety(&shown, mode, uid, nix::unistd::geteuid().as_raw())?;
+            layers = layers.with_text(&text, &shown)?;
+        }
+    }
+    config::check_preflight_names(
+        &args.ignore_preflight,
+        &steps::preflight::CHECKS
+            .iter()
+            .map(|(n, _)| *n)
+            .collect::<Vec<_>>(),
+    )?;
+    let layers = layers
         .with_env(std::env::vars())?
-        .with_flags(args.settings.values.clone())?
-        .resolve()?;
+        .with_flags(args.settings.values.clone())?;
+    let config = layers.resolve()?;
+    layers.check_under_root(&config, &args.root, |p| host.fs().canonical(p))?;
     let admin_password = config::admin_password(
         &config.postgres,
         std::env::var(config::ADMIN_PASSWORD_ENV).ok(),

@@ -182,6 +182,11 @@ impl HostFs {
         Ok(true)
     }
 
+    /// The path with every symlink resolved, or None when it does not exist.
+    pub fn canonical(&self, path: &Path) -> Option<PathBuf> {
+        fs::canonicalize(path).ok()
+    }
+
     pub fn symlink_target(&self, link: &Path) -> Option<PathBuf> {
         fs::read_link(link).ok()
     }
