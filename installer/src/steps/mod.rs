@@ -86,6 +86,7 @@ impl Context {
 
     /// The same context, telling a different reporter.
     pub fn with_reporter(mut self, reporter: Arc<dyn Reporter>) -> Self {
+        self.downloader = self.downloader.with_reporter(reporter.clone());
         self.reporter = reporter;
         self
     }
@@ -156,7 +157,9 @@ impl Action {
 
 impl fmt::Debug for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Action").field("change", &self.change).finish()
+        f.debug_struct("Action")
+            .field("change", &self.change)
+            .finish()
     }
 }
 
@@ -213,6 +216,7 @@ pub trait Reporter: Send + Sync {
 
 /// Progress of one download.
 pub trait ProgressHandle: Send {
+    /// `bytes` more arrived (a resumed download first tells what it already has).
     fn advance(&mut self, bytes: u64);
     fn finish(&mut self);
 }
@@ -230,7 +234,12 @@ impl Reporter for LogReporter {
         }
     }
     fn step_finished(&self, step: &'static str, outcome: Outcome, elapsed: Duration) {
-        tracing::info!(step, ?outcome, elapsed_ms = elapsed.as_millis() as u64, "finished");
+        tracing::info!(
+            step,
+            ?outcome,
+            elapsed_ms = elapsed.as_millis() as u64,
+            "finished"
+        );
     }
     fn warning(&self, step: &'static str, message: &str) {
         tracing::warn!(step, "{message}");
