@@ -5,13 +5,14 @@
 
 use crate::error::{Error, Result};
 use crate::host::HostFs;
+use crate::steps::{LogReporter, Reporter};
 use futures::StreamExt;
 use reqwest::header::{CONTENT_RANGE, LOCATION, RANGE};
 use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
-use std::io::{IsTerminal, Read, Write};
-
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Clone)]
@@ -20,7 +21,8 @@ pub struct Downloader {
     no_redirect: reqwest::Client,
     retries: u32,
     delay: Duration,
-    progress: bool,
+    /// Told each download's progress (the terminal draws a bar).
+    reporter: Arc<dyn Reporter>,
 }
 
 /// What `fetch` did.
@@ -49,8 +51,14 @@ impl Downloader {
             no_redirect: build(reqwest::redirect::Policy::none()),
             retries,
             delay,
-            progress: std::io::stderr().is_terminal(),
+            reporter: Arc::new(LogReporter),
         }
+    }
+
+    /// The same downloader, telling `reporter` its progress.
+    pub fn with_reporter(mut self, reporter: Arc<dyn Reporter>) -> Self {
+        self.reporter = reporter;
+        self
     }
 
     /// A small text document (checksum lists), with retries.
@@ -160,7 +168,10 @@ impl Downloader {
             fs.open_truncate(part, 0o600)?
         };
         let total = resp.content_length().map(|n| n + have);
-        let bar = self.progress_bar(url, total, have);
+        let mut bar = self
+            .reporter
+            .download(url.rsplit('/').next().unwrap_or(url), total);
+        bar.advance(have);
         // Bytes are hashed as they arrive and written on a thread of their own, so hashing,
         // writing and the network read overlap: one pass, at about the speed of the slowest.
         let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(64);
@@ -187,22 +198,19 @@ impl Downloader {
                     break;
                 }
             };
-            have += chunk.len() as u64;
+            let len = chunk.len() as u64;
+            have += len;
             hasher.update(&chunk);
             if tx.send(chunk).await.is_err() {
                 break; // the sink failed; its error is reported below
             }
-            if let Some(b) = &bar {
-                b.set_position(have);
-            }
+            bar.advance(len);
         }
         drop(tx);
         // What arrived is on disk before we report a cut, so the next attempt resumes after it.
         sink.await.expect("download sink does not panic")?;
         received?;
-        if let Some(b) = bar {
-            b.finish_and_clear();
-        }
+        bar.finish();
         if let Some(total) = total {
             if have < total {
                 return Err(Error::Host(crate::host::HostError::Io {
@@ -239,32 +247,6 @@ impl Downloader {
                 Err(e) => return Err(e),
             }
         }
-    }
-
-    fn progress_bar(
-        &self,
-        url: &str,
-        total: Option<u64>,
-        at: u64,
-    ) -> Option<indicatif::ProgressBar> {
-        if !self.progress {
-            tracing::info!(url, "downloading");
-            return None;
-        }
-        let bar = match total {
-            Some(t) => indicatif::ProgressBar::new(t),
-            None => indicatif::ProgressBar::no_length(),
-        };
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
-            )
-            .expect("template is valid")
-            .progress_chars("=> "),
-        );
-        bar.set_message(url.rsplit('/').next().unwrap_or(url).to_string());
-        bar.set_position(at);
-        Some(bar)
     }
 }
 

@@ -127,6 +127,7 @@ pub fn run(cmd: &mut Command) -> Run {
 pub fn debian_root() -> tempfile::TempDir {
     let root = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(root.path().join("etc")).unwrap();
+    std::fs::create_dir_all(root.path().join("var/log")).unwrap();
     std::fs::write(
         root.path().join("etc/os-release"),
         "ID=debian\nVERSION_ID=\"12\"\nPRETTY_NAME=\"Debian GNU/Linux 12\"\n",
@@ -135,13 +136,19 @@ pub fn debian_root() -> tempfile::TempDir {
     root
 }
 
-/// Every file and symlink under `root` with its mtime (nanoseconds), sorted by path.
+/// Every file and symlink under `root` with its mtime (nanoseconds), sorted by path. `var/log`
+/// is left out: every run writes its log there (`var/log/foreman-box`), and that is not a change
+/// to the host's state.
 pub fn tree_mtimes(root: &Path) -> Vec<(PathBuf, i128)> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
+    let logs = root.join("var/log");
     while let Some(dir) = stack.pop() {
         for e in std::fs::read_dir(&dir).unwrap() {
             let e = e.unwrap();
+            if e.path().starts_with(&logs) {
+                continue;
+            }
             let meta = std::fs::symlink_metadata(e.path()).unwrap();
             if meta.is_dir() {
                 stack.push(e.path());

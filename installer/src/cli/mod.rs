@@ -1,6 +1,8 @@
 //! The user interface: argument parsing, output, exit codes. The only module that prints.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod display;
+pub mod logging;
 mod status;
 
 use crate::config::{self, Layers, DEFAULT_CONFIG_PATH, KEYS};
@@ -8,10 +10,12 @@ use crate::facts::Facts;
 use crate::host::{Host, SystemRunner};
 use crate::steps::{self, Context, RunOptions, StepReport};
 use anyhow::Context as _;
-use clap::{ArgMatches, Args, FromArgMatches, Parser, Subcommand};
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use display::{Display, Form, Verb};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// foreman-box: one command from a fresh Linux host to a working Foreman on k3s.
 #[derive(Parser, Debug)]
@@ -28,17 +32,34 @@ enum Command {
     Install(RunArgs),
     /// Show what `install` would change, and why; change nothing.
     /// Exits 0 when up to date, 2 when something would change, 1 on error.
-    Plan(RunArgs),
+    Plan {
+        #[command(flatten)]
+        run: RunArgs,
+        /// `json`: one document on stdout, {"steps":[{"step","changes":[{"what","why"}]}],"pending"}.
+        #[arg(long, value_enum, default_value_t = Output::Human)]
+        output: Output,
+    },
     /// Run only the preflight checks.
     Preflight(RunArgs),
     /// What is installed, versions and service state.
     Status {
         #[command(flatten)]
         run: RunArgs,
-        /// Machine-readable output.
-        #[arg(long)]
+        /// `json`: one document on stdout, for machines.
+        #[arg(long, value_enum, default_value_t = Output::Human)]
+        output: Output,
+        /// The same as `--output json`.
+        #[arg(long, hide = true)]
         json: bool,
     },
+    /// Print a shell completion script: `foreman-box completions bash >
+    /// /usr/share/bash-completion/completions/foreman-box`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `foreman-box man > /usr/local/share/man/man1/foreman-box.1`.
+    Man,
     /// Print every manifest for an existing cluster: the CRD, the operator and the default
     /// Foreman resource (`kubectl apply -f -`).
     Render {
@@ -91,6 +112,15 @@ enum OperatorCommand {
     Crd,
 }
 
+/// The form of a command's result on stdout.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum Output {
+    /// For people: lines, colour on a terminal.
+    Human,
+    /// For machines: one JSON document with stable keys.
+    Json,
+}
+
 #[derive(Args, Debug, Clone)]
 struct RunArgs {
     /// Resolve every host path under DIR (tests, image building). Implies --skip-start.
@@ -114,7 +144,8 @@ struct RunArgs {
     /// Turn a failed preflight check into a warning (repeatable; `all` for every check).
     #[arg(long, value_name = "NAME", value_delimiter = ',', global = true)]
     ignore_preflight: Vec<String>,
-    /// More detail in the log (-v debug, -vv trace).
+    /// More detail on the screen (-v notes and info, -vv debug, -vvv trace); the run log in
+    /// /var/log/foreman-box always has the debug detail.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
     #[command(flatten)]
@@ -179,74 +210,127 @@ impl Args for ConfigFlags {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let verbose = match &cli.command {
-        Command::Install(r)
-        | Command::Plan(r)
-        | Command::Preflight(r)
-        | Command::Status { run: r, .. } => r.verbose,
-        Command::Render { .. } | Command::Operator { .. } | Command::Uninstall(_) => 0,
-    };
-    init_logging(verbose);
+    if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) {
+        console::set_colors_enabled(false);
+        console::set_colors_enabled_stderr(false);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("tokio runtime starts");
-    match runtime.block_on(run(cli)) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e}");
-            for cause in e.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
-            }
-            ExitCode::from(1)
+    let (name, args, verb, output) = match &cli.command {
+        Command::Install(r) => ("install", r, Verb::Install, Output::Human),
+        Command::Plan { run, output } => ("plan", run, Verb::Plan, *output),
+        Command::Preflight(r) => ("preflight", r, Verb::Install, Output::Human),
+        Command::Status { run, output, json } => {
+            let output = if *json { Output::Json } else { *output };
+            ("status", run, Verb::Install, output)
         }
-    }
-}
-
-fn init_logging(verbose: u8) {
-    let default = match verbose {
-        0 => "info",
-        1 => "debug",
-        _ => "trace",
+        Command::Render { .. }
+        | Command::Operator { .. }
+        | Command::Uninstall(_)
+        | Command::Completions { .. }
+        | Command::Man => {
+            logging::init_stderr(0);
+            return finish(runtime.block_on(run_tool(cli.command)), None, Form::Plain);
+        }
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("FOREMAN_BOX_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let form = match output {
+        Output::Json => Form::Quiet,
+        Output::Human => Form::detect(),
+    };
+    let display = Display::new(form, verb, args.verbose);
+    let host = Host::new(&args.root, Arc::new(SystemRunner));
+    let (log, log_error) = match logging::open_run_log(&host, name) {
+        Ok(l) => (Some(l), None),
+        Err(e) => (None, Some(e)),
+    };
+    let log_path = log.as_ref().map(|l| l.path.clone());
+    logging::init(&display, args.verbose, log);
+    if let Some(e) = log_error {
+        tracing::warn!(
+            "no run log: {}; going on without one",
+            anyhow::Error::new(e)
+                .chain()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(": ")
+        );
+    }
+    tracing::info!(target: display::REPORT_TARGET, command = name, version = env!("CARGO_PKG_VERSION"), root = %args.root.display(), "foreman-box started");
+    let result = runtime.block_on(run(cli.command, display, output));
+    finish(result, log_path, form)
 }
 
-async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {
+/// The exit code; an error is logged, printed once with its causes, and ends with the log's path.
+fn finish(result: anyhow::Result<ExitCode>, log: Option<PathBuf>, form: Form) -> ExitCode {
+    let e = match result {
+        Ok(code) => return code,
+        Err(e) => e,
+    };
+    tracing::error!(target: display::REPORT_TARGET, "{e:#}");
+    let terminal = form == Form::Terminal;
+    let label = if terminal {
+        console::style("error:").red().bold().to_string()
+    } else {
+        "error:".to_string()
+    };
+    eprintln!("{label} {e}");
+    for cause in e.chain().skip(1) {
+        eprintln!("  caused by: {cause}");
+    }
+    if let Some(path) = log {
+        eprintln!("the full log of this run: {}", path.display());
+    }
+    ExitCode::from(1)
+}
+
+async fn run(command: Command, display: Display, output: Output) -> anyhow::Result<ExitCode> {
+    let reporter: Arc<dyn steps::Reporter> = Arc::new(display.clone());
+    match command {
         Command::Install(args) => {
-            let (cx, steps) = prepare(&args)?;
+            let started = Instant::now();
+            let (cx, steps) = prepare(&args, reporter)?;
             if steps.iter().any(|s| s.name() == "operator") {
                 // Refused before any step runs: such a build must change nothing.
                 steps::operator::require_static(&cx.host)?;
             }
             let reports = steps::apply(&cx, &steps).await?;
             let n: usize = reports.iter().map(|r| r.changes.len()).sum();
-            if n == 0 {
-                println!("foreman-box: up to date, nothing changed");
-            } else {
-                println!("foreman-box: applied {n} change(s)");
-                print_reports(&reports);
-            }
+            let time = display::elapsed_text(started.elapsed());
+            display.line(&match (n, display.form()) {
+                (0, Form::Terminal) => format!("Up to date: nothing changed ({time})."),
+                (0, _) => "foreman-box: up to date, nothing changed".to_string(),
+                (n, Form::Terminal) => format!("Done: {} in {time}.", display::count(n, "change")),
+                (n, _) => format!(
+                    "foreman-box: applied {} in {time}",
+                    display::count(n, "change")
+                ),
+            });
             if steps.iter().any(|s| s.name() == "foreman") && steps::foreman::connects(&cx) {
-                println!("{}", steps::foreman::access_text(&cx.facts.fqdn));
+                display.line(&steps::foreman::access_text(&cx.facts.fqdn));
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Plan(args) => {
-            let (cx, steps) = prepare(&args)?;
+        Command::Plan { run: args, .. } => {
+            let (cx, steps) = prepare(&args, reporter)?;
             let reports = steps::plan(&cx, &steps).await?;
-            print_reports(&reports);
-            let pending = reports.iter().any(|r| !r.changes.is_empty());
-            Ok(if pending {
+            let n: usize = reports.iter().map(|r| r.changes.len()).sum();
+            if output == Output::Json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&plan_document(&reports))?
+                );
+            } else if n == 0 {
+                display.line("Up to date: install would change nothing.");
+            } else {
+                display.line(&format!(
+                    "install would make {}; `foreman-box install` makes them.",
+                    display::count(n, "change")
+                ));
+            }
+            Ok(if n > 0 {
                 ExitCode::from(2)
             } else {
                 ExitCode::SUCCESS
@@ -254,17 +338,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Preflight(mut args) => {
             args.only = vec!["preflight".into()];
-            let (cx, _) = prepare(&args)?;
+            let (cx, _) = prepare(&args, reporter)?;
             let findings = steps::preflight::run_checks(&cx.facts, &cx.config);
             let (fatal, ignored) =
                 steps::preflight::partition(findings, &cx.options.ignore_preflight);
             for (name, _) in steps::preflight::CHECKS {
                 let mark = if fatal.iter().any(|f| f.check == *name) {
-                    "✗"
+                    console::style("✗").red().bold()
                 } else if ignored.iter().any(|f| f.check == *name) {
-                    "!"
+                    console::style("!").yellow().bold()
                 } else {
-                    "✓"
+                    console::style("✓").green()
                 };
                 println!("{mark} {name}");
             }
@@ -278,14 +362,38 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::from(1))
             }
         }
-        Command::Status { run, json } => {
-            let (cx, _) = prepare(&run)?;
+        Command::Status { run, .. } => {
+            let (cx, _) = prepare(&run, reporter)?;
             let report = status::gather(&cx).await;
-            if json {
+            if output == Output::Json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 print!("{}", status::render(&report));
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        other => run_tool(other).await,
+    }
+}
+
+/// `plan --output json`: the keys are an interface; change them only compatibly.
+fn plan_document(reports: &[StepReport]) -> serde_json::Value {
+    serde_json::json!({
+        "steps": reports,
+        "pending": reports.iter().any(|r| !r.changes.is_empty()),
+    })
+}
+
+/// Commands that need no host: they print a document and log to stderr.
+async fn run_tool(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "foreman-box", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Render { hostname } => {
@@ -338,6 +446,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         },
         Command::Uninstall(args) => uninstall(&args),
+        Command::Install(_)
+        | Command::Plan { .. }
+        | Command::Preflight(_)
+        | Command::Status { .. } => unreachable!("host commands run through `run`"),
     }
 }
 
@@ -369,21 +481,11 @@ fn uninstall(args: &UninstallArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn print_reports(reports: &[StepReport]) {
-    for r in reports {
-        if r.changes.is_empty() {
-            println!("{}: up to date", r.step);
-        } else {
-            println!("{}: {} change(s)", r.step, r.changes.len());
-            for c in &r.changes {
-                println!("  + {} ({})", c.what, c.why);
-            }
-        }
-    }
-}
-
 /// Configuration, facts and the selected steps: everything a command needs.
-fn prepare(args: &RunArgs) -> anyhow::Result<(Context, Vec<Box<dyn steps::Step>>)> {
+fn prepare(
+    args: &RunArgs,
+    reporter: Arc<dyn steps::Reporter>,
+) -> anyhow::Result<(Context, Vec<Box<dyn steps::Step>>)> {
     let host = Host::new(&args.root, Arc::new(SystemRunner));
     // An explicit --config must exist; the default file is optional.
     let (file, shown, required) = match &args.config {
@@ -438,6 +540,6 @@ fn prepare(args: &RunArgs) -> anyhow::Result<(Context, Vec<Box<dyn steps::Step>>
         skip_start,
         ignore_preflight: args.ignore_preflight.clone(),
     };
-    let cx = Context::new(host, facts, config, options, admin_password);
+    let cx = Context::new(host, facts, config, options, admin_password).with_reporter(reporter);
     Ok((cx, steps))
 }

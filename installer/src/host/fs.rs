@@ -247,6 +247,22 @@ impl HostFs {
             .map_err(io_err("open", path))
     }
 
+    /// The names of the entries of a directory, sorted; empty when it does not exist.
+    pub fn list_dir(&self, path: &Path) -> Result<Vec<String>, HostError> {
+        let entries = match fs::read_dir(path) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err("list", path)(e)),
+        };
+        let mut names = Vec::new();
+        for e in entries {
+            let e = e.map_err(io_err("list", path))?;
+            names.push(e.file_name().to_string_lossy().into_owned());
+        }
+        names.sort();
+        Ok(names)
+    }
+
     pub fn open_read(&self, path: &Path) -> Result<File, HostError> {
         File::open(path).map_err(io_err("open", path))
     }
@@ -306,21 +322,6 @@ impl HostFs {
             .read_to_end(&mut head)
             .map_err(io_err("read", path))?;
         Ok(head)
-    }
-
-    /// The names in a directory, sorted; empty when it does not exist.
-    pub fn list_dir(&self, path: &Path) -> Result<Vec<String>, HostError> {
-        let entries = match fs::read_dir(path) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io_err("list", path)(e)),
-        };
-        let mut names = entries
-            .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
-            .collect::<io::Result<Vec<_>>>()
-            .map_err(io_err("list", path))?;
-        names.sort();
-        Ok(names)
     }
 }
 

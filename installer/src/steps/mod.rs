@@ -90,6 +90,7 @@ impl Context {
 
     /// The same context, telling a different reporter.
     pub fn with_reporter(mut self, reporter: Arc<dyn Reporter>) -> Self {
+        self.downloader = self.downloader.with_reporter(reporter.clone());
         self.reporter = reporter;
         self
     }
@@ -219,6 +220,7 @@ pub trait Reporter: Send + Sync {
 
 /// Progress of one download.
 pub trait ProgressHandle: Send {
+    /// `bytes` more arrived (a resumed download first tells what it already has).
     fn advance(&mut self, bytes: u64);
     fn finish(&mut self);
 }
