@@ -1,11 +1,12 @@
 //! On a real Debian 12 host with systemd as PID 1 (a systemd-nspawn machine, see
 //! `foreman_box_tests::nspawn`): no `--root`, no `--skip-start`. Local-mode PostgreSQL installed
 //! through apt and run by systemd, and the k3s unit enabled, started, restarted only on change
-//! and diagnosed on timeout, with a stand-in k3s binary from the loopback mirror.
+//! and diagnosed on timeout, with a stand-in k3s binary from the loopback mirror. The binary is
+//! the release one (`scripts/build.sh`), as a person would install it.
 
 use foreman_box_tests::mirror::Mirror;
 use foreman_box_tests::nspawn::Machine;
-use foreman_box_tests::{binary, sha256_hex, Run};
+use foreman_box_tests::{sha256_hex, static_binary, Run};
 
 const HOSTNAME: &str = "foreman.example.test";
 const VERSION: &str = "v1.33.5+k3s1";
@@ -13,7 +14,7 @@ const WIRE: &str = "v1.33.5%2Bk3s1";
 
 fn boot(name: &str) -> Machine {
     let machine = Machine::boot(name).unwrap_or_else(|e| panic!("cannot boot a Debian host: {e}"));
-    machine.install_file(binary(), "/usr/local/bin/foreman-box", 0o755);
+    machine.install_file(static_binary(), "/usr/local/bin/foreman-box", 0o755);
     machine
 }
 
@@ -241,7 +242,7 @@ fn curl_to_shell_install_then_uninstall_keeps_data_and_purge_removes_it() {
         "/../scripts/install.sh"
     ))
     .unwrap();
-    let binary_bytes = std::fs::read(binary()).unwrap();
+    let binary_bytes = std::fs::read(static_binary()).unwrap();
     let version = env!("CARGO_PKG_VERSION");
     mirror.put("/install.sh", script);
     mirror.put(
