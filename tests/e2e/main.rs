@@ -8,3 +8,4 @@ mod operator;
 mod postgres;
 mod scripts;
 mod storage;
+mod uninstall;
