@@ -1,16 +1,25 @@
 //! What foreman-box ships to the host: the operator's manifests (CRD, least-privilege RBAC,
-//! Deployment of the image built from foreman-box itself) and the default `Foreman` resource.
+//! Deployment of the image built from foreman-box itself), the default `Foreman` resource, and
+//! the writer of that image ([`oci`]).
+
+pub mod elf;
+pub mod oci;
 
 use serde_json::{json, Value};
 
+/// Errors of this crate.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("not an executable this platform runs: {why}")]
+    NotElf { why: String },
+}
+
 pub const NAMESPACE: &str = "foreman";
 pub const OPERATOR: &str = "foreman-operator";
-/// The operator image, imported into k3s from a local archive: never pulled from a registry.
+/// The operator image for `render` (clusters that are not ours): the version tag of the
+/// repository that `install` tags by digest ([`oci::Image::reference`]).
 pub fn operator_image() -> String {
-    format!(
-        "localhost/foreman-box/operator:{}",
-        env!("CARGO_PKG_VERSION")
-    )
+    format!("{}:{}", oci::REPOSITORY, env!("CARGO_PKG_VERSION"))
 }
 
 /// The CRD as checked in; a test fails when it differs from the generator.
@@ -37,6 +46,12 @@ pub fn rules() -> Value {
 
 /// ServiceAccount, Role, RoleBinding and Deployment of the operator (the CRD is separate).
 pub fn operator_objects() -> Vec<Value> {
+    operator_objects_for(&operator_image())
+}
+
+/// The same objects with the Deployment running `image`, which is imported into the node from a
+/// local archive and never pulled (`imagePullPolicy: Never`).
+pub fn operator_objects_for(image: &str) -> Vec<Value> {
     let meta = |name: &str| json!({"name": name, "namespace": NAMESPACE, "labels": labels()});
     vec![
         json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(OPERATOR)}),
@@ -60,10 +75,10 @@ pub fn operator_objects() -> Vec<Value> {
                     "metadata": {"labels": labels()},
                     "spec": {
                         "serviceAccountName": OPERATOR,
-                        "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
+                        "securityContext": {"runAsNonRoot": true, "runAsUser": oci::USER_ID, "runAsGroup": oci::USER_ID, "seccompProfile": {"type": "RuntimeDefault"}},
                         "containers": [{
                             "name": "operator",
-                            "image": operator_image(),
+                            "image": image,
                             "imagePullPolicy": "Never",
                             "env": [
                                 {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},

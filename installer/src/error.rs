@@ -59,6 +59,18 @@ pub enum Error {
     NotADirectory { path: PathBuf },
     #[error("unknown step `{name}`\nhelp: steps are {known}")]
     UnknownStep { name: String, known: String },
+    #[error("{path} is dynamically linked (it needs {interpreter}), so it cannot be the operator's image, which holds nothing but this binary; nothing was written\nhelp: build the static binary with `{build}` and run `target/static/foreman-box install`")]
+    DynamicallyLinked {
+        path: String,
+        interpreter: String,
+        build: &'static str,
+    },
+    #[error("cannot make the operator image from {path}")]
+    NotAnImage {
+        path: String,
+        #[source]
+        source: foreman_box_bundle::Error,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -61,3 +61,21 @@ pub fn manifest_file(name: &str, objects: &[Value]) -> Result<DesiredFile> {
 pub fn namespace_file() -> Result<DesiredFile> {
     manifest_file("foreman-box-00-namespace.yaml", &[namespace()])
 }
+
+/// The operator's files: the CRD, and its ServiceAccount, Role, RoleBinding and Deployment of
+/// `image` (with the namespace file they need).
+pub fn operator_files(image: &str) -> Result<Vec<DesiredFile>> {
+    let crd: Value =
+        serde_yaml::from_str(foreman_box_bundle::CRD_YAML).map_err(|source| Error::Render {
+            what: "the Foreman CRD".into(),
+            source,
+        })?;
+    Ok(vec![
+        namespace_file()?,
+        manifest_file(crate::steps::operator::CRD_MANIFEST, &[crd])?,
+        manifest_file(
+            crate::steps::operator::OPERATOR_MANIFEST,
+            &foreman_box_bundle::operator_objects_for(image),
+        )?,
+    ])
+}

@@ -1,6 +1,7 @@
 //! End-to-end harness: a loopback release mirror with fault injection, a throwaway PostgreSQL
 //! cluster from the machine's own binaries, and the built `foreman-box` binary.
 
+pub mod containerd;
 pub mod mirror;
 pub mod pg;
 
@@ -48,9 +49,38 @@ pub fn binary() -> &'static Path {
     })
 }
 
-/// A `foreman-box` command with a clean environment: no FOREMAN_BOX_* from the caller.
-pub fn foreman_box(args: &[&str]) -> Command {
-    let mut cmd = Command::new(binary());
+/// The README's static binary (`scripts/build.sh`: release, +crt-static), built once per test
+/// process. The operator step makes its image from the running executable and refuses a
+/// dynamically linked one, so tests that run it use this binary: the one users run.
+pub fn static_binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Ok(p) = std::env::var("FOREMAN_BOX_STATIC_BIN") {
+            return PathBuf::from(p);
+        }
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build.sh");
+        let out = Command::new("sh")
+            .arg(&script)
+            .output()
+            .expect("sh runs scripts/build.sh");
+        assert!(
+            out.status.success(),
+            "scripts/build.sh failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        assert!(
+            path.is_file(),
+            "scripts/build.sh printed {}",
+            path.display()
+        );
+        path
+    })
+}
+
+/// Like [`foreman_box`], running the given executable.
+pub fn foreman_box_at(bin: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(bin);
     for (k, _) in std::env::vars() {
         if k.starts_with("FOREMAN_BOX_") {
             cmd.env_remove(k);
@@ -58,6 +88,11 @@ pub fn foreman_box(args: &[&str]) -> Command {
     }
     cmd.env("FOREMAN_BOX_LOG", "info").args(args);
     cmd
+}
+
+/// A `foreman-box` command with a clean environment: no FOREMAN_BOX_* from the caller.
+pub fn foreman_box(args: &[&str]) -> Command {
+    foreman_box_at(binary(), args)
 }
 
 /// Output with both streams as text, for assertions.

@@ -23,7 +23,7 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Install or converge: preflight, k3s, PostgreSQL, storage. Safe to re-run.
+    /// Install or converge: preflight, k3s, PostgreSQL, storage, the operator. Safe to re-run.
     Install(RunArgs),
     /// Show what `install` would change, and why; change nothing.
     /// Exits 0 when up to date, 2 when something would change, 1 on error.
@@ -107,7 +107,7 @@ struct RunArgs {
     /// Write everything, start nothing.
     #[arg(long, global = true)]
     skip_start: bool,
-    /// Run only these steps (preflight, k3s, postgres, storage).
+    /// Run only these steps (preflight, k3s, postgres, storage, operator).
     #[arg(long, value_name = "STEP[,STEP]", value_delimiter = ',', global = true)]
     only: Vec<String>,
     /// Turn a failed preflight check into a warning (repeatable; `all` for every check).
@@ -223,6 +223,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Install(args) => {
             let (cx, steps) = prepare(&args)?;
+            if steps.iter().any(|s| s.name() == "operator") {
+                // Refused before any step runs: such a build must change nothing.
+                steps::operator::require_static(&cx.host)?;
+            }
             let reports = steps::apply(&cx, &steps).await?;
             let n: usize = reports.iter().map(|r| r.changes.len()).sum();
             if n == 0 {

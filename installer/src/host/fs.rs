@@ -262,6 +262,63 @@ impl HostFs {
     }
 }
 
+/// What identifies a file's content cheaply, as git's index does: while none of these change,
+/// the content is taken to be the same (ctime cannot be set back by a user).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileStamp {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mode: u32,
+    pub mtime: (i64, i64),
+    pub ctime: (i64, i64),
+}
+
+impl HostFs {
+    /// The stamp of a file (symlinks followed: `/proc/self/exe` gives the executable's), or
+    /// None when it does not exist.
+    pub fn stamp(&self, path: &Path) -> Result<Option<FileStamp>, HostError> {
+        use std::os::unix::fs::MetadataExt;
+        match fs::metadata(path) {
+            Ok(m) => Ok(Some(FileStamp {
+                dev: m.dev(),
+                ino: m.ino(),
+                size: m.size(),
+                mode: m.mode() & 0o7777,
+                mtime: (m.mtime(), m.mtime_nsec()),
+                ctime: (m.ctime(), m.ctime_nsec()),
+            })),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err("inspect", path)(e)),
+        }
+    }
+
+    /// Up to `max` bytes from the start of a file.
+    pub fn read_head(&self, path: &Path, max: u64) -> Result<Vec<u8>, HostError> {
+        let mut head = Vec::new();
+        self.open_read(path)?
+            .take(max)
+            .read_to_end(&mut head)
+            .map_err(io_err("read", path))?;
+        Ok(head)
+    }
+
+    /// The names in a directory, sorted; empty when it does not exist.
+    pub fn list_dir(&self, path: &Path) -> Result<Vec<String>, HostError> {
+        let entries = match fs::read_dir(path) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err("list", path)(e)),
+        };
+        let mut names = entries
+            .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect::<io::Result<Vec<_>>>()
+            .map_err(io_err("list", path))?;
+        names.sort();
+        Ok(names)
+    }
+}
+
 fn temp_sibling(path: &Path) -> PathBuf {
     let name = path
         .file_name()

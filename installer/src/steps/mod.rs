@@ -10,6 +10,7 @@
 //! printed from here.
 
 pub mod k3s;
+pub mod operator;
 pub mod postgres;
 pub mod preflight;
 pub mod storage;
@@ -32,6 +33,7 @@ pub fn install_order() -> Vec<Box<dyn Step>> {
         Box::new(k3s::InstallK3s),
         Box::new(postgres::ConfigurePostgres),
         Box::new(storage::PrepareStorage),
+        Box::new(operator::DeployOperator),
     ]
 }
 
@@ -156,7 +158,9 @@ impl Action {
 
 impl fmt::Debug for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Action").field("change", &self.change).finish()
+        f.debug_struct("Action")
+            .field("change", &self.change)
+            .finish()
     }
 }
 
@@ -230,7 +234,12 @@ impl Reporter for LogReporter {
         }
     }
     fn step_finished(&self, step: &'static str, outcome: Outcome, elapsed: Duration) {
-        tracing::info!(step, ?outcome, elapsed_ms = elapsed.as_millis() as u64, "finished");
+        tracing::info!(
+            step,
+            ?outcome,
+            elapsed_ms = elapsed.as_millis() as u64,
+            "finished"
+        );
     }
     fn warning(&self, step: &'static str, message: &str) {
         tracing::warn!(step, "{message}");

@@ -1,0 +1,362 @@
+//! DeployOperator: the operator's image, made from this very executable, in k3s's image import
+//! folder, and the operator's objects (namespace, CRD, ServiceAccount, Role, RoleBinding,
+//! Deployment of that image) in its auto-deploy folder.
+//!
+//! The image is an OCI archive of one layer holding only the binary ([`foreman_box_bundle::oci`]),
+//! so the binary must be statically linked: a dynamically linked build is refused before
+//! anything is written. Its tag comes from its digest: a new binary gives a new reference, the
+//! Deployment changes and rolls; the same binary gives the same bytes, and nothing is written.
+//!
+//! Reading and hashing a 15 MB executable on every converged run would cost more than the rest
+//! of the install, so, like git's index, a stamp in `/var/lib/foreman-box/` remembers the stat
+//! (device, inode, size, mode, mtime, ctime) of the executable with its layer digest and the stat
+//! of the archive as written. When both match, the archive is current without reading either.
+
+use super::{Action, Context, DesiredFile, Step};
+use crate::error::{Error, Result};
+use crate::host::{Cmd, FileStamp, Host};
+use crate::manifests;
+use foreman_box_bundle::elf::{self, Linking};
+use foreman_box_bundle::oci::{self, Image, Layer};
+use futures::future::BoxFuture;
+use std::path::Path;
+
+/// Where k3s imports image archives from (at start, and while running since the versions below).
+pub const IMAGES_DIR: &str = super::k3s::IMAGES_DIR;
+pub const ARCHIVE_NAME: &str = "foreman-box-operator.tar";
+pub const ARCHIVE: &str = "/var/lib/rancher/k3s/agent/images/foreman-box-operator.tar";
+/// The stat stamp of the executable and the archive (a cache: losing it costs one re-hash).
+pub const STAMP: &str = "/var/lib/foreman-box/operator-image.json";
+pub const CRD_MANIFEST: &str = "foreman-box-10-crd.yaml";
+pub const OPERATOR_MANIFEST: &str = "foreman-box-20-operator.yaml";
+/// The README's build command, which makes the static binary.
+pub const BUILD_COMMAND: &str = "scripts/build.sh";
+/// The executable that is running: the one the image is made of.
+const EXECUTABLE: &str = "/proc/self/exe";
+const ARCHIVE_MODE: u32 = 0o644;
+/// Program headers sit at the start of the file; this is far more than any linker uses.
+const ELF_HEAD: u64 = 64 * 1024;
+
+/// k3s imports archives dropped into `agent/images` while it runs since v1.32.0, and on the 1.31
+/// line since v1.31.5 (k3s release notes: "import images from the agent/images directory while
+/// running"). Older releases import them only at start; for those, install imports a new archive
+/// itself with `k3s ctr images import` (unless --skip-start, where nothing runs and the next start
+/// imports it).
+pub fn imports_while_running(k3s_version: &str) -> bool {
+    match parse_version(k3s_version) {
+        Some((1, minor, patch)) => minor >= 32 || (minor == 31 && patch >= 5),
+        Some((major, _, _)) => major > 1,
+        // A tag we cannot read: importing ourselves is harmless, waiting for nothing is not.
+        None => false,
+    }
+}
+
+#[derive(Default)]
+pub struct DeployOperator;
+
+impl Step for DeployOperator {
+    fn name(&self) -> &'static str {
+        "operator"
+    }
+
+    fn plan<'a>(&'a self, cx: &'a Context) -> BoxFuture<'a, Result<Vec<Action>>> {
+        Box::pin(async move { plan(cx) })
+    }
+}
+
+/// Refuses a dynamically linked executable: it cannot run in an image that holds nothing else.
+/// `install` calls this before any step, so that such a build changes nothing at all.
+pub fn require_static(host: &Host) -> Result<()> {
+    let exe = Path::new(EXECUTABLE);
+    let head = host.fs().read_head(exe, ELF_HEAD)?;
+    let path = host
+        .fs()
+        .symlink_target(exe)
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| EXECUTABLE.to_string());
+    match elf::linking(&head).map_err(|source| Error::NotAnImage {
+        path: path.clone(),
+        source,
+    })? {
+        Linking::Static => Ok(()),
+        Linking::Dynamic { interpreter } => Err(Error::DynamicallyLinked {
+            path,
+            interpreter,
+            build: BUILD_COMMAND,
+        }),
+    }
+}
+
+/// What the stamp file holds.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Stamp {
+    binary: FileStamp,
+    layer: Layer,
+    archive: FileStamp,
+}
+
+fn plan(cx: &Context) -> Result<Vec<Action>> {
+    require_static(&cx.host)?;
+    plan_image_of(cx, Path::new(EXECUTABLE))
+}
+
+/// The plan for an image made of `exe` (the running executable, or a stand-in in unit tests,
+/// which are not statically linked).
+fn plan_image_of(cx: &Context, exe: &Path) -> Result<Vec<Action>> {
+    let host = &cx.host;
+    let fs = host.fs();
+    let binary_stamp = fs.stamp(exe)?.ok_or_else(|| Error::NotAnImage {
+        path: exe.display().to_string(),
+        source: foreman_box_bundle::Error::NotElf {
+            why: "the running executable cannot be found".into(),
+        },
+    })?;
+    let archive_path = host.path(ARCHIVE);
+    let archive_stamp = fs.stamp(&archive_path)?;
+    let recorded: Option<Stamp> = fs
+        .read(&host.path(STAMP))?
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+
+    let mut actions = Vec::new();
+    let current = recorded.filter(|r| {
+        r.binary == binary_stamp
+            && Some(r.archive) == archive_stamp
+            && r.archive.mode == ARCHIVE_MODE
+            && r.archive.size == Image::new(r.layer.clone(), oci::oci_arch()).archive_size()
+    });
+    let image = match current {
+        Some(r) => Image::new(r.layer, oci::oci_arch()),
+        None => {
+            let binary = fs.read(exe)?.unwrap_or_default();
+            let image = Image::new(oci::layer_of(&binary), oci::oci_arch());
+            let file = DesiredFile::new(ARCHIVE, image.archive(&binary), ARCHIVE_MODE);
+            let layer = image.layer.clone();
+            match file.plan(host)? {
+                Some(change) => {
+                    actions.push(Action::sync(
+                        change.what,
+                        format!("{}: image {}", change.why, image.reference),
+                        move |cx| {
+                            file.write(&cx.host)?;
+                            record_stamp(&cx.host, binary_stamp, layer)
+                        },
+                    ));
+                    if let Some(version) = needs_own_import(cx) {
+                        let k3s = super::k3s::BINARY;
+                        actions.push(Action::sync(
+                            format!("{k3s} ctr images import {ARCHIVE}"),
+                            format!("k3s {version} imports archives only when it starts"),
+                            move |cx| {
+                                let archive = cx.host.path(ARCHIVE).display().to_string();
+                                cx.host.runner().run(
+                                    &Cmd::new(cx.host.path(k3s).display().to_string()).args([
+                                        "ctr", "-n", "k8s.io", "images", "import", &archive,
+                                    ]),
+                                )?;
+                                Ok(())
+                            },
+                        ));
+                    }
+                }
+                None => actions.push(Action::sync(
+                    format!("record {STAMP}"),
+                    "the archive is current; its stat spares the next run reading the binary",
+                    move |cx| record_stamp(&cx.host, binary_stamp, layer),
+                )),
+            }
+            image
+        }
+    };
+
+    for name in fs.list_dir(&host.path(IMAGES_DIR))? {
+        if name != ARCHIVE_NAME
+            && name.starts_with("foreman-box-operator")
+            && name.ends_with(".tar")
+        {
+            let stale = format!("{IMAGES_DIR}/{name}");
+            actions.push(Action::sync(
+                format!("remove {stale}"),
+                "only the current operator image is kept",
+                move |cx| Ok(cx.host.fs().remove_file(&cx.host.path(&stale))?),
+            ));
+        }
+    }
+
+    for file in manifests::operator_files(&image.reference)? {
+        if let Some(change) = file.plan(host)? {
+            actions.push(Action::write_file(file, change.why));
+        }
+    }
+    Ok(actions)
+}
+
+/// Remembers the stat of the executable (with its layer) and of the archive as now on disk.
+fn record_stamp(host: &Host, binary: FileStamp, layer: Layer) -> Result<()> {
+    let fs = host.fs();
+    let archive = fs
+        .stamp(&host.path(ARCHIVE))?
+        .expect("the archive was just written");
+    let stamp = Stamp {
+        binary,
+        layer,
+        archive,
+    };
+    let json = serde_json::to_vec_pretty(&stamp).expect("stamp serializes");
+    DesiredFile::new(STAMP, json, 0o644).write(host)?;
+    Ok(())
+}
+
+/// The k3s version when it will not pick a new archive up by itself and a running k3s must be
+/// told; None with --skip-start (the next start imports it) or a k3s that watches the folder.
+fn needs_own_import(cx: &Context) -> Option<String> {
+    if cx.options.skip_start {
+        return None;
+    }
+    let installed = cx
+        .host
+        .fs()
+        .read_string(&cx.host.path(super::k3s::VERSION_STAMP))
+        .ok()
+        .flatten()
+        .map(|v| v.trim().to_string());
+    let version = installed.unwrap_or_else(|| cx.config.k3s.version.clone());
+    (!imports_while_running(&version)).then_some(version)
+}
+
+/// `v1.33.5+k3s1` → (1, 33, 5).
+fn parse_version(tag: &str) -> Option<(u32, u32, u32)> {
+    let core = tag.strip_prefix('v')?.split(['+', '-']).next()?;
+    let mut parts = core.split('.').map(|p| p.parse::<u32>().ok());
+    Some((parts.next()??, parts.next()??, parts.next()??))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pinned_k3s_imports_archives_while_running_and_older_ones_do_not() {
+        assert!(imports_while_running(crate::config::PINNED_K3S_VERSION));
+        assert!(imports_while_running("v1.32.0+k3s1"));
+        assert!(imports_while_running("v1.31.5+k3s1"));
+        assert!(!imports_while_running("v1.31.4+k3s1"));
+        assert!(!imports_while_running("v1.30.9+k3s1"));
+        assert!(!imports_while_running("latest"));
+    }
+
+    use crate::config::Layers;
+    use crate::host::RecordingRunner;
+    use crate::steps::{run_all, RunOptions};
+    use std::sync::Arc;
+
+    /// A root with a stand-in executable and, when given, the installed k3s's version stamp.
+    fn context(
+        runner: Arc<RecordingRunner>,
+        k3s_version: Option<&str>,
+        skip_start: bool,
+    ) -> (tempfile::TempDir, std::path::PathBuf, Context) {
+        let root = tempfile::tempdir().unwrap();
+        let host = Host::new(root.path(), runner);
+        let exe = root.path().join("stand-in-foreman-box");
+        host.fs()
+            .write_atomic(&exe, &vec![7u8; 100_000], 0o755)
+            .unwrap();
+        if let Some(v) = k3s_version {
+            host.fs()
+                .write_atomic(
+                    &host.path(super::super::k3s::VERSION_STAMP),
+                    format!("{v}\n").as_bytes(),
+                    0o644,
+                )
+                .unwrap();
+        }
+        let config = Layers::new().resolve().unwrap();
+        let facts = crate::steps::preflight::tests::good_facts();
+        let options = RunOptions {
+            skip_start,
+            ..RunOptions::default()
+        };
+        (root, exe, Context::new(host, facts, config, options, None))
+    }
+
+    fn whats(actions: &[Action]) -> Vec<String> {
+        actions.iter().map(|a| a.change.what.clone()).collect()
+    }
+
+    #[tokio::test]
+    async fn older_k3s_that_runs_gets_a_new_archive_imported_with_k3s_ctr() {
+        let runner = Arc::new(RecordingRunner::new());
+        let (root, exe, cx) = context(runner.clone(), Some("v1.30.9+k3s1"), false);
+        let actions = plan_image_of(&cx, &exe).unwrap();
+        assert!(
+            whats(&actions).contains(&format!("/usr/local/bin/k3s ctr images import {ARCHIVE}")),
+            "{actions:?}"
+        );
+        run_all(&cx, actions).await.unwrap();
+        let calls: Vec<String> = runner.calls().iter().map(|c| c.display()).collect();
+        let root = root.path().display();
+        assert_eq!(
+            calls,
+            [format!(
+                "{root}/usr/local/bin/k3s ctr -n k8s.io images import {root}{ARCHIVE}"
+            )]
+        );
+        assert!(plan_image_of(&cx, &exe).unwrap().is_empty(), "converged");
+    }
+
+    #[tokio::test]
+    async fn pinned_k3s_or_skip_start_imports_nothing_itself() {
+        for (version, skip_start) in [
+            (crate::config::PINNED_K3S_VERSION, false),
+            ("v1.30.9+k3s1", true),
+        ] {
+            let runner = Arc::new(RecordingRunner::new());
+            let (_root, exe, cx) = context(runner.clone(), Some(version), skip_start);
+            let actions = plan_image_of(&cx, &exe).unwrap();
+            assert!(
+                !whats(&actions).iter().any(|w| w.contains("ctr")),
+                "{actions:?}"
+            );
+            run_all(&cx, actions).await.unwrap();
+            assert!(runner.calls().is_empty(), "{version} {skip_start}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_edited_archive_is_rewritten_to_the_bytes_of_the_binary() {
+        let runner = Arc::new(RecordingRunner::new());
+        let (_root, exe, cx) = context(runner, None, true);
+        run_all(&cx, plan_image_of(&cx, &exe).unwrap())
+            .await
+            .unwrap();
+        assert!(plan_image_of(&cx, &exe).unwrap().is_empty());
+        let archive = cx.host.path(ARCHIVE);
+        let good = cx.host.fs().read(&archive).unwrap().unwrap();
+        let mut bad = good.clone();
+        bad[600] ^= 1;
+        cx.host
+            .fs()
+            .write_atomic(&archive, &bad, ARCHIVE_MODE)
+            .unwrap();
+        let actions = plan_image_of(&cx, &exe).unwrap();
+        assert_eq!(whats(&actions), [format!("write {ARCHIVE}")]);
+        assert!(
+            actions[0].change.why.starts_with("content differs"),
+            "{actions:?}"
+        );
+        run_all(&cx, actions).await.unwrap();
+        assert_eq!(cx.host.fs().read(&archive).unwrap().unwrap(), good);
+    }
+
+    #[test]
+    fn a_dynamically_linked_test_binary_is_refused_naming_the_build_command() {
+        let host = Host::new(
+            "/",
+            std::sync::Arc::new(crate::host::RecordingRunner::default()),
+        );
+        let err = require_static(&host).unwrap_err().to_string();
+        assert!(err.contains("dynamically linked"), "{err}");
+        assert!(err.contains(BUILD_COMMAND), "{err}");
+        assert!(err.contains("help:"), "{err}");
+    }
+}
