@@ -20,10 +20,11 @@ main() {
 }
 
 # The PostgreSQL server (initdb for the throwaway cluster, and the postgres OS user), containerd
-# and runc, shellcheck, systemd-analyze, and ssh-keygen and openssl to check generated keys.
+# and runc, shellcheck, systemd-analyze, and ssh-keygen and openssl to check generated keys; curl
+# for install.sh and vagrant for `vagrant validate` on vagrant/Vagrantfile.
 install_packages() {
     missing=""
-    for pkg in postgresql containerd runc shellcheck systemd openssh-client openssl; do
+    for pkg in postgresql containerd runc shellcheck systemd openssh-client openssl curl vagrant; do
         if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
             missing="$missing $pkg"
         fi
@@ -47,8 +48,10 @@ install_validator() {
 }
 
 run_shellcheck() {
-    say "shellcheck scripts/*.sh"
-    shellcheck scripts/*.sh
+    say "shellcheck scripts/*.sh vagrant/*.sh"
+    shellcheck --shell=sh scripts/*.sh vagrant/*.sh
+    say "vagrant validate vagrant/Vagrantfile"
+    (cd vagrant && VAGRANT_CHECKPOINT_DISABLE=1 vagrant validate --ignore-provider)
 }
 
 main "$@" || exit 1
