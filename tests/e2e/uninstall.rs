@@ -341,7 +341,7 @@ async fn uninstall_purge_drops_the_databases_and_roles_and_removes_the_kept_data
         "{}",
         out.all()
     );
-    assert_no_secret_in(&out, &[pg.password.clone()]);
+    assert_no_secret_in(&out, std::slice::from_ref(&pg.password));
     assert!(r.join("etc/foreman-box/secrets").is_dir() && r.join("var/lib/pulp").is_dir());
     assert_eq!(databases_and_roles(&pg).await, (3, 3));
     assert_roles_log_in(&pg, &passwords).await;
