@@ -20,11 +20,12 @@ main() {
 }
 
 # The PostgreSQL server (initdb for the throwaway cluster, and the postgres OS user), containerd
-# and runc, shellcheck, systemd-analyze, and ssh-keygen and openssl to check generated keys; curl
-# for install.sh and vagrant for `vagrant validate` on vagrant/Vagrantfile.
+# and runc, shellcheck, systemd-analyze, ssh-keygen and openssl to check generated keys,
+# debootstrap and systemd-nspawn for the booted Debian host of tests/e2e/host.rs, curl for
+# install.sh and vagrant for `vagrant validate` on vagrant/Vagrantfile.
 install_packages() {
     missing=""
-    for pkg in postgresql containerd runc shellcheck systemd openssh-client openssl curl vagrant; do
+    for pkg in postgresql containerd runc shellcheck systemd openssh-client openssl debootstrap systemd-container curl vagrant; do
         if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
             missing="$missing $pkg"
         fi

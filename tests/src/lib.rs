@@ -3,6 +3,7 @@
 
 pub mod containerd;
 pub mod mirror;
+pub mod nspawn;
 pub mod pg;
 
 use std::path::{Path, PathBuf};
