@@ -374,3 +374,131 @@ async fn uninstall_purge_drops_the_databases_and_roles_and_removes_the_kept_data
     let again = uninstall(r, &["--purge"]);
     assert_eq!(again.code, 0, "{}", again.all());
 }
+
+/// On a booted Debian host (systemd-nspawn, see `foreman_box_tests::nspawn`), no `--root`: the
+/// k3s unit is stopped, disabled and removed; local PostgreSQL keeps the databases, loses the
+/// managed pg_hba block; a second install converges; `--purge` drops everything through
+/// `runuser -u postgres psql`.
+#[test]
+fn uninstall_on_a_booted_host_stops_k3s_keeps_local_databases_and_purge_drops_them() {
+    use foreman_box_tests::nspawn::Machine;
+    let mirror = Mirror::start();
+    let standin = std::fs::read(env!("CARGO_BIN_EXE_k3s-standin")).unwrap();
+    let wire = "v1.33.5%2Bk3s1";
+    mirror.put(
+        &format!("/{wire}/sha256sum-amd64.txt"),
+        format!("{}  k3s\n", sha256_hex(&standin)).into_bytes(),
+    );
+    mirror.put(&format!("/{wire}/k3s"), standin);
+    let m = Machine::boot("fb-uninstall").unwrap_or_else(|e| panic!("cannot boot: {e}"));
+    std::fs::write(m.path("/etc/k3s-standin.conf"), "ready_after_secs=2\n").unwrap();
+    let url = mirror.url();
+    let install = || {
+        m.install_file(
+            foreman_box_tests::binary(),
+            "/usr/local/bin/foreman-box",
+            0o755,
+        );
+        let r = m.exec(
+            &[
+                "foreman-box",
+                "install",
+                "--only",
+                "preflight,k3s,postgres",
+                "--ignore-preflight",
+                "all",
+                "--hostname",
+                "foreman.example.test",
+                "--k3s-release-url",
+                &url,
+                "--k3s-ready-timeout",
+                "60",
+            ],
+            &[],
+            None,
+        );
+        assert_eq!(r.code, 0, "install:\n{}", r.all());
+    };
+    let count = |sql: &str| {
+        m.ok(&format!("runuser -u postgres -- psql -tAc \"{sql}\""))
+            .trim()
+            .to_string()
+    };
+    let dbs = "SELECT count(*) FROM pg_database WHERE datname IN ('foreman','candlepin','pulp')";
+    let roles = "SELECT count(*) FROM pg_roles WHERE rolname IN ('foreman','candlepin','pulp','foreman_box_admin')";
+
+    install();
+    assert_eq!(m.ok("systemctl is-active k3s").trim(), "active");
+    let hba = m
+        .ok("runuser -u postgres -- psql -tAc 'SHOW hba_file'")
+        .trim()
+        .to_string();
+    assert!(std::fs::read_to_string(m.path(&hba))
+        .unwrap()
+        .contains("# BEGIN foreman-box"));
+
+    let out = m.exec(&["foreman-box", "uninstall"], &[], None);
+    assert_eq!(out.code, 0, "uninstall:\n{}", out.all());
+    assert_ne!(m.sh("systemctl is-active k3s").stdout.trim(), "active");
+    for gone in [
+        "/usr/local/bin/k3s",
+        "/usr/local/bin/kubectl",
+        "/etc/systemd/system/k3s.service",
+        "/etc/systemd/system/k3s.service.env",
+        "/etc/rancher/k3s",
+        "/var/lib/rancher/k3s",
+        "/var/lib/foreman-box",
+        "/usr/local/bin/foreman-box",
+    ] {
+        assert!(
+            !m.path(gone).exists() && m.path(gone).symlink_metadata().is_err(),
+            "{gone} is still there"
+        );
+    }
+    assert!(!std::fs::read_to_string(m.path(&hba))
+        .unwrap()
+        .contains("foreman-box"));
+    assert_eq!(count(dbs), "3", "the databases are kept");
+    assert!(m.path("/etc/foreman-box/secrets/postgres-foreman").exists());
+    assert!(
+        out.stdout
+            .contains("to remove them too: foreman-box-uninstall.sh --purge"),
+        "{}",
+        out.all()
+    );
+
+    // Reinstall on the kept data: the stored passwords still log in.
+    install();
+    let password =
+        std::fs::read_to_string(m.path("/etc/foreman-box/secrets/postgres-foreman")).unwrap();
+    let login = m.exec(
+        &[
+            "psql",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "foreman",
+            "-d",
+            "foreman",
+            "-tAc",
+            "SELECT 1",
+        ],
+        &[("PGPASSWORD", password.trim())],
+        None,
+    );
+    assert_eq!(login.code, 0, "{}", login.all());
+
+    // --purge, with the standalone script as install.sh puts it.
+    m.install_file(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/uninstall.sh"),
+        "/usr/local/bin/foreman-box-uninstall.sh",
+        0o755,
+    );
+    let out = m.exec(&["foreman-box-uninstall.sh", "--purge"], &[], None);
+    assert_eq!(out.code, 0, "uninstall --purge:\n{}", out.all());
+    assert!(!out.all().contains(password.trim()));
+    assert_eq!(count(dbs), "0");
+    assert_eq!(count(roles), "0");
+    assert!(!m.path("/etc/foreman-box").exists());
+    assert!(!m.path("/usr/local/bin/foreman-box-uninstall.sh").exists());
+}
