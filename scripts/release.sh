@@ -42,13 +42,20 @@ main() {
     ensure mkdir -p "$DIST"
     ensure rm -f "$DIST"/foreman-box-* "$DIST/SHA256SUMS" "$DIST/install.sh"
 
-    build x86_64 x86_64-unknown-linux-gnu
-    if cross_toolchain aarch64-unknown-linux-gnu aarch64-linux-gnu-gcc; then
-        CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
-        export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER
-        build aarch64 aarch64-unknown-linux-gnu
+    # This machine's architecture through the project's build command (scripts/build.sh), the
+    # other one with a cross toolchain when there is one.
+    host="$(uname -m)"
+    case "$host" in
+        x86_64) other=aarch64 ;;
+        aarch64) other=x86_64 ;;
+        *) err "release builds run on x86_64 or aarch64, not $host" ;;
+    esac
+    built="$(scripts/build.sh)" || err "scripts/build.sh failed"
+    install_binary "$host" "$built"
+    if cross_toolchain "$other-unknown-linux-gnu" "$other-linux-gnu-gcc"; then
+        cross_build "$other" "$other-unknown-linux-gnu" "$other-linux-gnu-gcc"
     else
-        say "skipping aarch64: needs 'rustup target add aarch64-unknown-linux-gnu' and aarch64-linux-gnu-gcc"
+        say "skipping $other: needs 'rustup target add $other-unknown-linux-gnu' and $other-linux-gnu-gcc"
     fi
 
     # install.sh defaults to the version it was released with.
@@ -67,16 +74,22 @@ cross_toolchain() {
     command -v "$2" >/dev/null 2>&1
 }
 
-# Builds the static binary for ARCH (Rust TARGET) and copies it to dist/foreman-box-ARCH.
-build() {
+# Builds the static binary for ARCH (Rust TARGET) with a cross LINKER, as scripts/build.sh does.
+cross_build() {
     arch="$1"
     target="$2"
-    say "building $target (static)"
-    # glibc, statically linked: one binary for every distribution foreman-box supports.
-    RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-C target-feature=+crt-static" \
-        cargo build --release --locked -p foreman-box --target "$target" \
+    say "building $target (static, cross-linked with $3)"
+    cargo build --release --locked -p foreman-box --target "$target" \
+        --config "target.$target.rustflags = [\"-C\", \"target-feature=+crt-static\"]" \
+        --config "target.$target.linker = \"$3\"" \
         || err "cargo build for $target failed"
-    bin="target/$target/release/foreman-box"
+    install_binary "$arch" "target/$target/release/foreman-box"
+}
+
+# Copies a built binary to dist/foreman-box-ARCH after checking it is static.
+install_binary() {
+    arch="$1"
+    bin="$2"
     if command -v readelf >/dev/null 2>&1 && readelf -l "$bin" | grep -q 'Requesting program interpreter'; then
         err "$bin is dynamically linked; expected a static binary"
     fi

@@ -27,6 +27,7 @@ main() {
 #   openssh-client openssl   generated keys and certificates read back
 #   debootstrap systemd-container   the booted Debian host of tests/e2e/host.rs
 #   python3-venv redis-server       pulpcore's venv and a throwaway Redis for the Pulp scenario
+#   curl vagrant       install.sh's download, and `vagrant validate` on vagrant/Vagrantfile
 PACKAGES="
 postgresql
 containerd
@@ -39,6 +40,8 @@ debootstrap
 systemd-container
 python3-venv
 redis-server
+curl
+vagrant
 "
 
 install_packages() {
@@ -93,8 +96,10 @@ pulp_venv_version() {
 }
 
 run_shellcheck() {
-    say "shellcheck scripts/*.sh"
-    shellcheck scripts/*.sh
+    say "shellcheck scripts/*.sh vagrant/*.sh"
+    shellcheck --shell=sh scripts/*.sh vagrant/*.sh
+    say "vagrant validate vagrant/Vagrantfile"
+    (cd vagrant && VAGRANT_CHECKPOINT_DISABLE=1 vagrant validate --ignore-provider)
 }
 
 main "$@" || exit 1

@@ -10,3 +10,4 @@ mod operator;
 mod postgres;
 mod scripts;
 mod storage;
+mod uninstall;
