@@ -362,23 +362,13 @@ async fn wait_ready(cx: &Context) -> Result<()> {
 }
 
 fn config_yaml(cx: &Context) -> String {
-    let mut s = String::from(
-        "# Written by foreman-box; `foreman-box install` replaces changes made here.\n",
-    );
-    s.push_str("write-kubeconfig-mode: \"0600\"\n");
-    s.push_str(&format!("tls-san:\n  - \"{}\"\n", cx.facts.fqdn));
-    s.push_str(&format!(
-        "cluster-cidr: \"{}\"\n",
-        cx.config.k3s.cluster_cidr
-    ));
-    s.push_str(&format!(
-        "service-cidr: \"{}\"\n",
-        cx.config.k3s.service_cidr
-    ));
-    if let Some(ip) = cx.config.node_ip {
-        s.push_str(&format!("node-ip: \"{ip}\"\n"));
-    }
-    s
+    let k = &cx.config.k3s;
+    crate::manifests::k3s_config_yaml(
+        &cx.facts.fqdn,
+        &k.cluster_cidr,
+        &k.service_cidr,
+        cx.config.node_ip,
+    )
 }
 
 /// The unit k3s's own installer writes for a server, pointing at our env file.
@@ -417,22 +407,18 @@ WantedBy=multi-user.target\n"
 
 /// Proxy settings the unit passes on to k3s (and so to containerd), as k3s's installer does.
 fn env_file() -> String {
-    let mut s = String::from("# Written by foreman-box.\n");
-    for var in [
+    let vars: Vec<(&str, String)> = [
         "HTTP_PROXY",
         "HTTPS_PROXY",
         "NO_PROXY",
         "CONTAINERD_HTTP_PROXY",
         "CONTAINERD_HTTPS_PROXY",
         "CONTAINERD_NO_PROXY",
-    ] {
-        if let Ok(v) = std::env::var(var) {
-            if !v.contains('\n') {
-                s.push_str(&format!("{var}={v}\n"));
-            }
-        }
-    }
-    s
+    ]
+    .into_iter()
+    .filter_map(|v| Some((v, std::env::var(v).ok()?)))
+    .collect();
+    crate::manifests::env_file(&vars).0
 }
 
 #[cfg(test)]
