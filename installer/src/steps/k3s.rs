@@ -3,7 +3,7 @@
 //! and the node is Ready. Restarted only when the binary, unit, env or config changed.
 
 use super::{Action, Change, Context, DesiredFile, Step};
-use crate::download::{parse_sha256sums, Fetched};
+use crate::download::Fetched;
 use crate::error::{Error, Result};
 use crate::facts::Arch;
 use crate::host::Cmd;
@@ -136,20 +136,10 @@ async fn plan(cx: &Context) -> Result<(Planned, Vec<Change>)> {
     let assets = Assets::for_arch(&cx.facts.arch);
     let cache = format!("{CACHE_DIR}/{version}");
     let sums_cached = host.path(format!("{cache}/{}", assets.sums));
-    // Release checksums never change for a tag: once cached, a re-run needs no network.
-    let sums_text = match fs.read_string(&sums_cached)? {
-        Some(t) => t,
-        None => {
-            cx.downloader
-                .text(&asset_url(
-                    &cx.config.k3s.release_url,
-                    &version,
-                    &assets.sums,
-                ))
-                .await?
-        }
-    };
-    let sums = parse_sha256sums(&sums_text);
+    // Release checksums never change for a tag: once cached (and well-formed), a re-run needs
+    // no network.
+    let sums_url = asset_url(&cx.config.k3s.release_url, &version, &assets.sums);
+    let (sums_text, sums) = cx.downloader.checksums(fs, &sums_cached, &sums_url).await?;
     let lookup = |asset: &str| {
         sums.iter()
             .find(|(n, _)| n == asset)
@@ -272,13 +262,19 @@ async fn apply(cx: &Context, p: &Planned) -> Result<()> {
 
     if p.install_binary {
         let cached = host.path(format!("{cache}/{}", assets.binary));
+        let listed = crate::download::Listed {
+            url: asset_url(base, &p.version, &assets.sums),
+            cache: host.path(format!("{cache}/{}", assets.sums)),
+            asset: assets.binary.clone(),
+        };
         let fetched = cx
             .downloader
-            .fetch(
+            .fetch_listed(
                 fs,
                 &asset_url(base, &p.version, &assets.binary),
                 &cached,
                 &p.binary_sha,
+                &listed,
             )
             .await?;
         if fetched == Fetched::Cached {
