@@ -15,14 +15,34 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The least a download must sustain: fewer bytes than this per second, averaged over a window
+/// of `downloads.timeout_secs` (30 s by default), and the attempt fails as stalled. 1 KiB/s is
+/// far below any usable link (a 70 MB k3s binary would take 19 hours), so only a dead or
+/// trickling server trips it.
+pub const MIN_BYTES_PER_SEC: u64 = 1024;
+
 #[derive(Clone)]
 pub struct Downloader {
     client: reqwest::Client,
     no_redirect: reqwest::Client,
     retries: u32,
     delay: Duration,
+    /// Time to the first byte of an answer (and the whole of a small document); the window of
+    /// the minimum throughput.
+    timeout: Duration,
     /// Told each download's progress (the terminal draws a bar).
     reporter: Arc<dyn Reporter>,
+}
+
+/// Where the expected hash of a download came from: a checksum list, maybe cached.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    /// The list on the server.
+    pub url: String,
+    /// Our cached copy of it.
+    pub cache: PathBuf,
+    /// The asset's name in the list.
+    pub asset: String,
 }
 
 /// What `fetch` did.
@@ -36,12 +56,15 @@ pub enum Fetched {
 }
 
 impl Downloader {
-    pub fn new(retries: u32, delay: Duration) -> Self {
+    pub fn new(cfg: &crate::config::DownloadConfig) -> Self {
+        let timeout = Duration::from_secs(cfg.timeout_secs);
         let build = |redirects| {
             reqwest::Client::builder()
                 .user_agent(concat!("foreman-box/", env!("CARGO_PKG_VERSION")))
-                .connect_timeout(Duration::from_secs(20))
-                .read_timeout(Duration::from_secs(60))
+                .connect_timeout(Duration::from_secs(cfg.connect_timeout_secs))
+                // A backstop: no single read waits longer than the window; the throughput
+                // guard in `fetch_once` catches a server that trickles.
+                .read_timeout(timeout)
                 .redirect(redirects)
                 .build()
                 .expect("TLS backend initialises")
@@ -49,8 +72,9 @@ impl Downloader {
         Downloader {
             client: build(reqwest::redirect::Policy::limited(10)),
             no_redirect: build(reqwest::redirect::Policy::none()),
-            retries,
-            delay,
+            retries: cfg.retries,
+            delay: Duration::from_millis(cfg.retry_delay_ms),
+            timeout,
             reporter: Arc::new(LogReporter),
         }
     }
@@ -61,30 +85,114 @@ impl Downloader {
         self
     }
 
-    /// A small text document (checksum lists), with retries.
+    /// Sends a request; its answer's headers must arrive within the timeout.
+    async fn send(&self, url: &str, request: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        match tokio::time::timeout(self.timeout, request.send()).await {
+            Ok(r) => r.map_err(|e| download_err(url, e)),
+            Err(_) => {
+                Err(self.stalled(url, format!("no answer within {}s", self.timeout.as_secs())))
+            }
+        }
+    }
+
+    fn stalled(&self, url: &str, what: String) -> Error {
+        Error::Stalled {
+            url: url.to_string(),
+            what,
+            secs: self.timeout.as_secs(),
+        }
+    }
+
+    /// A small text document (checksum lists), with retries; the whole of it within the timeout.
     pub async fn text(&self, url: &str) -> Result<String> {
         self.with_retries(url, || async {
-            let resp = self
-                .client
-                .get(url)
-                .send()
-                .await
-                .map_err(|e| download_err(url, e))?;
+            let resp = self.send(url, self.client.get(url)).await?;
             let resp = check_status(url, resp)?;
-            resp.text().await.map_err(|e| download_err(url, e))
+            match tokio::time::timeout(self.timeout, resp.text()).await {
+                Ok(t) => t.map_err(|e| download_err(url, e)),
+                Err(_) => Err(self.stalled(
+                    url,
+                    format!(
+                        "the document did not arrive within {}s",
+                        self.timeout.as_secs()
+                    ),
+                )),
+            }
         })
         .await
+    }
+
+    /// A checksum list: our cached copy when it is well-formed, else (missing, unreadable,
+    /// a malformed line, two lines for one asset) fetched again from `url`. A list fetched that
+    /// fails the same checks is an error. Returns the text and its (name, hash) pairs.
+    pub async fn checksums(
+        &self,
+        fs: &HostFs,
+        cache: &Path,
+        url: &str,
+    ) -> Result<(String, Vec<(String, String)>)> {
+        if let Some(text) = fs.read_string(cache)? {
+            match parse_sha256sums_strict(&text) {
+                Ok(sums) => return Ok((text, sums)),
+                Err(problem) => tracing::warn!(
+                    cache = %cache.display(),
+                    problem = %problem,
+                    "cached checksum list is not usable; fetching it again"
+                ),
+            }
+        }
+        let text = self.text(url).await?;
+        let sums = parse_sha256sums_strict(&text).map_err(|problem| Error::BadChecksumList {
+            url: url.to_string(),
+            problem,
+        })?;
+        Ok((text, sums))
+    }
+
+    /// Like `fetch`, for a file whose hash comes from a (maybe cached) checksum list: when the
+    /// download does not match and the list came from our cache, the cached list is removed and
+    /// fetched again, and the download is tried against the fresh hash. A poisoned cache can so
+    /// never win for good.
+    pub async fn fetch_listed(
+        &self,
+        fs: &HostFs,
+        url: &str,
+        dest: &Path,
+        expected: &str,
+        list: &Listed,
+    ) -> Result<Fetched> {
+        let first = self.fetch(fs, url, dest, expected).await;
+        let Err(Error::ChecksumMismatch { .. }) = &first else {
+            return first;
+        };
+        if !fs.exists(&list.cache) {
+            return first;
+        }
+        fs.remove_file(&list.cache)?;
+        let text = self.text(&list.url).await?;
+        let sums = parse_sha256sums_strict(&text).map_err(|problem| Error::BadChecksumList {
+            url: list.url.clone(),
+            problem,
+        })?;
+        let Some((_, fresh)) = sums.iter().find(|(n, _)| *n == list.asset) else {
+            return first;
+        };
+        if fresh == expected {
+            return first; // the list is right; the server's file is not
+        }
+        tracing::warn!(
+            cache = %list.cache.display(),
+            asset = %list.asset,
+            "the cached checksum list disagreed with the server's; fetched it again"
+        );
+        fs.write_atomic(&list.cache, text.as_bytes(), 0o644)?;
+        self.fetch(fs, url, dest, fresh).await
     }
 
     /// The target of a redirect (the k3s channel service answers with one).
     pub async fn redirect_target(&self, url: &str) -> Result<String> {
         self.with_retries(url, || async {
-            let resp = self
-                .no_redirect
-                .get(url)
-                .send()
-                .await
-                .map_err(|e| download_err(url, e))?;
+            let resp = self.send(url, self.no_redirect.get(url)).await?;
             if !resp.status().is_redirection() {
                 return Err(Error::HttpStatus {
                     url: url.to_string(),
@@ -148,7 +256,7 @@ impl Downloader {
         if have > 0 {
             request = request.header(RANGE, format!("bytes={have}-"));
         }
-        let resp = request.send().await.map_err(|e| download_err(url, e))?;
+        let resp = self.send(url, request).await?;
         let status = resp.status();
         let resuming = have > 0
             && status == StatusCode::PARTIAL_CONTENT
@@ -190,14 +298,41 @@ impl Downloader {
         });
         let mut stream = resp.bytes_stream();
         let mut received = Ok(());
-        while let Some(chunk) = stream.next().await {
-            let chunk = match chunk {
-                Ok(c) => c,
-                Err(e) => {
+        // The throughput guard: every window of `timeout` must bring MIN_BYTES_PER_SEC.
+        let window = self.timeout;
+        let window_min = MIN_BYTES_PER_SEC.saturating_mul(window.as_secs().max(1));
+        let mut window_end = tokio::time::Instant::now() + window;
+        let mut window_bytes = 0u64;
+        loop {
+            let next = tokio::time::timeout_at(window_end, stream.next()).await;
+            let now = tokio::time::Instant::now();
+            let chunk = match next {
+                Err(_) => None,
+                Ok(None) => break,
+                Ok(Some(Ok(c))) => Some(c),
+                Ok(Some(Err(e))) => {
                     received = Err(download_err(url, e));
                     break;
                 }
             };
+            if let Some(c) = &chunk {
+                window_bytes += c.len() as u64;
+            }
+            if now >= window_end {
+                if window_bytes < window_min {
+                    received = Err(self.stalled(
+                        url,
+                        format!(
+                            "{window_bytes} bytes in the last {}s, below the minimum of {MIN_BYTES_PER_SEC} bytes/s",
+                            window.as_secs()
+                        ),
+                    ));
+                    break;
+                }
+                window_end = now + window;
+                window_bytes = 0;
+            }
+            let Some(chunk) = chunk else { continue };
             let len = chunk.len() as u64;
             have += len;
             hasher.update(&chunk);
@@ -241,7 +376,7 @@ impl Downloader {
                         .saturating_mul(1 << tries.min(6))
                         .min(Duration::from_secs(30));
                     tries += 1;
-                    tracing::warn!(url, attempt = tries, wait_ms = wait.as_millis() as u64, error = %e, "download failed, retrying");
+                    tracing::warn!(url, attempt = tries, wait_ms = wait.as_millis() as u64, error = %error_chain(&e), "download failed, retrying");
                     tokio::time::sleep(wait).await;
                 }
                 Err(e) => return Err(e),
@@ -269,8 +404,49 @@ pub fn parse_sha256sums(text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// An error with all its causes, for a log line: `download of URL failed: error sending
+/// request: connection refused`.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string().lines().next().unwrap_or("").to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}
+
+/// Lines of a `sha256sum` listing, refusing what a well-formed one never has: a malformed line
+/// or two lines for the same asset.
+pub fn parse_sha256sums_strict(text: &str) -> std::result::Result<Vec<(String, String)>, String> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let mut it = line.split_whitespace();
+        let (Some(hash), Some(name), None) = (it.next(), it.next(), it.next()) else {
+            return Err(format!("line {} is not `HASH  NAME`", n + 1));
+        };
+        let name = name.trim_start_matches('*');
+        if hash.len() != 64 || !hash.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(format!("line {} has no SHA-256 hash", n + 1));
+        }
+        if out.iter().any(|(seen, _)| seen == name) {
+            return Err(format!("`{name}` is listed twice (line {})", n + 1));
+        }
+        out.push((name.to_string(), hash.to_ascii_lowercase()));
+    }
+    if out.is_empty() {
+        return Err("it lists no files".into());
+    }
+    Ok(out)
+}
+
 fn retryable(e: &Error) -> bool {
     match e {
+        Error::Stalled { .. } => true,
         Error::Download { source, .. } => !source.is_builder() && !source.is_redirect(),
         Error::HttpStatus { status, .. } => *status >= 500 || *status == 429 || *status == 408,
         Error::Host(crate::host::HostError::Io { source, .. }) => {
@@ -296,11 +472,40 @@ fn content_range_start(resp: &reqwest::Response) -> Option<u64> {
     v.strip_prefix("bytes ")?.split('-').next()?.parse().ok()
 }
 
+/// A request error; a name that does not resolve or a network that cannot be reached is
+/// `Unreachable`: retrying it only delays the hint that matters on a host without internet.
 fn download_err(url: &str, source: reqwest::Error) -> Error {
+    let source = source.without_url();
+    if let Some(reason) = unreachable_reason(&source) {
+        return Error::Unreachable {
+            url: url.to_string(),
+            reason,
+            source,
+        };
+    }
     Error::Download {
         url: url.to_string(),
-        source: source.without_url(),
+        source,
     }
+}
+
+fn unreachable_reason(e: &reqwest::Error) -> Option<&'static str> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            match io.raw_os_error() {
+                Some(nix::libc::ENETUNREACH) => return Some("network unreachable"),
+                Some(nix::libc::EHOSTUNREACH) => return Some("no route to host"),
+                _ => {}
+            }
+        }
+        let text = c.to_string();
+        if text.contains("dns error") || text.contains("failed to lookup address") {
+            return Some("its name does not resolve");
+        }
+        cause = c.source();
+    }
+    None
 }
 
 fn write_err(path: &Path, source: std::io::Error) -> Error {

@@ -17,6 +17,21 @@ pub enum Error {
         #[source]
         source: reqwest::Error,
     },
+    #[error("cannot reach the download server for {url} ({reason}); not retried\nhelp: a host without internet can install from a mirror on its network (--k3s-release-url URL, laid out like GitHub's releases/download) or from airgap assets placed in /var/lib/foreman-box/cache/k3s/VERSION/")]
+    Unreachable {
+        url: String,
+        reason: &'static str,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("download of {url} stalled: {what}\nhelp: check the network and the server; for a slow link raise downloads.timeout_secs (now {secs}s), or use a mirror nearer to this host with --k3s-release-url")]
+    Stalled {
+        url: String,
+        what: String,
+        secs: u64,
+    },
+    #[error("checksum list {url} is not usable: {problem}\nhelp: the server's sha256sum file must have one `HASH  NAME` line per asset; check the mirror")]
+    BadChecksumList { url: String, problem: String },
     #[error("{url} answered HTTP {status}\nhelp: check --k3s-release-url and --k3s-version; the release may not exist on that server")]
     HttpStatus { url: String, status: u16 },
     #[error("checksum mismatch for {file}: expected sha256 {expected}, downloaded data has {actual} (from {url}); nothing was installed\nhelp: re-run to download again; if it repeats, the mirror serves a different file than its sha256sum list")]

@@ -79,3 +79,94 @@ pub fn operator_files(image: &str) -> Result<Vec<DesiredFile>> {
         )?,
     ])
 }
+
+/// `/etc/rancher/k3s/config.yaml`, through serde: a value can never add a key.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+struct K3sConfigFile<'a> {
+    write_kubeconfig_mode: &'a str,
+    tls_san: Vec<&'a str>,
+    cluster_cidr: &'a str,
+    service_cidr: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node_ip: Option<String>,
+}
+
+pub fn k3s_config_yaml(
+    fqdn: &str,
+    cluster_cidr: &str,
+    service_cidr: &str,
+    node_ip: Option<std::net::IpAddr>,
+) -> String {
+    let body = serde_yaml::to_string(&K3sConfigFile {
+        write_kubeconfig_mode: "0600",
+        tls_san: vec![fqdn],
+        cluster_cidr,
+        service_cidr,
+        node_ip: node_ip.map(|ip| ip.to_string()),
+    })
+    .expect("a struct of strings serializes");
+    format!("# Written by foreman-box; `foreman-box install` replaces changes made here.\n{body}")
+}
+
+/// A systemd `EnvironmentFile`: `NAME="value"` lines with `\` and `"` escaped, so a value is
+/// always one value. Names must be shell-like identifiers; a value with a newline or another
+/// control character cannot be written safely and is left out (the caller is told which).
+pub fn env_file(vars: &[(&str, String)]) -> (String, Vec<String>) {
+    let mut out = String::from("# Written by foreman-box.\n");
+    let mut skipped = Vec::new();
+    for (name, value) in vars {
+        let name_ok = !name.is_empty()
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !name.starts_with(|c: char| c.is_ascii_digit());
+        if !name_ok || value.chars().any(char::is_control) {
+            skipped.push((*name).to_string());
+            continue;
+        }
+        let escaped = value.replace('\\', "\\\\").replace('"', "\\\"");
+        out.push_str(&format!("{name}=\"{escaped}\"\n"));
+    }
+    (out, skipped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn k3s_config_values_cannot_add_keys() {
+        let yaml = k3s_config_yaml(
+            "a.b\"\nnode-ip: 1.2.3.4",
+            "10.42.0.0/16",
+            "10.43.0.0/16",
+            None,
+        );
+        let v: serde_yaml::Value = serde_yaml::from_str(&yaml).unwrap();
+        let map = v.as_mapping().unwrap();
+        assert_eq!(map.len(), 4, "{yaml}");
+        assert_eq!(v["tls-san"][0].as_str(), Some("a.b\"\nnode-ip: 1.2.3.4"));
+        assert_eq!(v["write-kubeconfig-mode"].as_str(), Some("0600"));
+        let yaml = k3s_config_yaml(
+            "a.b",
+            "10.42.0.0/16",
+            "10.43.0.0/16",
+            Some("10.0.0.5".parse().unwrap()),
+        );
+        let v: serde_yaml::Value = serde_yaml::from_str(&yaml).unwrap();
+        assert_eq!(v["node-ip"].as_str(), Some("10.0.0.5"));
+    }
+
+    #[test]
+    fn env_file_values_are_quoted_and_newlines_left_out() {
+        let (text, skipped) = env_file(&[
+            ("HTTP_PROXY", "http://proxy:3128".into()),
+            ("NO_PROXY", "a\"b\\c".into()),
+            ("HTTPS_PROXY", "x\nEVIL=1".into()),
+        ]);
+        assert_eq!(
+            text,
+            "# Written by foreman-box.\nHTTP_PROXY=\"http://proxy:3128\"\nNO_PROXY=\"a\\\"b\\\\c\"\n"
+        );
+        assert_eq!(skipped, ["HTTPS_PROXY"]);
+    }
+}

@@ -44,7 +44,12 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let dl = Downloader::new(0, Duration::from_millis(10));
+    let dl = Downloader::new(&foreman_box::config::DownloadConfig {
+        retries: 0,
+        retry_delay_ms: 10,
+        connect_timeout_secs: 20,
+        timeout_secs: 30,
+    });
     let mut ours = Vec::new();
     let mut curl = Vec::new();
     let mut pair = Vec::new();

@@ -3,7 +3,7 @@
 //! and the node is Ready. Restarted only when the binary, unit, env or config changed.
 
 use super::{Action, Change, Context, DesiredFile, Step};
-use crate::download::{parse_sha256sums, Fetched};
+use crate::download::Fetched;
 use crate::error::{Error, Result};
 use crate::facts::Arch;
 use crate::host::Cmd;
@@ -136,20 +136,10 @@ async fn plan(cx: &Context) -> Result<(Planned, Vec<Change>)> {
     let assets = Assets::for_arch(&cx.facts.arch);
     let cache = format!("{CACHE_DIR}/{version}");
     let sums_cached = host.path(format!("{cache}/{}", assets.sums));
-    // Release checksums never change for a tag: once cached, a re-run needs no network.
-    let sums_text = match fs.read_string(&sums_cached)? {
-        Some(t) => t,
-        None => {
-            cx.downloader
-                .text(&asset_url(
-                    &cx.config.k3s.release_url,
-                    &version,
-                    &assets.sums,
-                ))
-                .await?
-        }
-    };
-    let sums = parse_sha256sums(&sums_text);
+    // Release checksums never change for a tag: once cached (and well-formed), a re-run needs
+    // no network.
+    let sums_url = asset_url(&cx.config.k3s.release_url, &version, &assets.sums);
+    let (sums_text, sums) = cx.downloader.checksums(fs, &sums_cached, &sums_url).await?;
     let lookup = |asset: &str| {
         sums.iter()
             .find(|(n, _)| n == asset)
@@ -272,13 +262,19 @@ async fn apply(cx: &Context, p: &Planned) -> Result<()> {
 
     if p.install_binary {
         let cached = host.path(format!("{cache}/{}", assets.binary));
+        let listed = crate::download::Listed {
+            url: asset_url(base, &p.version, &assets.sums),
+            cache: host.path(format!("{cache}/{}", assets.sums)),
+            asset: assets.binary.clone(),
+        };
         let fetched = cx
             .downloader
-            .fetch(
+            .fetch_listed(
                 fs,
                 &asset_url(base, &p.version, &assets.binary),
                 &cached,
                 &p.binary_sha,
+                &listed,
             )
             .await?;
         if fetched == Fetched::Cached {
@@ -362,23 +358,13 @@ async fn wait_ready(cx: &Context) -> Result<()> {
 }
 
 fn config_yaml(cx: &Context) -> String {
-    let mut s = String::from(
-        "# Written by foreman-box; `foreman-box install` replaces changes made here.\n",
-    );
-    s.push_str("write-kubeconfig-mode: \"0600\"\n");
-    s.push_str(&format!("tls-san:\n  - \"{}\"\n", cx.facts.fqdn));
-    s.push_str(&format!(
-        "cluster-cidr: \"{}\"\n",
-        cx.config.k3s.cluster_cidr
-    ));
-    s.push_str(&format!(
-        "service-cidr: \"{}\"\n",
-        cx.config.k3s.service_cidr
-    ));
-    if let Some(ip) = cx.config.node_ip {
-        s.push_str(&format!("node-ip: \"{ip}\"\n"));
-    }
-    s
+    let k = &cx.config.k3s;
+    crate::manifests::k3s_config_yaml(
+        &cx.facts.fqdn,
+        &k.cluster_cidr,
+        &k.service_cidr,
+        cx.config.node_ip,
+    )
 }
 
 /// The unit k3s's own installer writes for a server, pointing at our env file.
@@ -417,22 +403,18 @@ WantedBy=multi-user.target\n"
 
 /// Proxy settings the unit passes on to k3s (and so to containerd), as k3s's installer does.
 fn env_file() -> String {
-    let mut s = String::from("# Written by foreman-box.\n");
-    for var in [
+    let vars: Vec<(&str, String)> = [
         "HTTP_PROXY",
         "HTTPS_PROXY",
         "NO_PROXY",
         "CONTAINERD_HTTP_PROXY",
         "CONTAINERD_HTTPS_PROXY",
         "CONTAINERD_NO_PROXY",
-    ] {
-        if let Ok(v) = std::env::var(var) {
-            if !v.contains('\n') {
-                s.push_str(&format!("{var}={v}\n"));
-            }
-        }
-    }
-    s
+    ]
+    .into_iter()
+    .filter_map(|v| Some((v, std::env::var(v).ok()?)))
+    .collect();
+    crate::manifests::env_file(&vars).0
 }
 
 #[cfg(test)]

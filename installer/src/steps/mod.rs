@@ -73,10 +73,7 @@ impl Context {
         options: RunOptions,
         postgres_admin_password: Option<Secret>,
     ) -> Self {
-        let downloader = Downloader::new(
-            config.downloads.retries,
-            Duration::from_millis(config.downloads.retry_delay_ms),
-        );
+        let downloader = Downloader::new(&config.downloads);
         Context {
             host,
             facts,
