@@ -3,6 +3,7 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // benchmarks and tests report to the terminal
 
+mod foreman;
 mod k3s;
 mod operator;
 mod postgres;
