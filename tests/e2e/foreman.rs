@@ -497,3 +497,91 @@ fn skip_start_plans_without_connecting_and_says_when_it_will_apply() {
     );
     assert!(!Path::new(&root.path().join("etc/rancher")).exists());
 }
+
+/// Every step of the default order, as a curl-to-shell user would run it but under `--root
+/// --skip-start`: k3s from the loopback mirror, PostgreSQL external (a throwaway server),
+/// storage, and the foreman step, which connects to nothing and says when it will apply.
+#[test]
+fn every_step_of_the_default_order_installs_under_root_and_a_rerun_changes_no_file() {
+    use foreman_box_tests::mirror::Mirror;
+    use foreman_box_tests::pg::Pg;
+    use foreman_box_tests::{artifact, sha256_hex, tree_mtimes};
+
+    let mirror = Mirror::start();
+    let k3s = artifact(1 << 20, 7);
+    let wire = "v1.33.5%2Bk3s1";
+    mirror.put(&format!("/{wire}/k3s"), k3s.clone());
+    mirror.put(
+        &format!("/{wire}/sha256sum-amd64.txt"),
+        format!("{}  k3s\n", sha256_hex(&k3s)).into_bytes(),
+    );
+    let pg = Pg::start();
+    let root = debian_root();
+    let r = root.path().to_str().unwrap().to_string();
+    let (url, admin) = (mirror.url(), pg.admin_url());
+    let cmd = |verb: &str| {
+        let mut cmd = foreman_box(&[
+            verb,
+            "--root",
+            &r,
+            "--skip-start",
+            "--ignore-preflight",
+            "all",
+            "--hostname",
+            HOSTNAME,
+            "--k3s-release-url",
+            &url,
+            "--postgres-mode",
+            "external",
+            "--postgres-admin-url",
+            &admin,
+            "--node-ip",
+            "192.0.2.10",
+            "--pulp-dir",
+            "/srv/pulp",
+        ]);
+        cmd.env("FOREMAN_BOX_POSTGRES_ADMIN_PASSWORD", &pg.password);
+        cmd
+    };
+    let out = run(&mut cmd("install"));
+    assert_eq!(out.code, 0, "{}", out.all());
+    for step in ["preflight", "k3s", "postgres", "storage", "foreman"] {
+        assert!(
+            out.stderr.contains(&format!("step=\"{step}\"")),
+            "step {step} did not run:\n{}",
+            out.stderr
+        );
+    }
+    assert!(
+        out.stderr
+            .contains("Foreman foreman/foreman will be applied once k3s runs"),
+        "{}",
+        out.stderr
+    );
+    for file in [
+        "usr/local/bin/k3s",
+        "etc/rancher/k3s/config.yaml",
+        "etc/foreman-box/secrets/postgres-foreman",
+        "var/lib/rancher/k3s/server/manifests/foreman-box-postgres.yaml",
+        "var/lib/rancher/k3s/server/manifests/foreman-box-storage.yaml",
+        "srv/pulp/media",
+    ] {
+        assert!(root.path().join(file).exists(), "{file} missing");
+    }
+    assert!(
+        !out.all().contains(&pg.password),
+        "the admin password leaked"
+    );
+
+    let before = tree_mtimes(root.path());
+    let again = run(&mut cmd("install"));
+    assert_eq!(again.code, 0, "{}", again.all());
+    assert!(
+        again.stdout.contains("up to date, nothing changed"),
+        "{}",
+        again.stdout
+    );
+    assert_eq!(tree_mtimes(root.path()), before, "a re-run changed files");
+    let plan = run(&mut cmd("plan"));
+    assert_eq!(plan.code, 0, "{}", plan.all());
+}
