@@ -3,6 +3,7 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // benchmarks and tests report to the terminal
 
+mod foreman;
 mod host;
 mod image;
 mod k3s;

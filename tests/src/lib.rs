@@ -1,6 +1,7 @@
 //! End-to-end harness: a loopback release mirror with fault injection, a throwaway PostgreSQL
 //! cluster from the machine's own binaries, and the built `foreman-box` binary.
 
+pub mod apiserver;
 pub mod containerd;
 pub mod mirror;
 pub mod nspawn;
