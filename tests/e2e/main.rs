@@ -6,4 +6,5 @@
 mod k3s;
 mod operator;
 mod postgres;
+mod pulp;
 mod storage;
