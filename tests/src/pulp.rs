@@ -383,24 +383,23 @@ pub fn pod(
             let var = e["name"].as_str().unwrap_or_default();
             let raw = if let Some(v) = e["value"].as_str() {
                 expand(v, &env)
-            } else if let Some(r) = e["valueFrom"]["secretKeyRef"].as_object() {
-                let bytes = cluster
-                    .key(
-                        "Secret",
-                        r["name"].as_str().unwrap_or_default(),
-                        r["key"].as_str().unwrap_or_default(),
-                    )
-                    .map_err(|e| format!("{name}: env {var}: {e}"))?;
-                String::from_utf8(bytes).map_err(|_| format!("{name}: env {var}: not UTF-8"))?
-            } else if let Some(r) = e["valueFrom"]["configMapKeyRef"].as_object() {
-                let bytes = cluster
-                    .key(
-                        "ConfigMap",
-                        r["name"].as_str().unwrap_or_default(),
-                        r["key"].as_str().unwrap_or_default(),
-                    )
-                    .map_err(|e| format!("{name}: env {var}: {e}"))?;
-                String::from_utf8(bytes).map_err(|_| format!("{name}: env {var}: not UTF-8"))?
+            } else if let Some((kind, r)) =
+                [("Secret", "secretKeyRef"), ("ConfigMap", "configMapKeyRef")]
+                    .into_iter()
+                    .find_map(|(kind, field)| e["valueFrom"][field].as_object().map(|r| (kind, r)))
+            {
+                let found = cluster.key(
+                    kind,
+                    r["name"].as_str().unwrap_or_default(),
+                    r["key"].as_str().unwrap_or_default(),
+                );
+                match found {
+                    Ok(bytes) => String::from_utf8(bytes)
+                        .map_err(|_| format!("{name}: env {var}: not UTF-8"))?,
+                    // `optional: true`: the kubelet leaves the variable unset.
+                    Err(_) if r.get("optional") == Some(&Value::Bool(true)) => continue,
+                    Err(e) => return Err(format!("{name}: env {var}: {e}")),
+                }
             } else if e.get("valueFrom").is_some() {
                 return Err(format!(
                     "{name}: env {var}: this harness resolves value, secretKeyRef and configMapKeyRef only"
