@@ -69,30 +69,35 @@ install_validator() {
     command -v kubernetes-validate >/dev/null 2>&1 || err "kubernetes-validate is not on PATH after pip install"
 }
 
-# pulpcore for the Pulp scenario (tests/e2e/pulp.rs), in a venv outside the checkout. The version
-# is the one Foreman 3.18's Pulp image ships: foremanctl 2.0.0 (= Foreman 3.18) README says "Pulp
-# 3.85", and theforeman/pulp-oci-images images/pulp/Containerfile installs pulpcore from
+# pulpcore and the plugins the operator enables (PULP_ENABLED_PLUGINS) for the Pulp scenario
+# (tests/e2e/pulp.rs), in a venv outside the checkout. pulpcore is the version Foreman 3.18's Pulp
+# image ships: foremanctl 2.0.0 (= Foreman 3.18) README says "Pulp 3.85", and
+# theforeman/pulp-oci-images images/pulp/Containerfile installs it from
 # yum.theforeman.org/pulpcore/3.85; 3.85.34 is the newest 3.85.z on PyPI. pulp_file and
-# pulp_certguard ship inside pulpcore. Kept in step with PULPCORE_VERSION in tests/src/pulp.rs.
+# pulp_certguard ship inside pulpcore; pulp-rpm, pulp-container and pulp-smart-proxy are the
+# newest PyPI releases that pip resolves against pulpcore 3.85.34 (the image's RPM builds of
+# them were not checked). Keep PULPCORE_VERSION in step with tests/src/pulp.rs.
 PULPCORE_VERSION=3.85.34
+PULP_REQUIREMENTS="pulpcore==$PULPCORE_VERSION pulp-rpm==3.34.0 pulp-container==2.27.14 pulp-smart-proxy==0.6.0"
 PULP_VENV=${FOREMAN_BOX_TESTS_PULP_VENV:-/var/cache/foreman-box-tests/pulp-venv}
 
 install_pulpcore() {
-    if [ -x "$PULP_VENV/bin/pulpcore-manager" ] && [ "$(pulp_venv_version)" = "$PULPCORE_VERSION" ]; then
+    stamp="$PULP_VENV/foreman-box-requirements"
+    if [ -x "$PULP_VENV/bin/pulpcore-manager" ] && [ -f "$stamp" ] \
+        && [ "$(cat "$stamp")" = "$PULP_REQUIREMENTS" ]; then
         return 0
     fi
     [ -x /usr/bin/python3 ] || err "need /usr/bin/python3 (Debian's python3) for pulpcore's venv"
-    say "installing pulpcore $PULPCORE_VERSION from PyPI into $PULP_VENV"
+    say "installing $PULP_REQUIREMENTS from PyPI into $PULP_VENV"
     rm -rf "$PULP_VENV"
     mkdir -p "$(dirname "$PULP_VENV")"
     /usr/bin/python3 -m venv "$PULP_VENV"
-    "$PULP_VENV/bin/pip" install --quiet --disable-pip-version-check "pulpcore==$PULPCORE_VERSION" \
-        || err "pip could not install pulpcore $PULPCORE_VERSION into $PULP_VENV (see above)"
+    # shellcheck disable=SC2086 # one word per requirement
+    "$PULP_VENV/bin/pip" install --quiet --disable-pip-version-check $PULP_REQUIREMENTS \
+        || err "pip could not install $PULP_REQUIREMENTS into $PULP_VENV (see above)"
     [ -x "$PULP_VENV/bin/pulpcore-manager" ] || err "pulpcore-manager is missing from $PULP_VENV after pip install"
-}
-
-pulp_venv_version() {
-    "$PULP_VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("pulpcore"))' 2>/dev/null || true
+    # Last: an interrupted install has no stamp and is redone.
+    printf '%s\n' "$PULP_REQUIREMENTS" > "$stamp"
 }
 
 run_shellcheck() {

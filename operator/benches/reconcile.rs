@@ -62,7 +62,7 @@ fn main() {
                 let path = req.uri().path().to_string();
                 let (code, body): (u16, Vec<u8>) = match req.method().as_str() {
                     "GET" if req.uri().query().is_some_and(|q| q.contains("labelSelector")) => (200, LIST.into()),
-                    "GET" if ["foreman-generated", "foreman-tls", "foreman-proxy-ssh"].iter().any(|s| path.ends_with(s)) => (404, br#"{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404}"#.to_vec()),
+                    "GET" if ["foreman-generated", "foreman-tls", "pulp-symmetric-key", "foreman-proxy-ssh"].iter().any(|s| path.ends_with(s)) => (404, br#"{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404}"#.to_vec()),
                     "GET" => (200, SECRET.into()),
                     "PATCH" if path.ends_with("/status") => (200, FOREMAN.into()),
                     _ => (200, req.into_body().collect_bytes().await.unwrap().to_vec()),

@@ -5,8 +5,9 @@
 
 use crate::crd::{Condition, Foreman, ForemanStatus};
 use crate::resources::{
-    self, DB_KEYS, GENERATED_KEYS, GENERATED_SECRET, HASH_ANNOTATION, INSTANCE_LABEL, KINDS,
-    MANAGED_BY, MANAGED_BY_LABEL, REX_SSH_SECRET, TLS_SECRET,
+    self, certificates, pulp, DB_KEYS, GENERATED_KEYS, GENERATED_SECRET, HASH_ANNOTATION,
+    INSTANCE_LABEL, KINDS, MANAGED_BY, MANAGED_BY_LABEL, PULP_KEY_SECRET, REX_SSH_SECRET,
+    TLS_SECRET,
 };
 use crate::{Error, FIELD_MANAGER};
 use futures::StreamExt;
@@ -153,30 +154,21 @@ pub async fn reconcile(fm: Arc<Foreman>, ctx: Arc<Context>) -> Result<Action, Er
     })
     .await?;
     ensure_secret(&secrets, &fm, TLS_SECRET, "kubernetes.io/tls", || {
-        let mut names: Vec<String> = fm.spec.hostname.iter().cloned().collect();
-        names.extend(
-            [
-                "foreman",
-                "foreman-proxy",
-                "candlepin",
-                "pulp-api",
-                "pulp-content",
-            ]
-            .map(|s| format!("{s}.{ns}.svc")),
-        );
-        let [ca_crt, ca_key, crt, key] =
-            crate::secrets::ca_and_certificate(&names).map_err(|e| Error::Generate {
-                what: "the CA and certificate".into(),
-                message: e.to_string(),
-            })?;
-        Ok(BTreeMap::from([
-            ("ca.crt".into(), ca_crt),
-            ("ca.key".into(), ca_key),
-            ("tls.crt".into(), crt),
-            ("tls.key".into(), key),
-        ]))
+        certificates::generate(&fm).map_err(|e| Error::Generate {
+            what: "the CA and certificates".into(),
+            message: e.to_string(),
+        })
     })
     .await?;
+    if fm.spec.plugins.katello {
+        ensure_secret(&secrets, &fm, PULP_KEY_SECRET, "Opaque", || {
+            Ok(BTreeMap::from([(
+                pulp::PULP_KEY.to_string(),
+                crate::secrets::fernet_key(),
+            )]))
+        })
+        .await?;
+    }
     if fm.spec.plugins.remote_execution {
         ensure_secret(&secrets, &fm, REX_SSH_SECRET, "Opaque", || {
             let (private, public) = crate::secrets::ssh_keypair(&format!(
@@ -201,6 +193,7 @@ pub async fn reconcile(fm: Arc<Foreman>, ctx: Arc<Context>) -> Result<Action, Er
     let selector = format!("{INSTANCE_LABEL}={name},{MANAGED_BY_LABEL}={MANAGED_BY}");
     let mut components = Vec::new();
     let mut applied = 0;
+    let mut rejected: Vec<String> = Vec::new();
     for (version, kind, plural) in KINDS {
         let api: Api<DynamicObject> =
             Api::namespaced_with(client.clone(), &ns, &api_resource(version, kind, plural));
@@ -225,14 +218,22 @@ pub async fn reconcile(fm: Arc<Foreman>, ctx: Arc<Context>) -> Result<Action, Er
                 .and_then(|c| c.annotations().get(HASH_ANNOTATION))
                 .map(String::as_str);
             if have_hash != want_hash {
-                api.patch(
-                    &oname,
-                    &PatchParams::apply(FIELD_MANAGER).force(),
-                    &Patch::Apply(obj),
-                )
-                .await
-                .map_err(kube_err(format!("applying {kind} {oname}")))?;
-                applied += 1;
+                match api
+                    .patch(
+                        &oname,
+                        &PatchParams::apply(FIELD_MANAGER).force(),
+                        &Patch::Apply(obj),
+                    )
+                    .await
+                {
+                    Ok(_) => applied += 1,
+                    // The API refused this object: report it and go on with the others.
+                    Err(kube::Error::Api(resp)) => {
+                        rejected.push(format!("{kind} {oname}: {}", resp.message));
+                        continue;
+                    }
+                    Err(e) => return Err(kube_err(format!("applying {kind} {oname}"))(e)),
+                }
             }
             if let Some(c) = component_state(kind, current, have_hash == want_hash) {
                 components.push((oname, c));
@@ -249,8 +250,14 @@ pub async fn reconcile(fm: Arc<Foreman>, ctx: Arc<Context>) -> Result<Action, Er
     }
 
     // 5. Status.
-    let ready = applied == 0 && components.iter().all(|(_, s)| s == "ready");
-    let status = status_for(&fm, components, None, ready);
+    let ready = applied == 0 && rejected.is_empty() && components.iter().all(|(_, s)| s == "ready");
+    let degraded = (!rejected.is_empty()).then(|| {
+        (
+            "ObjectsRejected",
+            format!("the API server rejected {}", rejected.join("; ")),
+        )
+    });
+    let status = status_for(&fm, components, degraded, ready);
     patch_status(&foremans, &fm, status).await?;
     ctx.failures.lock().unwrap().remove(&name);
     Ok(Action::requeue(if ready {
@@ -260,7 +267,9 @@ pub async fn reconcile(fm: Arc<Foreman>, ctx: Arc<Context>) -> Result<Action, Er
     }))
 }
 
-/// Creates the Secret with generated data unless it exists; existing values are never replaced.
+/// Creates the Secret with generated data unless it exists; existing values are never
+/// replaced. A Secret made by an older operator gets the keys it lacks added (one merge patch
+/// with only those keys).
 async fn ensure_secret(
     api: &Api<Secret>,
     fm: &Foreman,
@@ -268,12 +277,28 @@ async fn ensure_secret(
     type_: &str,
     generate: impl FnOnce() -> Result<BTreeMap<String, String>, Error>,
 ) -> Result<(), Error> {
-    if api
+    if let Some(existing) = api
         .get_opt(name)
         .await
         .map_err(kube_err(format!("reading Secret {name}")))?
-        .is_some()
     {
+        let have = existing.data.unwrap_or_default();
+        let wanted = wanted_keys(name);
+        if wanted.iter().all(|k| have.contains_key(*k)) {
+            return Ok(());
+        }
+        let fresh = generate()?;
+        let missing: BTreeMap<&String, &String> = fresh
+            .iter()
+            .filter(|(k, _)| !have.contains_key(*k))
+            .collect();
+        api.patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "stringData": missing })),
+        )
+        .await
+        .map_err(kube_err(format!("adding keys to Secret {name}")))?;
         return Ok(());
     }
     let secret: Secret = serde_json::from_value(json!({
@@ -286,6 +311,16 @@ async fn ensure_secret(
         .await
         .map_err(kube_err(format!("creating Secret {name}")))?;
     Ok(())
+}
+
+/// The keys a generated Secret must have; certificates come as one set, never piecemeal.
+fn wanted_keys(name: &str) -> Vec<&'static str> {
+    match name {
+        GENERATED_SECRET => GENERATED_KEYS.to_vec(),
+        TLS_SECRET => vec![certificates::CA_CRT],
+        PULP_KEY_SECRET => vec![pulp::PULP_KEY],
+        _ => vec![resources::proxy::SSH_KEY],
+    }
 }
 
 fn owner_refs(fm: &Foreman) -> Value {

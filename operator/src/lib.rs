@@ -27,6 +27,8 @@ pub enum Error {
         #[source]
         source: serde_yaml::Error,
     },
+    #[error("{path}: {message}\nhelp: the Foreman resource's fields and bounds are in `foreman-box operator crd`")]
+    Invalid { path: String, message: String },
     #[error("cannot render {what}")]
     Render {
         what: String,

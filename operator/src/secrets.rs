@@ -80,31 +80,83 @@ fn openssh_ed25519(seed: &[u8; 32], public: &[u8], comment: &str, check: u32) ->
     )
 }
 
-/// A CA and a server certificate signed by it for `names`: (ca.crt, ca.key, tls.crt, tls.key) PEM.
-pub fn ca_and_certificate(names: &[String]) -> Result<[String; 4], rcgen::Error> {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
-    let ca_key = KeyPair::generate()?;
-    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "foreman-box CA");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca = ca_params.self_signed(&ca_key)?;
-    let key = KeyPair::generate()?;
-    let mut params = CertificateParams::new(names.to_vec())?;
-    params.distinguished_name.push(
-        DnType::CommonName,
-        names.first().cloned().unwrap_or_default(),
-    );
-    let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
-    let cert = params.signed_by(&key, &issuer)?;
-    Ok([
-        ca.pem(),
-        ca_key.serialize_pem(),
-        cert.pem(),
-        key.serialize_pem(),
-    ])
+/// A CA and the certificates it signs, PEM (certificate, key) pairs.
+pub struct CertificateSet {
+    pub ca_crt: String,
+    pub ca_key: String,
+    pub server: (String, String),
+    pub client: (String, String),
+    pub candlepin: (String, String),
+    pub proxy: (String, String),
+}
+
+impl CertificateSet {
+    /// A CA, a server certificate for `server` names, a client certificate for `client_cn`, and
+    /// server certificates for Candlepin and the proxy.
+    pub fn generate(
+        server: &[String],
+        client_cn: &str,
+        candlepin: &[String],
+        proxy: &[String],
+    ) -> Result<CertificateSet, rcgen::Error> {
+        use rcgen::{
+            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+            KeyUsagePurpose,
+        };
+        let ca_key = KeyPair::generate()?;
+        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "foreman-box CA");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca = ca_params.self_signed(&ca_key)?;
+        let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
+        let leaf = |names: &[String], cn: &str, usages: Vec<ExtendedKeyUsagePurpose>| {
+            let key = KeyPair::generate()?;
+            let mut params = CertificateParams::new(names.to_vec())?;
+            params.distinguished_name.push(DnType::CommonName, cn);
+            params.extended_key_usages = usages;
+            let cert = params.signed_by(&key, &issuer)?;
+            Ok::<_, rcgen::Error>((cert.pem(), key.serialize_pem()))
+        };
+        let first = |names: &[String]| names.first().cloned().unwrap_or_default();
+        let both = || {
+            vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ]
+        };
+        Ok(CertificateSet {
+            server: leaf(server, &first(server), both())?,
+            client: leaf(
+                &[client_cn.to_string()],
+                client_cn,
+                vec![ExtendedKeyUsagePurpose::ClientAuth],
+            )?,
+            candlepin: leaf(candlepin, &first(candlepin), both())?,
+            proxy: leaf(proxy, &first(proxy), both())?,
+            ca_crt: ca.pem(),
+            ca_key: ca_key.serialize_pem(),
+        })
+    }
+}
+
+/// Pulp's `database_fields.symmetric.key` as FC makes it (src/roles/pulp/tasks/main.yaml:
+/// `openssl rand -base64 32 | tr "+/" "-_"`): 32 random bytes, base64 with `+/` as `-_` (so a
+/// URL-safe Fernet key), and openssl's trailing newline.
+pub fn fernet_key() -> String {
+    use rand::TryRngCore;
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng
+        .try_fill_bytes(&mut bytes)
+        .expect("the OS RNG works");
+    let mut k = base64::engine::general_purpose::STANDARD
+        .encode(bytes)
+        .replace('+', "-")
+        .replace('/', "_");
+    k.push('\n');
+    k
 }
 
 #[cfg(test)]
@@ -144,9 +196,30 @@ mod tests {
     }
 
     #[test]
+    fn fernet_key_is_32_bytes_urlsafe_base64_like_foremanctl() {
+        let k = fernet_key();
+        assert!(k.ends_with('\n'));
+        let body = k.trim_end();
+        assert_eq!(body.len(), 44);
+        assert!(!body.contains('+') && !body.contains('/'));
+        let std = body.replace('-', "+").replace('_', "/");
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(std)
+            .unwrap();
+        assert_eq!(raw.len(), 32);
+        assert_ne!(fernet_key(), fernet_key());
+    }
+
+    #[test]
     fn certificate_is_signed_by_the_ca_for_the_names() {
-        let [ca, _ca_key, cert, key] =
-            ca_and_certificate(&["foreman.example.com".into(), "foreman-proxy".into()]).unwrap();
+        let set = CertificateSet::generate(
+            &["foreman.example.com".into(), "foreman".into()],
+            "foreman.example.com",
+            &["candlepin.foreman.svc".into()],
+            &["foreman-proxy.foreman.svc".into()],
+        )
+        .unwrap();
+        let (ca, (cert, key)) = (set.ca_crt, set.server);
         assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"));
         assert!(key.contains("PRIVATE KEY"));
         let dir = std::env::temp_dir().join(format!("fb-ca-{}", std::process::id()));

@@ -9,6 +9,7 @@ mod image;
 mod k3s;
 mod operator;
 mod postgres;
+mod pulp;
 mod scripts;
 mod storage;
 mod uninstall;

@@ -6,6 +6,7 @@ pub mod containerd;
 pub mod mirror;
 pub mod nspawn;
 pub mod pg;
+pub mod pulp;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -21,7 +22,10 @@ pub fn binary() -> &'static Path {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         // Benchmarks measure the release build; tests use the debug one.
         let release = std::env::var("FOREMAN_BOX_BENCH").is_ok();
+        // The test process's CARGO_MANIFEST_DIR would reach build scripts that track it (ring)
+        // and rebuild half the tree on every run; a plain `cargo build` has none.
         let out = Command::new(cargo)
+            .env_remove("CARGO_MANIFEST_DIR")
             .args([
                 "build",
                 "--quiet",

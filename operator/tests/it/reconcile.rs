@@ -27,6 +27,8 @@ impl Req {
 #[derive(Default)]
 struct Cluster {
     objects: BTreeMap<String, Value>,
+    /// Paths whose apply the server refuses, with the message it gives.
+    reject: BTreeMap<String, String>,
 }
 
 const NS: &str = "/api/v1/namespaces/foreman";
@@ -73,10 +75,25 @@ impl Cluster {
             },
             "POST" => {
                 let name = r.body["metadata"]["name"].as_str().unwrap().to_string();
+                let mut stored = r.body.clone();
+                // As the API server does: stringData is stored as data.
+                if let Some(sd) = stored.as_object_mut().unwrap().remove("stringData") {
+                    let data: BTreeMap<String, String> = sd
+                        .as_object()
+                        .unwrap()
+                        .iter()
+                        .map(|(k, v)| (k.clone(), b64(v.as_str().unwrap())))
+                        .collect();
+                    stored["data"] = json!(data);
+                }
                 self.objects
-                    .insert(format!("{path}/{name}"), r.body.clone());
-                (201, r.body.clone())
+                    .insert(format!("{path}/{name}"), stored.clone());
+                (201, stored)
             }
+            "PATCH" if self.reject.contains_key(&path) => (
+                422,
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Invalid", "code": 422, "message": self.reject[&path]}),
+            ),
             "PATCH" if path.ends_with("/status") => {
                 (200, foreman_json(Some(r.body["status"].clone())))
             }
@@ -94,6 +111,11 @@ impl Cluster {
             m => panic!("unexpected {m} {path}"),
         }
     }
+}
+
+fn b64(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
 }
 
 fn foreman_json(status: Option<Value>) -> Value {
@@ -149,8 +171,9 @@ fn lines(reqs: &[Req]) -> Vec<String> {
     reqs.iter().map(Req::line).collect()
 }
 
-const LISTS: [&str; 6] = [
+const LISTS: [&str; 7] = [
     "GET /api/v1/namespaces/foreman/configmaps",
+    "GET /api/v1/namespaces/foreman/persistentvolumeclaims",
     "GET /api/v1/namespaces/foreman/services",
     "GET /apis/apps/v1/namespaces/foreman/deployments",
     "GET /apis/batch/v1/namespaces/foreman/jobs",
@@ -161,6 +184,7 @@ const LISTS: [&str; 6] = [
 fn path_of(o: &Value) -> String {
     let plural = match o["kind"].as_str().unwrap() {
         "ConfigMap" => "api/v1/namespaces/foreman/configmaps",
+        "PersistentVolumeClaim" => "api/v1/namespaces/foreman/persistentvolumeclaims",
         "Service" => "api/v1/namespaces/foreman/services",
         "Deployment" => "apis/apps/v1/namespaces/foreman/deployments",
         "Job" => "apis/batch/v1/namespaces/foreman/jobs",
@@ -182,6 +206,10 @@ fn expected_fresh(fm: &Foreman, db_secrets: &[&str]) -> Vec<String> {
         want.push(format!("GET {NS}/secrets/{generated}"));
         want.push(format!("POST {NS}/secrets"));
     }
+    if fm.spec.plugins.katello {
+        want.push(format!("GET {NS}/secrets/pulp-symmetric-key"));
+        want.push(format!("POST {NS}/secrets"));
+    }
     if fm.spec.plugins.remote_execution {
         want.push(format!("GET {NS}/secrets/foreman-proxy-ssh"));
         want.push(format!("POST {NS}/secrets"));
@@ -189,6 +217,7 @@ fn expected_fresh(fm: &Foreman, db_secrets: &[&str]) -> Vec<String> {
     let objs = desired(fm);
     for (list, kind) in LISTS.iter().zip([
         "ConfigMap",
+        "PersistentVolumeClaim",
         "Service",
         "Deployment",
         "Job",
@@ -250,14 +279,32 @@ async fn fresh_resource_applies_every_object_once_with_ssa() {
             .iter()
             .map(|b| b["metadata"]["name"].as_str().unwrap())
             .collect::<Vec<_>>(),
-        ["foreman-generated", "foreman-tls", "foreman-proxy-ssh"]
+        [
+            "foreman-generated",
+            "foreman-tls",
+            "pulp-symmetric-key",
+            "foreman-proxy-ssh"
+        ]
     );
     assert_eq!(posted[1]["type"], "kubernetes.io/tls");
     assert!(posted[1]["stringData"]["tls.crt"]
         .as_str()
         .unwrap()
         .starts_with("-----BEGIN CERTIFICATE-----"));
-    assert!(posted[2]["stringData"]["id_rsa_foreman_proxy"]
+    for k in foreman_operator::resources::certificates::KEYS {
+        assert!(
+            posted[1]["stringData"][k]
+                .as_str()
+                .unwrap()
+                .starts_with("-----BEGIN"),
+            "{k}"
+        );
+    }
+    let fernet = posted[2]["stringData"]["database_fields.symmetric.key"]
+        .as_str()
+        .unwrap();
+    assert_eq!(fernet.trim_end().len(), 44, "32 bytes, base64");
+    assert!(posted[3]["stringData"]["id_rsa_foreman_proxy"]
         .as_str()
         .unwrap()
         .starts_with("-----BEGIN OPENSSH PRIVATE KEY-----"));
@@ -322,8 +369,11 @@ async fn katello_off_deletes_its_objects_and_keeps_the_rest() {
         .iter()
         .filter(|o| {
             let n = o["metadata"]["name"].as_str().unwrap();
-            // The migration Job runs again with the new plugin list: its old run goes too.
-            n.starts_with("pulp") || n.starts_with("candlepin") || n.starts_with("foreman-migrate-")
+            // Jobs of the Foreman image run again with the new plugin list: old runs go too.
+            n.starts_with("pulp")
+                || n.starts_with("candlepin")
+                || n.starts_with("foreman-migrate-")
+                || n.starts_with("foreman-proxy-registration-")
         })
         .map(|o| format!("DELETE {}", path_of(o)))
         .collect();
@@ -347,6 +397,12 @@ async fn katello_off_deletes_its_objects_and_keeps_the_rest() {
         .into_iter()
         .find(|o| o["kind"] == "Job")
         .unwrap();
+    assert!(
+        !reqs
+            .iter()
+            .any(|r| r.method == "DELETE" && r.path.contains("/secrets/")),
+        "generated Secrets are kept"
+    );
     assert!(
         patched.contains(&format!("PATCH {}", path_of(&new_migration))),
         "{patched:?}"
@@ -416,4 +472,77 @@ async fn database_secret_without_password_key_names_the_key() {
         msg.contains("Secret foreman/foreman-db lacks key(s) password"),
         "{msg}"
     );
+}
+
+#[tokio::test]
+async fn rejected_object_is_reported_degraded_and_the_rest_is_applied() {
+    let mut c = Cluster::with_db_secrets(&["foreman-db", "candlepin-db", "pulp-db"]);
+    c.reject.insert(
+        "/apis/apps/v1/namespaces/foreman/deployments/foreman-proxy".into(),
+        "Deployment.apps \"foreman-proxy\" is invalid: spec.template.spec.containers[0].volumeMounts[0].name: Not found: \"tls\"".into(),
+    );
+    let cluster = Arc::new(Mutex::new(c));
+    let fm = foreman(true, true);
+    let (reqs, result) = reconcile_once(cluster.clone(), fm.clone()).await;
+    result.expect("a rejected object is reported in status, not as an error");
+    // Every object after the rejected one is still applied: Jobs, CronJobs, the Ingress.
+    let patched: Vec<String> = reqs
+        .iter()
+        .filter(|r| r.method == "PATCH")
+        .map(Req::line)
+        .collect();
+    for o in desired(&fm) {
+        assert!(
+            patched.contains(&format!("PATCH {}", path_of(&o))),
+            "{}",
+            path_of(&o)
+        );
+    }
+    let stored = cluster.lock().unwrap();
+    assert!(!stored
+        .objects
+        .contains_key("/apis/apps/v1/namespaces/foreman/deployments/foreman-proxy"));
+    assert!(stored
+        .objects
+        .contains_key("/apis/networking.k8s.io/v1/namespaces/foreman/ingresses/foreman"));
+    drop(stored);
+    let status = &reqs.last().unwrap().body["status"];
+    let degraded = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Degraded")
+        .unwrap();
+    assert_eq!(degraded["status"], "True");
+    assert_eq!(degraded["reason"], "ObjectsRejected");
+    let msg = degraded["message"].as_str().unwrap();
+    assert!(msg.contains("Deployment foreman-proxy:"), "{msg}");
+    assert!(msg.contains("Not found: \"tls\""), "{msg}");
+    assert_eq!(status["conditions"][0]["status"], "False", "not Ready");
+}
+
+#[tokio::test]
+async fn generated_secret_from_an_older_operator_gets_only_its_missing_keys() {
+    let mut c = Cluster::with_db_secrets(&["foreman-db"]);
+    c.objects.insert(
+        format!("{NS}/secrets/foreman-generated"),
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "foreman-generated", "namespace": "foreman"},
+               "data": {"encryption-key": b64("old-key"), "admin-password": b64("old-password")}}),
+    );
+    let (reqs, result) = reconcile_once(Arc::new(Mutex::new(c)), foreman(false, false)).await;
+    result.unwrap();
+    let patch = reqs
+        .iter()
+        .find(|r| r.method == "PATCH" && r.path.contains("/secrets/foreman-generated"))
+        .expect("the missing keys are added");
+    let added = patch.body["stringData"].as_object().unwrap();
+    assert!(!added.contains_key("encryption-key") && !added.contains_key("admin-password"));
+    for k in [
+        "secret-key-base",
+        "pulp-secret-key",
+        "keystore-password",
+        "candlepin-oauth-secret",
+    ] {
+        assert_eq!(added[k].as_str().unwrap().len(), 48, "{k}");
+    }
 }

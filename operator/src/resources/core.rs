@@ -1,0 +1,486 @@
+//! Foreman itself: settings, the migration Job, the web Deployment, the Dynflow orchestrator and
+//! workers, the cron CronJobs, and Redis. Also the one builder every pod of the Foreman image
+//! uses (the registration Jobs in [`super::pulp`] and [`super::proxy`] too), so each of them
+//! gets its files, variables and ordering in one place.
+
+use super::certificates::{self, CA_CRT, CLIENT_CRT, CLIENT_KEY, TLS_SECRET};
+use super::{
+    config_map, config_volume, db_env, deployment, dir_mount, env, file_mount, image, job, labels,
+    metadata, secret_env, secret_volume, service, svc, yaml, Component, Container, Pod, RunAs,
+    Stream, GENERATED_SECRET, REDIS_PORT,
+};
+use crate::crd::Foreman;
+use serde_json::{json, Value};
+
+pub const FOREMAN_PORT: u16 = 3000;
+pub const CONFIG_MAP: &str = "foreman-config";
+/// The claim web and Dynflow share `/usr/share/foreman/tmp` through.
+pub const TMP_CLAIM: &str = "foreman-tmp";
+/// FC src/roles/foreman/defaults/main.yaml: foreman_database_pool 9, puma threads 5/5; the pool
+/// must hold every puma thread and every sidekiq thread (concurrency 5) of one process.
+pub const DATABASE_POOL: u32 = 9;
+pub const PUMA_THREADS: u32 = 5;
+/// FC computes min(32, 1.5 × CPUs, GiB − 1.5); two fits foreman-box's 4-CPU/20 GB minimum next
+/// to the other components.
+pub const PUMA_WORKERS: u32 = 2;
+/// FC templates/dynflow-worker-hosts-queue.yml.
+pub const HOSTS_QUEUE_CONCURRENCY: u32 = 5;
+/// Seeded organization and location (foreman-installer's defaults).
+pub const SEED_ORGANIZATION: &str = "Default Organization";
+pub const SEED_LOCATION: &str = "Default Location";
+
+pub fn objects(fm: &Foreman) -> Vec<Value> {
+    let mut objs = vec![config(fm), tmp_claim(fm)];
+    objs.extend(redis(fm));
+    objs.push(migrate_job(fm));
+    objs.push(service(fm, "foreman", &[("http", FOREMAN_PORT)]));
+    objs.push(web(fm));
+    objs.extend(dynflow(fm));
+    objs.extend(cron(fm));
+    objs
+}
+
+/// The Foreman image's user. OCI images/foreman/Containerfile: `USER foreman`; the uid is fixed
+/// to 994 only from OCI 2c36a1b (foreman-5.0 branch); the foreman-3.19 branch (and 3.18) leave
+/// it to the RPM, so older streams run as the image's named user without `runAsNonRoot` (which
+/// the kubelet cannot check for a named user). fsGroup 994 (OCI FOREMAN_GID) is added as a
+/// supplementary group either way, so the 0440 Secret files are readable.
+pub fn run_as(fm: &Foreman) -> RunAs {
+    RunAs {
+        user: Stream::of(fm).fixed_uids.then_some(994),
+        fs_group: 994,
+        image_root: false,
+    }
+}
+
+/// `FOREMAN_ENABLED_PLUGINS` (OCI Containerfile: bundler.d gates each plugin on it; unset would
+/// load all, so core sets it empty). Katello needs foreman-tasks and foreman_remote_execution.
+pub fn enabled_plugins(fm: &Foreman) -> String {
+    let mut p = Vec::new();
+    if fm.spec.plugins.katello || fm.spec.plugins.remote_execution {
+        p.extend(["foreman-tasks", "foreman_remote_execution"]);
+    }
+    if fm.spec.plugins.katello {
+        p.push("katello");
+    }
+    p.join(" ")
+}
+
+/// What a pod of the Foreman image does besides its main container.
+#[derive(Clone, Copy, Default)]
+pub struct Needs {
+    /// Mount the shared `/usr/share/foreman/tmp` (web and Dynflow: FK RC, Katello hands uploads
+    /// to Dynflow by path).
+    pub shared_tmp: bool,
+    /// Wait until the migration Job has migrated the database.
+    pub migrated: bool,
+    /// Wait until Candlepin answers (seeding an organization with Katello creates its owner).
+    pub candlepin: bool,
+    /// Add the seed variables.
+    pub seed: bool,
+}
+
+/// Every variable a Foreman container needs (FK S/foreman.yaml, FC roles/foreman).
+pub fn foreman_env(fm: &Foreman, seed: bool) -> Vec<Value> {
+    let mut e = db_env("DB_", &fm.spec.database.secret);
+    e.extend([
+        // FC: postgresql://user:password@host:port/name?pool=…, the pool ≥ puma and sidekiq threads.
+        env(
+            "DATABASE_URL",
+            format!("postgresql://$(DB_USER):$(DB_PASSWORD)@$(DB_HOST):$(DB_PORT)/$(DB_NAME)?pool={DATABASE_POOL}"),
+        ),
+        env("RAILS_ENV", "production"),
+        env("FOREMAN_BIND", "0.0.0.0"),
+        env("RAILS_SERVE_STATIC_FILES", "true"),
+        env("FOREMAN_ENABLED_PLUGINS", enabled_plugins(fm)),
+        // OCI cabe662: images up to 2026-06 bake in an RPM-made encryption key; always set it.
+        secret_env("ENCRYPTION_KEY", GENERATED_SECRET, "encryption-key"),
+        // FK H: one SECRET_KEY_BASE shared by every pod, so sessions survive any of them.
+        secret_env("SECRET_KEY_BASE", GENERATED_SECRET, "secret-key-base"),
+        // FC roles/foreman/tasks/main.yaml: Dynflow on Redis db 6.
+        env("DYNFLOW_REDIS_URL", format!("redis://{}:{REDIS_PORT}/6", svc(fm, "redis"))),
+        env("REDIS_PROVIDER", "DYNFLOW_REDIS_URL"),
+    ]);
+    if seed {
+        // FC: SEED_ADMIN_USER/PASSWORD for db:seed; SEED_ORGANIZATION/SEED_LOCATION are what
+        // Foreman's seeds read for the first organization and location.
+        e.extend([
+            env("SEED_ADMIN_USER", "admin"),
+            secret_env("SEED_ADMIN_PASSWORD", GENERATED_SECRET, "admin-password"),
+            env("SEED_ORGANIZATION", SEED_ORGANIZATION),
+            env("SEED_LOCATION", SEED_LOCATION),
+        ]);
+    }
+    e
+}
+
+/// A finished pod around `main` (a container of the Foreman image): its files, the init
+/// containers that write katello.yaml and wait for what it needs, and its volumes.
+pub fn foreman_pod(
+    fm: &Foreman,
+    mut main: Container,
+    needs: Needs,
+    restart: &'static str,
+) -> Value {
+    let img = image(fm, Component::Foreman);
+    let katello = fm.spec.plugins.katello;
+    // FC roles/foreman/tasks/main.yaml mounts these files at these paths in every container.
+    let mut mounts = vec![
+        file_mount("config", "/etc/foreman/settings.yaml", "settings.yaml"),
+        file_mount(
+            "tls",
+            "/etc/foreman/katello-default-ca.crt",
+            "katello-default-ca.crt",
+        ),
+        file_mount("tls", "/etc/foreman/client_cert.pem", "client_cert.pem"),
+        file_mount("tls", "/etc/foreman/client_key.pem", "client_key.pem"),
+    ];
+    let mut volumes = vec![
+        config_volume("config", CONFIG_MAP),
+        secret_volume(
+            "tls",
+            TLS_SECRET,
+            &[
+                (CA_CRT, "katello-default-ca.crt"),
+                (CLIENT_CRT, "client_cert.pem"),
+                (CLIENT_KEY, "client_key.pem"),
+            ],
+        ),
+    ];
+    let mut init = Vec::new();
+    if katello {
+        // katello.yaml holds Candlepin's OAuth secret, so it cannot live in the ConfigMap: the
+        // template is there and this container adds the secret with Ruby's YAML serializer.
+        let mut c = Container::new(
+            "katello-settings",
+            img.clone(),
+            &[
+                "ruby",
+                "/etc/foreman-box/katello-settings.rb",
+                "/etc/foreman-box/katello.yaml",
+                "/etc/foreman/plugins/katello.yaml",
+            ],
+        );
+        c.env = vec![secret_env(
+            "CANDLEPIN_OAUTH_SECRET",
+            GENERATED_SECRET,
+            "candlepin-oauth-secret",
+        )];
+        c.mounts = vec![
+            dir_mount("config", "/etc/foreman-box", true),
+            dir_mount("plugins", "/etc/foreman/plugins", false),
+        ];
+        init.push(c);
+        mounts.push(dir_mount("plugins", "/etc/foreman/plugins", true));
+        volumes.push(json!({"name": "plugins", "emptyDir": {"medium": "Memory"}}));
+    }
+    if needs.shared_tmp {
+        mounts.push(dir_mount("tmp", "/usr/share/foreman/tmp", false));
+        volumes.push(json!({"name": "tmp", "persistentVolumeClaim": {"claimName": TMP_CLAIM}}));
+    }
+    if needs.candlepin {
+        let mut c = Container::new(
+            "wait-for-candlepin",
+            img.clone(),
+            &[
+                "/bin/sh",
+                "-c",
+                &format!(
+                    "until curl -fsS -o /dev/null --max-time 10 --cacert /etc/foreman/katello-default-ca.crt https://{}:{}/candlepin/status; do echo 'waiting for Candlepin'; sleep 10; done",
+                    svc(fm, "candlepin"),
+                    super::candlepin::PORT
+                ),
+            ],
+        );
+        c.mounts = mounts.clone();
+        init.push(c);
+    }
+    if needs.migrated {
+        // FK: Deployments gated by db:abort_if_pending_migrations. A loop, so the pod waits in
+        // Init instead of crash-looping while the migration Job runs.
+        let mut c = Container::new(
+            "wait-for-migrations",
+            img.clone(),
+            &[
+                "/bin/sh",
+                "-c",
+                "until /usr/share/foreman/bin/rails db:abort_if_pending_migrations; do echo 'waiting for the migration Job'; sleep 15; done",
+            ],
+        );
+        c.env = foreman_env(fm, false);
+        c.mounts = mounts.clone();
+        init.push(c);
+    }
+    main.env = foreman_env(fm, needs.seed)
+        .into_iter()
+        .chain(main.env)
+        .collect();
+    main.mounts = mounts.into_iter().chain(main.mounts).collect();
+    Pod {
+        run_as: run_as(fm),
+        init,
+        containers: vec![main],
+        volumes,
+        restart,
+        grace_seconds: None,
+    }
+    .render()
+}
+
+/// FK tests/kind/values.yaml: foreman 100m / 512Mi, limit 3Gi.
+fn foreman_resources() -> Value {
+    json!({"requests": {"cpu": "100m", "memory": "512Mi"}, "limits": {"memory": "3Gi"}})
+}
+
+fn config(fm: &Foreman) -> Value {
+    let server = certificates::server_name(fm);
+    // FC src/roles/foreman/templates/settings.yaml.j2.
+    let settings = json!({
+        ":fqdn": server,
+        ":foreman_url": format!("https://{server}"),
+        ":ssl_certificate": "/etc/foreman/client_cert.pem",
+        ":ssl_ca_file": "/etc/foreman/katello-default-ca.crt",
+        ":ssl_priv_key": "/etc/foreman/client_key.pem",
+        ":require_ssl": true,
+        ":rails_cache_store": {
+            ":type": "redis",
+            ":urls": [format!("redis://{}:{REDIS_PORT}/4", svc(fm, "redis"))],
+            ":options": {":compress": true, ":namespace": "foreman"},
+        },
+        ":ssl_client_dn_env": "HTTP_SSL_CLIENT_S_DN",
+        ":ssl_client_verify_env": "HTTP_SSL_CLIENT_VERIFY",
+        ":ssl_client_cert_env": "HTTP_SSL_CLIENT_CERT",
+        ":delivery_method": "smtp",
+    });
+    let mut data = json!({
+        "settings.yaml": yaml(&settings),
+        // FC templates/dynflow-worker-hosts-queue.yml; orchestrator.yml and worker.yml are the
+        // ones the foreman-dynflow-sidekiq RPM ships in the image (FC mounts only this one).
+        "worker-hosts-queue.yml": yaml(&json!({":concurrency": HOSTS_QUEUE_CONCURRENCY, ":queues": ["hosts_queue"]})),
+    });
+    if fm.spec.plugins.katello {
+        let ca = "/etc/foreman/katello-default-ca.crt";
+        // FC src/roles/foreman/templates/katello.yaml.j2, with the Services' names for localhost.
+        let katello = json!({":katello": {
+            ":rest_client_timeout": 3600,
+            ":candlepin": {
+                ":url": format!("https://{}:{}/candlepin", svc(fm, "candlepin"), super::candlepin::PORT),
+                ":oauth_key": "katello",
+                ":oauth_secret": "",
+                ":ca_cert_file": ca,
+            },
+            ":candlepin_events": {
+                ":broker_host": svc(fm, "candlepin"),
+                ":ssl_cert_file": "/etc/foreman/client_cert.pem",
+                ":ssl_key_file": "/etc/foreman/client_key.pem",
+                ":ssl_ca_file": ca,
+            },
+            ":pulp": {":ca_cert_file": ca},
+        }});
+        data["katello.yaml"] = json!(yaml(&katello));
+        data["katello-settings.rb"] = json!(KATELLO_SETTINGS_RB);
+    }
+    config_map(fm, CONFIG_MAP, "foreman", data)
+}
+
+/// Loads the template, turns `:key` strings into Ruby symbols (as Foreman's settings use them),
+/// adds the OAuth secret from the environment and writes the file with Ruby's YAML serializer.
+const KATELLO_SETTINGS_RB: &str = r#"require 'yaml'
+sym = lambda do |v|
+  case v
+  when Hash then v.to_h { |k, x| [k.is_a?(String) && k.start_with?(':') ? k[1..].to_sym : k, sym.call(x)] }
+  else v
+  end
+end
+raw = YAML.respond_to?(:unsafe_load_file) ? YAML.unsafe_load_file(ARGV[0]) : YAML.load_file(ARGV[0])
+settings = sym.call(raw)
+settings[:katello][:candlepin][:oauth_secret] = ENV.fetch('CANDLEPIN_OAUTH_SECRET')
+File.write(ARGV[1], settings.to_yaml, perm: 0o600)
+"#;
+
+/// web and Dynflow share `/usr/share/foreman/tmp` (FK RC: an RWX claim). foreman-box runs one
+/// k3s node whose local-path provisioner offers ReadWriteOnce only; ReadWriteOnce is per node,
+/// so every pod on the node mounts it. An emptyDir could not be shared across pods at all.
+fn tmp_claim(fm: &Foreman) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": metadata(fm, TMP_CLAIM, "foreman"),
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "10Gi"}}},
+    })
+}
+
+fn migrate_job(fm: &Foreman) -> Value {
+    // FC roles/foreman/tasks/main.yaml "Migrate and seed the Foreman database".
+    let c = Container::new(
+        "migrate",
+        image(fm, Component::Foreman),
+        &["bash", "-c", "bin/rails db:migrate && bin/rails db:seed"],
+    );
+    let needs = Needs {
+        candlepin: fm.spec.plugins.katello,
+        seed: true,
+        ..Needs::default()
+    };
+    job(
+        fm,
+        "foreman-migrate",
+        "foreman-migrate",
+        6,
+        foreman_pod(fm, c, needs, "OnFailure"),
+    )
+}
+
+fn ping_probe(fm: &Foreman) -> Value {
+    // FK H: readiness is /api/v2/ping with Host=fqdn and X-Forwarded-Proto=https; it answers
+    // 200 when something is down, so the JSON is read: the database active, every cache server
+    // ok and, with Katello, Katello's own status ok (it checks Candlepin and Pulp).
+    let katello = if fm.spec.plugins.katello {
+        " && r['katello']['status'] == 'ok'"
+    } else {
+        ""
+    };
+    let script = format!(
+        "curl -fsS --max-time 8 -H 'Host: {}' -H 'X-Forwarded-Proto: https' http://127.0.0.1:{FOREMAN_PORT}/api/v2/ping | ruby -rjson -e \"r = JSON.parse(STDIN.read)['results']; f = r['foreman']; exit(f['database']['active'] && Array(f.dig('cache', 'servers')).all? {{ |s| s['status'] == 'ok' }}{katello} ? 0 : 1)\"",
+        certificates::server_name(fm)
+    );
+    json!({
+        "readinessProbe": {"exec": {"command": ["/bin/sh", "-c", script]}, "periodSeconds": 10, "timeoutSeconds": 10, "failureThreshold": 3},
+        "livenessProbe": {"tcpSocket": {"port": FOREMAN_PORT}, "initialDelaySeconds": 90, "periodSeconds": 20, "timeoutSeconds": 5, "failureThreshold": 6},
+    })
+}
+
+fn web(fm: &Foreman) -> Value {
+    // OCI Containerfile CMD / FK S/foreman.yaml, without the CMD's migration.
+    let mut c = Container::new(
+        "foreman",
+        image(fm, Component::Foreman),
+        &[
+            "/usr/share/foreman/bin/rails",
+            "server",
+            "--environment",
+            "production",
+            "--pid",
+            "/tmp/rails.pid",
+        ],
+    );
+    c.env = vec![
+        env("FOREMAN_PUMA_WORKERS", PUMA_WORKERS.to_string()),
+        env("FOREMAN_PUMA_THREADS_MIN", PUMA_THREADS.to_string()),
+        env("FOREMAN_PUMA_THREADS_MAX", PUMA_THREADS.to_string()),
+    ];
+    c.ports = vec![("http", FOREMAN_PORT)];
+    c.probes = ping_probe(fm);
+    c.resources = foreman_resources();
+    let needs = Needs {
+        shared_tmp: true,
+        migrated: true,
+        ..Needs::default()
+    };
+    deployment(fm, "foreman", 1, false, foreman_pod(fm, c, needs, "Always"))
+}
+
+fn dynflow(fm: &Foreman) -> Vec<Value> {
+    // FC roles/foreman: dynflow-sidekiq@{orchestrator,worker,worker-hosts-queue}.
+    [
+        ("dynflow-orchestrator", "orchestrator", 1),
+        ("dynflow-worker", "worker", fm.spec.dynflow_workers),
+        ("dynflow-worker-hosts-queue", "worker-hosts-queue", 1),
+    ]
+    .into_iter()
+    .map(|(name, cfg, replicas)| {
+        let path = format!("/etc/foreman/dynflow/{cfg}.yml");
+        let mut c = Container::new(
+            "dynflow",
+            image(fm, Component::Foreman),
+            &[
+                "/usr/libexec/foreman/sidekiq-selinux",
+                "-e",
+                "production",
+                "-r",
+                "./extras/dynflow-sidekiq.rb",
+                "-C",
+                &path,
+            ],
+        );
+        if cfg == "worker-hosts-queue" {
+            c.mounts = vec![file_mount("config", &path, "worker-hosts-queue.yml")];
+        }
+        c.resources = foreman_resources();
+        let needs = Needs {
+            shared_tmp: true,
+            migrated: true,
+            ..Needs::default()
+        };
+        // FK S/dynflow.yaml: the orchestrator holds a Redis lock, so never two at once.
+        deployment(
+            fm,
+            name,
+            replicas,
+            cfg == "orchestrator",
+            foreman_pod(fm, c, needs, "Always"),
+        )
+    })
+    .collect()
+}
+
+fn cron(fm: &Foreman) -> Vec<Value> {
+    // FC defaults foreman_recurring_tasks: `foreman-rake cron:<period>` on systemd's hourly,
+    // daily, weekly (Monday) and monthly calendars; FK runs them as CronJobs with Forbid.
+    [
+        ("hourly", "0 * * * *"),
+        ("daily", "0 0 * * *"),
+        ("weekly", "0 0 * * 1"),
+        ("monthly", "0 0 1 * *"),
+    ]
+    .into_iter()
+    .map(|(period, schedule)| {
+        let c = Container::new(
+            "cron",
+            image(fm, Component::Foreman),
+            &["foreman-rake", &format!("cron:{period}")],
+        );
+        let needs = Needs {
+            migrated: true,
+            ..Needs::default()
+        };
+        let pod = foreman_pod(fm, c, needs, "OnFailure");
+        json!({
+            "apiVersion": "batch/v1",
+            "kind": "CronJob",
+            "metadata": metadata(fm, &format!("foreman-cron-{period}"), "foreman-cron"),
+            "spec": {
+                "schedule": schedule,
+                "concurrencyPolicy": "Forbid",
+                "jobTemplate": {"spec": {"backoffLimit": 2, "template": {"metadata": {"labels": labels(fm, "foreman-cron")}, "spec": pod}}},
+            },
+        })
+    })
+    .collect()
+}
+
+/// FC src/roles/redis: quay.io/sclorg/redis-6-c9s, `run-redis`, data owned by 1001:1001 (the
+/// sclorg image's user). Cache on db 4, Dynflow on 6, Pulp on 8.
+fn redis(fm: &Foreman) -> Vec<Value> {
+    let mut c = Container::new("redis", image(fm, Component::Redis), &["run-redis"]);
+    c.ports = vec![("redis", REDIS_PORT)];
+    c.probes = json!({"readinessProbe": {"tcpSocket": {"port": REDIS_PORT}, "periodSeconds": 5, "timeoutSeconds": 2}});
+    // The sclorg image's data directory.
+    c.mounts = vec![dir_mount("data", "/var/lib/redis/data", false)];
+    let pod = Pod {
+        run_as: RunAs {
+            user: Some(1001),
+            fs_group: 1001,
+            image_root: false,
+        },
+        init: vec![],
+        containers: vec![c],
+        volumes: vec![json!({"name": "data", "emptyDir": {}})],
+        restart: "Always",
+        grace_seconds: None,
+    };
+    vec![
+        service(fm, "redis", &[("redis", REDIS_PORT)]),
+        deployment(fm, "redis", 1, true, pod.render()),
+    ]
+}
