@@ -425,7 +425,7 @@ pub(crate) fn yaml(v: &Value) -> String {
     serde_yaml::to_string(v).expect("JSON values serialise as YAML")
 }
 
-pub(crate) fn short_hash(v: &Value) -> String {
+pub fn short_hash(v: &Value) -> String {
     hex::encode(&Sha256::digest(v.to_string().as_bytes())[..5])
 }
 
