@@ -57,6 +57,7 @@ pub const KINDS: &[(&str, &str, &str)] = &[
     ("v1", "ConfigMap", "configmaps"),
     ("v1", "PersistentVolumeClaim", "persistentvolumeclaims"),
     ("v1", "Service", "services"),
+    ("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies"),
     ("apps/v1", "Deployment", "deployments"),
     ("batch/v1", "Job", "jobs"),
     ("batch/v1", "CronJob", "cronjobs"),

@@ -260,6 +260,16 @@ fn every_service_selects_a_pod_port_and_every_ingress_backend_a_service_port() {
                     .push(p["port"].as_u64().unwrap());
             }
         }
+        for p in objs.iter().filter(|o| o["kind"] == "NetworkPolicy") {
+            let sel = p["spec"]["podSelector"]["matchLabels"].as_object().unwrap();
+            assert!(
+                templates
+                    .iter()
+                    .any(|(labels, _)| sel.iter().all(|(k, v)| labels[k] == *v)),
+                "{case}: NetworkPolicy {} selects no pod template",
+                p["metadata"]["name"]
+            );
+        }
         let ingress = objs.iter().find(|o| o["kind"] == "Ingress").unwrap();
         for rule in ingress["spec"]["rules"].as_array().unwrap() {
             for path in rule["http"]["paths"].as_array().unwrap() {
