@@ -495,6 +495,7 @@ clean_firewall() {
 purge_kept_data() {
     remove_tree "$R$PULP_DIR" || exit 1
     remove_tree "$R/etc/foreman-box" || exit 1
+    remove_tree "$R/var/log/foreman-box" || exit 1
     if [ "$REAL" = true ] && command -v semanage >/dev/null 2>&1; then
         semanage fcontext --delete "$PULP_DIR(/.*)?" >/dev/null 2>&1 || true
     fi
@@ -512,6 +513,9 @@ report_kept() {
     say "  the databases and roles $DATABASES on $server"
     say "  $PULP_DIR (Pulp content)"
     say "  /etc/foreman-box (configuration and the stored database passwords)"
+    if [ -d "$R/var/log/foreman-box" ]; then
+        say "  /var/log/foreman-box (the log of each run, for a bug report)"
+    fi
     if [ -f "$R$BIN_DIR/foreman-box-uninstall.sh" ]; then
         say "  $BIN_DIR/foreman-box-uninstall.sh (this script, to remove the rest later)"
     fi

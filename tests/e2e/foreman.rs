@@ -210,9 +210,8 @@ fn absent_resource_is_created_by_server_side_apply_and_the_wait_ends_when_ready(
     );
     // The live view saw the Deployment starting, then ready.
     assert!(
-        out.stderr.contains("component=foreman")
-            && out.stderr.contains("progress=0/1 ready")
-            && out.stderr.contains("progress=1/1 ready"),
+        out.stdout.contains("foreman waiting: 0/1 ready")
+            && out.stdout.contains("foreman ready: 1/1 ready"),
         "{}",
         out.stderr
     );
@@ -519,37 +518,49 @@ fn every_step_of_the_default_order_installs_under_root_and_a_rerun_changes_no_fi
     let root = debian_root();
     let r = root.path().to_str().unwrap().to_string();
     let (url, admin) = (mirror.url(), pg.admin_url());
+    // The operator step builds the image from the running binary: the static release one.
+    let static_bin = foreman_box_tests::static_binary();
     let cmd = |verb: &str| {
-        let mut cmd = foreman_box(&[
-            verb,
-            "--root",
-            &r,
-            "--skip-start",
-            "--ignore-preflight",
-            "all",
-            "--hostname",
-            HOSTNAME,
-            "--k3s-release-url",
-            &url,
-            "--postgres-mode",
-            "external",
-            "--postgres-admin-url",
-            &admin,
-            "--node-ip",
-            "192.0.2.10",
-            "--pulp-dir",
-            "/srv/pulp",
-        ]);
+        let mut cmd = foreman_box_tests::foreman_box_at(
+            static_bin,
+            &[
+                verb,
+                "--root",
+                &r,
+                "--skip-start",
+                "--ignore-preflight",
+                "all",
+                "--hostname",
+                HOSTNAME,
+                "--k3s-release-url",
+                &url,
+                "--postgres-mode",
+                "external",
+                "--postgres-admin-url",
+                &admin,
+                "--node-ip",
+                "192.0.2.10",
+                "--pulp-dir",
+                "/srv/pulp",
+            ],
+        );
         cmd.env("FOREMAN_BOX_POSTGRES_ADMIN_PASSWORD", &pg.password);
         cmd
     };
     let out = run(&mut cmd("install"));
     assert_eq!(out.code, 0, "{}", out.all());
-    for step in ["preflight", "k3s", "postgres", "storage", "foreman"] {
+    for step in [
+        "preflight",
+        "k3s",
+        "postgres",
+        "storage",
+        "operator",
+        "foreman",
+    ] {
         assert!(
-            out.stderr.contains(&format!("step=\"{step}\"")),
+            out.stdout.contains(&format!("{step}: ")),
             "step {step} did not run:\n{}",
-            out.stderr
+            out.all()
         );
     }
     assert!(
@@ -564,6 +575,8 @@ fn every_step_of_the_default_order_installs_under_root_and_a_rerun_changes_no_fi
         "etc/foreman-box/secrets/postgres-foreman",
         "var/lib/rancher/k3s/server/manifests/foreman-box-postgres.yaml",
         "var/lib/rancher/k3s/server/manifests/foreman-box-storage.yaml",
+        "var/lib/rancher/k3s/server/manifests/foreman-box-20-operator.yaml",
+        "var/lib/rancher/k3s/agent/images/foreman-box-operator.tar",
         "srv/pulp/media",
     ] {
         assert!(root.path().join(file).exists(), "{file} missing");

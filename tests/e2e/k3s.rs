@@ -87,18 +87,12 @@ fn assert_installed(root: &Path, rel: &Release) {
         assert_eq!(mode(&root.join(path)), want, "{path}");
     }
     let config = std::fs::read_to_string(root.join("etc/rancher/k3s/config.yaml")).unwrap();
-    assert!(
-        config.contains("write-kubeconfig-mode: '0600'"),
-        "{config}"
-    );
+    assert!(config.contains("write-kubeconfig-mode: '0600'"), "{config}");
     assert!(
         config.contains("- foreman.example.test"),
         "tls-san names the FQDN: {config}"
     );
-    assert!(
-        config.contains("cluster-cidr: 10.42.0.0/16"),
-        "{config}"
-    );
+    assert!(config.contains("cluster-cidr: 10.42.0.0/16"), "{config}");
     let unit = std::fs::read_to_string(root.join("etc/systemd/system/k3s.service")).unwrap();
     assert!(
         unit.contains("ExecStart=/usr/local/bin/k3s server"),

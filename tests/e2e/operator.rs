@@ -36,8 +36,14 @@ fn operator_render_of_a_bad_resource_names_the_file() {
     ]));
     assert_eq!(out.code, 1);
     assert!(
-        out.stderr.contains("cannot read Foreman resource") && out.stderr.contains("bad.yaml"),
+        out.stderr.contains("bad.yaml") && out.stderr.contains("dynflow_workers"),
         "{}",
+        out.stderr
+    );
+    assert_eq!(
+        out.stderr.matches("bad.yaml").count(),
+        1,
+        "the error is printed once:\n{}",
         out.stderr
     );
 }

@@ -241,9 +241,14 @@ fn uninstall_keeps_exactly_the_data_and_a_second_install_converges_on_it() {
 
     // Exactly the kept data: /etc/foreman-box, the Pulp tree, and their mounted volume.
     let kept = |p: &Path| {
-        ["etc/os-release", "etc/foreman-box", "var/lib/pulp"]
-            .iter()
-            .any(|k| p.starts_with(k))
+        [
+            "etc/os-release",
+            "etc/foreman-box",
+            "var/lib/pulp",
+            "var/log",
+        ]
+        .iter()
+        .any(|k| p.starts_with(k))
     };
     let mut expected: BTreeSet<PathBuf> = before.iter().filter(|p| kept(p)).cloned().collect();
     // The system's own directories the installer wrote into stay, empty.
@@ -361,7 +366,8 @@ async fn uninstall_purge_drops_the_databases_and_roles_and_removes_the_kept_data
     assert_eq!(databases_and_roles(&pg).await, (0, 0), "{}", out.all());
     assert_eq!(
         tree(r),
-        ["etc", "etc/os-release", "var", "var/lib"]
+        // The host's own /var/log stays; foreman-box's run logs go with --purge.
+        ["etc", "etc/os-release", "var", "var/lib", "var/log"]
             .iter()
             .map(PathBuf::from)
             .collect::<BTreeSet<_>>()

@@ -269,7 +269,10 @@ fn finish(result: anyhow::Result<ExitCode>, log: Option<PathBuf>, form: Form) ->
         Ok(code) => return code,
         Err(e) => e,
     };
-    tracing::error!(target: display::REPORT_TARGET, "{e:#}");
+    // Into the run log; tools have none, and their stderr gets the error once, below.
+    if log.is_some() {
+        tracing::error!(target: display::REPORT_TARGET, "{e:#}");
+    }
     let terminal = form == Form::Terminal;
     let label = if terminal {
         console::style("error:").red().bold().to_string()

@@ -62,7 +62,8 @@ pub fn access_text(hostname: &str) -> String {
 
 async fn plan(cx: &Context) -> Result<Vec<Action>> {
     if !connects(cx) {
-        cx.reporter.note(
+        // A warning, not a note: `plan` must say it even without -v.
+        cx.reporter.warning(
             STEP,
             &format!("Foreman {NAMESPACE}/{RESOURCE} will be applied once k3s runs: this run starts nothing (--skip-start or --root), so it does not connect to the cluster"),
         );

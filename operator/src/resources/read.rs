@@ -35,7 +35,9 @@ pub fn read_foreman(path: &str, text: &str) -> Result<Foreman, Error> {
         source,
     })?;
     check_schema(&raw).map_err(invalid)?;
-    let mut fm: Foreman = serde_json::from_value(raw).map_err(|e| invalid(e.to_string()))?;
+    // The path of a field of the wrong type (`spec.dynflow_workers`), which serde alone drops.
+    let mut fm: Foreman = serde_path_to_error::deserialize(raw)
+        .map_err(|e| invalid(format!("`{}`: {}", e.path(), e.inner())))?;
     if fm.metadata.namespace.is_none() {
         fm.metadata.namespace = Some("foreman".into());
     }
