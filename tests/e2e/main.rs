@@ -12,4 +12,5 @@ mod postgres;
 mod pulp;
 mod scripts;
 mod storage;
+mod terminal;
 mod uninstall;

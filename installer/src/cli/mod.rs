@@ -279,7 +279,21 @@ fn finish(result: anyhow::Result<ExitCode>, log: Option<PathBuf>, form: Form) ->
     } else {
         "error:".to_string()
     };
-    eprintln!("{label} {e}");
+    let message = e.to_string();
+    let message = if terminal {
+        // The `help:` lines are what to do next: make them stand out.
+        message
+            .lines()
+            .map(|l| match l.strip_prefix("help:") {
+                Some(rest) => format!("{}{rest}", console::style("help:").cyan().bold()),
+                None => l.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    } else {
+        message
+    };
+    eprintln!("{label} {message}");
     for cause in e.chain().skip(1) {
         eprintln!("  caused by: {cause}");
     }
