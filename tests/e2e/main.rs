@@ -7,3 +7,4 @@ mod k3s;
 mod operator;
 mod postgres;
 mod storage;
+mod bad_input;

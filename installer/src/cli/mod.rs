@@ -184,8 +184,11 @@ fn init_logging(verbose: u8) {
         1 => "debug",
         _ => "trace",
     };
+    // tokio-postgres logs every statement at debug level, and `ALTER ROLE ... PASSWORD` carries
+    // a SCRAM verifier: its debug and trace lines are never shown, at any verbosity.
     let filter = tracing_subscriber::EnvFilter::try_from_env("FOREMAN_BOX_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default))
+        .add_directive("tokio_postgres=info".parse().expect("valid directive"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
