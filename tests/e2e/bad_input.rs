@@ -661,7 +661,7 @@ fn a_server_that_accepts_and_never_answers_fails_within_the_timeout_naming_it() 
         "{}",
         out.stderr
     );
-    assert!(took < Duration::from_secs(20), "took {took:?}");
+    assert!(took < Duration::from_secs(60), "took {took:?}");
 }
 
 #[test]
@@ -715,7 +715,7 @@ fn a_server_that_trickles_a_byte_at_a_time_fails_below_the_minimum_throughput() 
         "{}",
         out.stderr
     );
-    assert!(took < Duration::from_secs(20), "took {took:?}");
+    assert!(took < Duration::from_secs(60), "took {took:?}");
     assert!(!root.path().join("usr/local/bin/k3s").exists());
 }
 
@@ -748,7 +748,9 @@ fn a_name_that_does_not_resolve_fails_at_once_suggesting_a_mirror() {
         out.stderr
     );
     assert!(!out.stderr.contains("retrying"), "{}", out.stderr);
-    assert!(took < Duration::from_secs(10), "took {took:?}");
+    // Five retries from 1 s would take over 30 s; the bound is loose for a loaded machine,
+    // the absence of retry lines above is the exact check.
+    assert!(took < Duration::from_secs(30), "took {took:?}");
 }
 
 const VERSION: &str = "v1.33.5+k3s1";
