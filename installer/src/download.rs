@@ -64,7 +64,8 @@ impl Downloader {
                 .connect_timeout(Duration::from_secs(cfg.connect_timeout_secs))
                 // A backstop: no single read waits longer than the window; the throughput
                 // guard in `fetch_once` catches a server that trickles.
-                .read_timeout(timeout)
+                // (twice the window, so the clearer errors of the guards come first).
+                .read_timeout(timeout.saturating_mul(2))
                 .redirect(redirects)
                 .build()
                 .expect("TLS backend initialises")

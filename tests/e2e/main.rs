@@ -12,5 +12,6 @@ mod postgres;
 mod pulp;
 mod scripts;
 mod storage;
+mod bad_input;
 mod terminal;
 mod uninstall;

@@ -85,8 +85,9 @@ pub fn init(display: &Display, verbose: u8, log: Option<RunLog>) {
         2 => ours("debug"),
         _ => ours("trace"),
     };
-    let filter =
-        EnvFilter::try_from_env("FOREMAN_BOX_LOG").unwrap_or_else(|_| EnvFilter::new(shown));
+    let filter = capped(
+        EnvFilter::try_from_env("FOREMAN_BOX_LOG").unwrap_or_else(|_| EnvFilter::new(shown)),
+    );
     let screen = ToDisplay {
         display: display.clone(),
     }
@@ -97,6 +98,12 @@ pub fn init(display: &Display, verbose: u8, log: Option<RunLog>) {
         .try_init();
 }
 
+/// tokio-postgres logs every statement at debug level, and `ALTER ROLE ... PASSWORD` carries a
+/// SCRAM verifier: its debug and trace lines are never shown, whatever FOREMAN_BOX_LOG says.
+fn capped(filter: EnvFilter) -> EnvFilter {
+    filter.add_directive("tokio_postgres=info".parse().expect("a valid directive"))
+}
+
 /// Logging for commands without a host (the operator in its pod, render): plain tracing on
 /// stderr, as a container's log expects.
 pub fn init_stderr(verbose: u8) {
@@ -105,8 +112,9 @@ pub fn init_stderr(verbose: u8) {
         1 => "debug",
         _ => "trace",
     };
-    let filter =
-        EnvFilter::try_from_env("FOREMAN_BOX_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let filter = capped(
+        EnvFilter::try_from_env("FOREMAN_BOX_LOG").unwrap_or_else(|_| EnvFilter::new(default)),
+    );
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
