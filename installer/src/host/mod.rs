@@ -7,7 +7,7 @@ mod fs;
 mod runner;
 mod service;
 
-pub use fs::{FileState, HostFs};
+pub use fs::{FileState, HostFs, StatStamp};
 pub use runner::{Cmd, CommandRunner, Output, RecordingRunner, SystemRunner};
 pub use service::{PackageManager, ServiceManager};
 

@@ -156,7 +156,9 @@ impl Action {
 
 impl fmt::Debug for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Action").field("change", &self.change).finish()
+        f.debug_struct("Action")
+            .field("change", &self.change)
+            .finish()
     }
 }
 
@@ -230,7 +232,12 @@ impl Reporter for LogReporter {
         }
     }
     fn step_finished(&self, step: &'static str, outcome: Outcome, elapsed: Duration) {
-        tracing::info!(step, ?outcome, elapsed_ms = elapsed.as_millis() as u64, "finished");
+        tracing::info!(
+            step,
+            ?outcome,
+            elapsed_ms = elapsed.as_millis() as u64,
+            "finished"
+        );
     }
     fn warning(&self, step: &'static str, message: &str) {
         tracing::warn!(step, "{message}");
@@ -374,26 +381,29 @@ pub async fn run_all(cx: &Context, actions: Vec<Action>) -> Result<()> {
     Ok(())
 }
 
-/// Temporary bridge for steps that still plan into private state: every change is reported,
-/// the first action carries all of the work. To be removed when every step returns one action
-/// per change (issue 10).
-pub(crate) fn bridge_actions<F>(changes: Vec<Change>, work: F) -> Vec<Action>
-where
-    F: for<'a> FnOnce(&'a Context) -> BoxFuture<'a, Result<()>> + Send + 'static,
-{
-    let mut work: Option<Work> = Some(Box::new(work));
-    changes
+/// One action per temp file (`.NAME.foreman-box-PID.tmp`) that a killed run left in `dir` (a
+/// host path): the writes of this run never collide with them, but nothing else removes them.
+pub(crate) fn remove_stale_temps(host: &Host, dir: &str) -> Vec<Action> {
+    remove_stale_temps_in(host, &host.path(dir), std::path::Path::new(dir))
+}
+
+/// The same for a directory given as a real path (`real`), shown as `shown`.
+pub(crate) fn remove_stale_temps_in(
+    host: &Host,
+    real: &std::path::Path,
+    shown: &std::path::Path,
+) -> Vec<Action> {
+    host.fs()
+        .stale_temps(real)
         .into_iter()
-        .map(|c| {
-            let w = work.take();
-            Action::new(c.what, c.why, move |cx| {
-                Box::pin(async move {
-                    match w {
-                        Some(w) => w(cx).await,
-                        None => Ok(()),
-                    }
-                })
-            })
+        .map(|path| {
+            let name = path.file_name().unwrap_or_default();
+            let shown = shown.join(name).display().to_string();
+            Action::sync(
+                format!("remove {shown}"),
+                "left by a killed run",
+                move |cx| Ok(cx.host.fs().remove_file(&path)?),
+            )
         })
         .collect()
 }

@@ -62,7 +62,10 @@ fn plan(cx: &Context) -> Result<Vec<Action>> {
             Some(_) if !real.is_dir() => {
                 return Err(Error::NotADirectory { path: dir.clone() });
             }
-            Some(m) if m != DIR_MODE => (format!("chmod {DIR_MODE:04o} {shown}"), format!("mode {m:04o}")),
+            Some(m) if m != DIR_MODE => (
+                format!("chmod {DIR_MODE:04o} {shown}"),
+                format!("mode {m:04o}"),
+            ),
             Some(_) => (String::new(), String::new()),
         };
         if !what.is_empty() {
