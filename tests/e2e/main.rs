@@ -3,7 +3,9 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // benchmarks and tests report to the terminal
 
+mod crash;
 mod k3s;
+mod lock;
 mod operator;
 mod postgres;
 mod storage;

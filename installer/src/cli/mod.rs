@@ -198,6 +198,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Install(args) => {
             let (cx, steps) = prepare(&args)?;
+            let _one_run = lock(&cx)?;
             let reports = steps::apply(&cx, &steps).await?;
             let n: usize = reports.iter().map(|r| r.changes.len()).sum();
             if n == 0 {
@@ -305,6 +306,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         },
     }
+}
+
+/// One run at a time for runs that change the host. `plan` changes nothing (not even a lock
+/// file), so it takes none; racing an install, it shows a moment of it.
+fn lock(cx: &Context) -> anyhow::Result<crate::host::RunLock> {
+    Ok(cx
+        .host
+        .lock(|holder| tracing::warn!("waiting for another foreman-box run to finish: {holder}"))?)
 }
 
 fn print_reports(reports: &[StepReport]) {

@@ -322,16 +322,26 @@ impl HostFs {
         }
     }
 
-    /// Temp files (`.NAME.foreman-box-PID.tmp`) in `dir` left by runs that no longer live.
-    pub fn stale_temps(&self, dir: &Path) -> Vec<PathBuf> {
+    /// Temp files of `path` (`.NAME.foreman-box-PID.tmp` beside it) left by runs that no longer
+    /// live.
+    pub fn stale_temps_of(&self, path: &Path) -> Vec<PathBuf> {
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+            return Vec::new();
+        };
         let Ok(entries) = fs::read_dir(dir) else {
             return Vec::new();
         };
+        let prefix = format!(".{}.foreman-box-", name.to_string_lossy());
         let mut found: Vec<PathBuf> = entries
             .filter_map(|e| e.ok())
             .filter(|e| {
-                let name = e.file_name();
-                let Some(pid) = temp_pid(&name.to_string_lossy()) else {
+                let entry = e.file_name();
+                let entry = entry.to_string_lossy();
+                let Some(pid) = entry
+                    .strip_prefix(&prefix)
+                    .and_then(|rest| rest.strip_suffix(".tmp"))
+                    .and_then(|pid| pid.parse::<u32>().ok())
+                else {
                     return false;
                 };
                 pid != std::process::id() && !process_alive(pid)
@@ -353,13 +363,6 @@ pub struct StatStamp {
     pub dev: u64,
 }
 
-/// The PID in a temp name `.NAME.foreman-box-PID.tmp`.
-fn temp_pid(name: &str) -> Option<u32> {
-    let rest = name.strip_prefix('.')?.strip_suffix(".tmp")?;
-    let (_, pid) = rest.rsplit_once(".foreman-box-")?;
-    pid.parse().ok()
-}
-
 fn process_alive(pid: u32) -> bool {
     let Ok(pid) = i32::try_from(pid) else {
         return false;
@@ -371,7 +374,7 @@ fn process_alive(pid: u32) -> bool {
     )
 }
 
-/// The crash seam for tests: with `FOREMAN_BOX_TEST_CRASH_AT_WRITE=N` a debug build aborts the
+/// The crash seam for tests: with `TEST_FOREMAN_BOX_CRASH_AT_WRITE=N` a debug build aborts the
 /// process just before its Nth write to the host, as a kill at that point would. Release builds
 /// compile it to nothing.
 #[cfg(debug_assertions)]
@@ -381,7 +384,7 @@ fn crash_point() {
     static AT: OnceLock<Option<u64>> = OnceLock::new();
     static COUNT: AtomicU64 = AtomicU64::new(0);
     let Some(at) = *AT.get_or_init(|| {
-        std::env::var("FOREMAN_BOX_TEST_CRASH_AT_WRITE")
+        std::env::var("TEST_FOREMAN_BOX_CRASH_AT_WRITE")
             .ok()
             .and_then(|v| v.parse().ok())
     }) else {

@@ -4,10 +4,12 @@
 //! point the whole installer at a temp dir (`--root`) and record the commands it would run.
 
 mod fs;
+mod lock;
 mod runner;
 mod service;
 
 pub use fs::{FileState, HostFs, StatStamp};
+pub use lock::{RunLock, LOCK_PATH, LOCK_WAIT};
 pub use runner::{Cmd, CommandRunner, Output, RecordingRunner, SystemRunner};
 pub use service::{PackageManager, ServiceManager};
 
@@ -29,6 +31,12 @@ pub enum HostError {
         program: String,
         #[source]
         source: std::io::Error,
+    },
+    #[error("another foreman-box run holds {}: {holder}; waited {waited:?} for it\nhelp: let that run finish (one run at a time keeps the host and the stored passwords consistent), then run this again", path.display())]
+    Locked {
+        path: PathBuf,
+        holder: String,
+        waited: std::time::Duration,
     },
     #[error("`{command}` exited with status {status}: {stderr}")]
     Failed {
@@ -77,6 +85,11 @@ impl Host {
 
     pub fn runner(&self) -> &dyn CommandRunner {
         self.runner.as_ref()
+    }
+
+    /// Takes the one-run-at-a-time lock (see [`RunLock`]).
+    pub fn lock(&self, waiting: impl FnOnce(&str)) -> Result<RunLock, HostError> {
+        RunLock::acquire(&self.path(LOCK_PATH), LOCK_WAIT, waiting)
     }
 
     pub fn services(&self) -> ServiceManager<'_> {

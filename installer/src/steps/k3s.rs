@@ -138,17 +138,13 @@ async fn plan(cx: &Context) -> Result<Vec<Action>> {
     let cache = format!("{CACHE_DIR}/{version}");
     let mut actions = Vec::new();
 
-    // Leftovers of killed runs in the folders this step writes.
-    for dir in [
-        "/usr/local/bin",
-        "/etc/rancher/k3s",
-        "/etc/systemd/system",
-        "/var/lib/foreman-box",
-        cache.as_str(),
-        IMAGES_DIR,
-    ] {
-        actions.extend(super::remove_stale_temps(host, dir));
-    }
+    // Temp files of killed runs beside what this step writes other than as a DesiredFile.
+    let written: Vec<_> = std::iter::once(BINARY.to_string())
+        .chain(LINKS.iter().map(|l| format!("/usr/local/bin/{l}")))
+        .chain([BINARY_STAMP.to_string()])
+        .map(|p| host.path(p))
+        .collect();
+    actions.extend(super::remove_stale_temps(host, &written));
 
     let sums_cached = format!("{cache}/{}", assets.sums);
     // Release checksums never change for a tag: once cached, a re-run needs no network.

@@ -60,9 +60,10 @@ pub(super) async fn plan(cx: &Context, db: &Arc<Session>) -> Result<Vec<Action>>
     let path = PathBuf::from(path);
     let fs = cx.host.fs();
     let mut out = Vec::new();
-    if let Some(dir) = path.parent() {
-        out.extend(crate::steps::remove_stale_temps_in(&cx.host, dir, dir));
-    }
+    out.extend(crate::steps::remove_stale_temps(
+        &cx.host,
+        std::slice::from_ref(&path),
+    ));
     let current = fs.read_string(&path)?.unwrap_or_default();
     let desired = with_hba_block(&current, &hba_block(cx));
     if desired == current {

@@ -52,9 +52,13 @@ impl Step for ConfigurePostgres {
 
 async fn plan(cx: &Context) -> Result<Vec<Action>> {
     let mut actions = Vec::new();
-    for dir in [SECRETS_DIR, crate::manifests::MANIFESTS_DIR] {
-        actions.extend(super::remove_stale_temps(&cx.host, dir));
-    }
+    // Temp files of killed runs beside the secrets (the manifests are DesiredFiles).
+    let secrets: Vec<_> = DATABASES
+        .iter()
+        .chain([&ADMIN_ROLE])
+        .map(|name| cx.host.path(secret_path(name)))
+        .collect();
+    actions.extend(super::remove_stale_temps(&cx.host, &secrets));
     let target = match cx.config.postgres.mode {
         PostgresMode::External => connection::external_target(
             cx.config.postgres.admin_url.as_ref(),
