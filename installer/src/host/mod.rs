@@ -46,6 +46,14 @@ pub enum HostError {
     },
 }
 
+/// A file of the running kernel (`/proc`, `/sys`): the real machine's whatever the host root,
+/// since the kernel is not a file tree a `--root` run could stand in for. None when unreadable.
+pub fn read_kernel_file(path: &str) -> Option<String> {
+    debug_assert!(path.starts_with("/proc/") || path.starts_with("/sys/"));
+    #[allow(clippy::disallowed_methods)] // host/ is where the machine is touched
+    std::fs::read_to_string(path).ok()
+}
+
 /// The machine we install onto, seen through its root directory and its command runner.
 #[derive(Clone)]
 pub struct Host {
