@@ -62,8 +62,8 @@ pub enum Error {
     },
     #[error("step `{step}` did not converge: after applying it still wants to {changes}\nhelp: this is a bug in foreman-box; please report it with the output of `foreman-box plan`")]
     NotConverged { step: &'static str, changes: String },
-    #[error("{0}")]
-    Postgres(#[from] crate::steps::postgres::PostgresError),
+    #[error(transparent)]
+    Postgres(#[from] crate::postgres_error::PostgresError),
     #[error("cannot render {what}")]
     Render {
         what: String,

@@ -140,7 +140,7 @@ impl Facts {
             .as_ref()
             .map(|u| u.machine().to_string_lossy().into_owned())
             .unwrap_or_default();
-        let fqdn = cfg.hostname.clone().unwrap_or_else(system_fqdn);
+        let fqdn = cfg.hostname.clone().unwrap_or_else(|| system_fqdn(host));
         let fqdn_resolves = (fqdn.as_str(), 0)
             .to_socket_addrs()
             .is_ok_and(|mut a| a.next().is_some());
@@ -201,11 +201,10 @@ impl Facts {
 }
 
 fn read_proc(path: &str) -> Option<String> {
-    // Kernel state is the real machine's whatever the host root: not a host file.
-    std::fs::read_to_string(path).ok()
+    crate::host::read_kernel_file(path)
 }
 
-fn system_fqdn() -> String {
+fn system_fqdn(host: &Host) -> String {
     let short = nix::unistd::gethostname()
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_default();
@@ -213,7 +212,11 @@ fn system_fqdn() -> String {
         return short;
     }
     // The canonical name from /etc/hosts, as `hostname -f` would find it.
-    read_proc("/etc/hosts")
+    // Under --root, the root's /etc/hosts: it is a host file like any other.
+    host.fs()
+        .read_string(&host.path("/etc/hosts"))
+        .ok()
+        .flatten()
         .and_then(|hosts| {
             hosts.lines().find_map(|l| {
                 let fields: Vec<&str> = l.split('#').next()?.split_whitespace().collect();

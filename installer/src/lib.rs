@@ -12,6 +12,7 @@ pub mod error;
 pub mod facts;
 pub mod host;
 pub mod manifests;
+mod postgres_error;
 pub mod secret;
 pub mod steps;
 pub mod validate;

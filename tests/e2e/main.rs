@@ -3,10 +3,12 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // benchmarks and tests report to the terminal
 
+mod crash;
 mod foreman;
 mod host;
 mod image;
 mod k3s;
+mod lock;
 mod operator;
 mod postgres;
 mod pulp;

@@ -313,6 +313,7 @@ async fn run(command: Command, display: Display, output: Output) -> anyhow::Resu
                 // Refused before any step runs: such a build must change nothing.
                 steps::operator::require_static(&cx.host)?;
             }
+            let _one_run = lock(&cx)?;
             let reports = steps::apply(&cx, &steps).await?;
             let n: usize = reports.iter().map(|r| r.changes.len()).sum();
             let time = display::elapsed_text(started.elapsed());
@@ -468,6 +469,14 @@ async fn run_tool(command: Command) -> anyhow::Result<ExitCode> {
         | Command::Preflight(_)
         | Command::Status { .. } => unreachable!("host commands run through `run`"),
     }
+}
+
+/// One run at a time for runs that change the host. `plan` changes nothing (not even a lock
+/// file), so it takes none; racing an install, it shows a moment of it.
+fn lock(cx: &Context) -> anyhow::Result<crate::host::RunLock> {
+    Ok(cx
+        .host
+        .lock(|holder| tracing::warn!("waiting for another foreman-box run to finish: {holder}"))?)
 }
 
 /// Runs the embedded script with `sh -s`, the script on standard input (no temp file to clean

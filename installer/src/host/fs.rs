@@ -1,6 +1,8 @@
 //! File operations with explicit modes and atomic replacement. The only place that touches
 //! `std::fs`.
 
+#![allow(clippy::disallowed_methods)] // host/ is where the machine is touched
+
 use super::HostError;
 use sha2::{Digest, Sha256};
 use std::fs::{self, File, OpenOptions};
@@ -108,6 +110,7 @@ impl HostFs {
     ) -> Result<(), HostError> {
         let dir = path.parent().unwrap_or(Path::new("/"));
         self.create_dir_all(dir)?;
+        crash_point();
         let tmp = temp_sibling(path);
         // A replaced file keeps its owner: a service reading it (pg_hba.conf) must still can.
         let owner = self.owner(path)?;
@@ -134,10 +137,15 @@ impl HostFs {
     }
 
     pub fn set_mode(&self, path: &Path, mode: u32) -> Result<(), HostError> {
+        crash_point();
         fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(io_err("chmod", path))
     }
 
     pub fn create_dir_all(&self, path: &Path) -> Result<(), HostError> {
+        if path.is_dir() {
+            return Ok(());
+        }
+        crash_point();
         fs::create_dir_all(path).map_err(io_err("create directory", path))
     }
 
@@ -165,6 +173,7 @@ impl HostFs {
     }
 
     pub fn chown(&self, path: &Path, uid: u32, gid: u32) -> Result<(), HostError> {
+        crash_point();
         std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(io_err("chown", path))
     }
 
@@ -176,6 +185,7 @@ impl HostFs {
         if let Some(dir) = link.parent() {
             self.create_dir_all(dir)?;
         }
+        crash_point();
         let tmp = temp_sibling(link);
         std::os::unix::fs::symlink(target, &tmp).map_err(io_err("create symlink", &tmp))?;
         fs::rename(&tmp, link).map_err(io_err("replace", link))?;
@@ -192,6 +202,7 @@ impl HostFs {
     }
 
     pub fn remove_file(&self, path: &Path) -> Result<(), HostError> {
+        crash_point();
         match fs::remove_file(path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("remove", path)(e)),
             _ => Ok(()),
@@ -199,6 +210,7 @@ impl HostFs {
     }
 
     pub fn rename(&self, from: &Path, to: &Path) -> Result<(), HostError> {
+        crash_point();
         fs::rename(from, to).map_err(io_err("rename into place", to))
     }
 
@@ -226,6 +238,7 @@ impl HostFs {
         if let Some(dir) = path.parent() {
             self.create_dir_all(dir)?;
         }
+        crash_point();
         OpenOptions::new()
             .append(true)
             .create(true)
@@ -238,6 +251,7 @@ impl HostFs {
         if let Some(dir) = path.parent() {
             self.create_dir_all(dir)?;
         }
+        crash_point();
         OpenOptions::new()
             .write(true)
             .truncate(true)
@@ -280,6 +294,85 @@ impl HostFs {
         })?;
         #[allow(clippy::unnecessary_cast)]
         Ok(st.blocks_available() as u64 * st.fragment_size() as u64)
+    }
+
+    /// Installs `source` at `path` as a hard link (one copy of the data on disk), atomically,
+    /// after giving it `mode` and flushing it; copies instead when the two are on different
+    /// filesystems.
+    pub fn link_atomic(&self, source: &Path, path: &Path, mode: u32) -> Result<(), HostError> {
+        self.set_mode(source, mode)?;
+        self.sync_file(source)?;
+        let dir = path.parent().unwrap_or(Path::new("/"));
+        self.create_dir_all(dir)?;
+        crash_point();
+        let tmp = temp_sibling(path);
+        let _ = fs::remove_file(&tmp);
+        match fs::hard_link(source, &tmp) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(nix::libc::EXDEV) => {
+                return self.copy_atomic(source, path, mode)
+            }
+            Err(e) => return Err(io_err("link", path)(e)),
+        }
+        let result = fs::rename(&tmp, path).and_then(|()| File::open(dir)?.sync_all());
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result.map_err(io_err("install", path))
+    }
+
+    /// Flushes a file's data to disk.
+    pub fn sync_file(&self, path: &Path) -> Result<(), HostError> {
+        File::open(path)
+            .and_then(|f| f.sync_data())
+            .map_err(io_err("flush", path))
+    }
+
+    /// The stat fields that change whenever a file's content may have (git's index trusts the
+    /// same), or None when the file is missing.
+    pub fn stat_stamp(&self, path: &Path) -> Result<Option<StatStamp>, HostError> {
+        use std::os::unix::fs::MetadataExt;
+        match fs::symlink_metadata(path) {
+            Ok(m) => Ok(Some(StatStamp {
+                size: m.size(),
+                mtime_ns: m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
+                ctime_ns: m.ctime() as i128 * 1_000_000_000 + m.ctime_nsec() as i128,
+                ino: m.ino(),
+                dev: m.dev(),
+            })),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err("inspect", path)(e)),
+        }
+    }
+
+    /// Temp files of `path` (`.NAME.foreman-box-PID.tmp` beside it) left by runs that no longer
+    /// live.
+    pub fn stale_temps_of(&self, path: &Path) -> Vec<PathBuf> {
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+            return Vec::new();
+        };
+        let Ok(entries) = fs::read_dir(dir) else {
+            return Vec::new();
+        };
+        let prefix = format!(".{}.foreman-box-", name.to_string_lossy());
+        let mut found: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                let entry = e.file_name();
+                let entry = entry.to_string_lossy();
+                let Some(pid) = entry
+                    .strip_prefix(&prefix)
+                    .and_then(|rest| rest.strip_suffix(".tmp"))
+                    .and_then(|pid| pid.parse::<u32>().ok())
+                else {
+                    return false;
+                };
+                pid != std::process::id() && !process_alive(pid)
+            })
+            .map(|e| e.path())
+            .collect();
+        found.sort();
+        found
     }
 }
 
@@ -324,6 +417,51 @@ impl HostFs {
         Ok(head)
     }
 }
+
+/// Stat fields recorded next to a verified file, to trust it unread while they are unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StatStamp {
+    pub size: u64,
+    pub mtime_ns: i128,
+    pub ctime_ns: i128,
+    pub ino: u64,
+    pub dev: u64,
+}
+
+fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    // Signal 0 checks existence; EPERM means it exists under another user.
+    !matches!(
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+        Err(nix::errno::Errno::ESRCH)
+    )
+}
+
+/// The crash seam for tests: with `TEST_FOREMAN_BOX_CRASH_AT_WRITE=N` a debug build aborts the
+/// process just before its Nth write to the host, as a kill at that point would. Release builds
+/// compile it to nothing.
+#[cfg(debug_assertions)]
+fn crash_point() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static AT: OnceLock<Option<u64>> = OnceLock::new();
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    let Some(at) = *AT.get_or_init(|| {
+        std::env::var("TEST_FOREMAN_BOX_CRASH_AT_WRITE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+    }) else {
+        return;
+    };
+    if COUNT.fetch_add(1, Ordering::SeqCst) + 1 == at {
+        std::process::abort();
+    }
+}
+
+#[cfg(not(debug_assertions))]
+fn crash_point() {}
 
 fn temp_sibling(path: &Path) -> PathBuf {
     let name = path

@@ -4,10 +4,12 @@
 //! point the whole installer at a temp dir (`--root`) and record the commands it would run.
 
 mod fs;
+mod lock;
 mod runner;
 mod service;
 
-pub use fs::{FileStamp, FileState, HostFs};
+pub use fs::{FileStamp, FileState, HostFs, StatStamp};
+pub use lock::{RunLock, LOCK_PATH, LOCK_WAIT};
 pub use runner::{Cmd, CommandRunner, Output, RecordingRunner, SystemRunner};
 pub use service::{PackageManager, ServiceManager};
 
@@ -30,12 +32,26 @@ pub enum HostError {
         #[source]
         source: std::io::Error,
     },
+    #[error("another foreman-box run holds {}: {holder}; waited {waited:?} for it\nhelp: let that run finish (one run at a time keeps the host and the stored passwords consistent), then run this again", path.display())]
+    Locked {
+        path: PathBuf,
+        holder: String,
+        waited: std::time::Duration,
+    },
     #[error("`{command}` exited with status {status}: {stderr}")]
     Failed {
         command: String,
         status: i32,
         stderr: String,
     },
+}
+
+/// A file of the running kernel (`/proc`, `/sys`): the real machine's whatever the host root,
+/// since the kernel is not a file tree a `--root` run could stand in for. None when unreadable.
+pub fn read_kernel_file(path: &str) -> Option<String> {
+    debug_assert!(path.starts_with("/proc/") || path.starts_with("/sys/"));
+    #[allow(clippy::disallowed_methods)] // host/ is where the machine is touched
+    std::fs::read_to_string(path).ok()
 }
 
 /// The machine we install onto, seen through its root directory and its command runner.
@@ -77,6 +93,11 @@ impl Host {
 
     pub fn runner(&self) -> &dyn CommandRunner {
         self.runner.as_ref()
+    }
+
+    /// Takes the one-run-at-a-time lock (see [`RunLock`]).
+    pub fn lock(&self, waiting: impl FnOnce(&str)) -> Result<RunLock, HostError> {
+        RunLock::acquire(&self.path(LOCK_PATH), LOCK_WAIT, waiting)
     }
 
     pub fn services(&self) -> ServiceManager<'_> {

@@ -1,5 +1,7 @@
 //! The one way to run a program: an argv, never a shell string; secrets only on stdin.
 
+#![allow(clippy::disallowed_methods)] // host/ is where the machine is touched
+
 use super::HostError;
 use crate::secret::Secret;
 use std::collections::VecDeque;

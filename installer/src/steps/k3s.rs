@@ -2,11 +2,11 @@
 //! its config, systemd unit and env file; started, and waited for until the API answers `/readyz`
 //! and the node is Ready. Restarted only when the binary, unit, env or config changed.
 
-use super::{Action, Change, Context, DesiredFile, Step};
+use super::{Action, Context, DesiredFile, Step};
 use crate::download::Fetched;
 use crate::error::{Error, Result};
 use crate::facts::Arch;
-use crate::host::Cmd;
+use crate::host::{Cmd, StatStamp};
 use futures::future::BoxFuture;
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,8 @@ pub const ENV_FILE: &str = "/etc/systemd/system/k3s.service.env";
 pub const IMAGES_DIR: &str = "/var/lib/rancher/k3s/agent/images";
 pub const KUBECONFIG: &str = "/etc/rancher/k3s/k3s.yaml";
 pub const VERSION_STAMP: &str = "/var/lib/foreman-box/k3s-version";
+/// The installed binary's hash and the stat fields it had when verified.
+pub const BINARY_STAMP: &str = "/var/lib/foreman-box/k3s-binary.stamp";
 pub const CACHE_DIR: &str = "/var/lib/foreman-box/cache/k3s";
 /// The tools k3s answers to by its program name, linked as its own installer does.
 const LINKS: &[&str] = &["kubectl", "crictl", "ctr"];
@@ -54,27 +56,6 @@ pub fn asset_url(base: &str, version: &str, asset: &str) -> String {
     )
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ServiceAction {
-    None,
-    Start,
-    Restart,
-}
-
-#[derive(Debug, Clone)]
-struct Planned {
-    version: String,
-    sums_text: String,
-    binary_sha: String,
-    install_binary: bool,
-    airgap_sha: Option<String>,
-    install_airgap: bool,
-    links: Vec<String>,
-    files: Vec<DesiredFile>,
-    unit_changed: bool,
-    service: ServiceAction,
-}
-
 #[derive(Default)]
 pub struct InstallK3s;
 
@@ -83,16 +64,8 @@ impl Step for InstallK3s {
         "k3s"
     }
 
-    // Bridge to the action engine: the planned changes are reported one by one and all of the
-    // work runs in the first action. Converted to one action per change in the hardening work
-    // (issue 10).
     fn plan<'a>(&'a self, cx: &'a Context) -> BoxFuture<'a, Result<Vec<Action>>> {
-        Box::pin(async move {
-            let (planned, changes) = plan(cx).await?;
-            Ok(super::bridge_actions(changes, move |cx| {
-                Box::pin(async move { apply(cx, &planned).await })
-            }))
-        })
+        Box::pin(plan(cx))
     }
 }
 
@@ -129,71 +102,170 @@ async fn resolve_version(cx: &Context) -> Result<String> {
     Ok(tag)
 }
 
-async fn plan(cx: &Context) -> Result<(Planned, Vec<Change>)> {
+/// What the stamp next to the binary records: its hash and the stat fields it had when hashed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct BinaryStamp {
+    sha256: String,
+    stat: StatStamp,
+}
+
+/// The binary's hash: taken from the stamp while the stat fields are those recorded with it
+/// (as git's index does), read and hashed otherwise. Returns the hash and whether it was
+/// trusted from the stamp.
+fn installed_binary_sha(cx: &Context) -> Result<Option<(String, bool)>> {
+    let fs = cx.host.fs();
+    let path = cx.host.path(BINARY);
+    let Some(stat) = fs.stat_stamp(&path)? else {
+        return Ok(None);
+    };
+    let stamp: Option<BinaryStamp> = fs
+        .read(&cx.host.path(BINARY_STAMP))?
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    if let Some(stamp) = stamp.filter(|s| s.stat == stat) {
+        return Ok(Some((stamp.sha256, true)));
+    }
+    Ok(fs.sha256(&path)?.map(|sha| (sha, false)))
+}
+
+/// Compares the host with the release and configuration; each difference is one action that
+/// carries exactly what was decided here.
+async fn plan(cx: &Context) -> Result<Vec<Action>> {
     let host = &cx.host;
     let fs = host.fs();
     let version = resolve_version(cx).await?;
     let assets = Assets::for_arch(&cx.facts.arch);
+    let base = cx.config.k3s.release_url.clone();
     let cache = format!("{CACHE_DIR}/{version}");
-    let sums_cached = host.path(format!("{cache}/{}", assets.sums));
+    let mut actions = Vec::new();
+
+    // Temp files of killed runs beside what this step writes other than as a DesiredFile.
+    let written: Vec<_> = std::iter::once(BINARY.to_string())
+        .chain(LINKS.iter().map(|l| format!("/usr/local/bin/{l}")))
+        .chain([BINARY_STAMP.to_string()])
+        .map(|p| host.path(p))
+        .collect();
+    actions.extend(super::remove_stale_temps(host, &written));
+
+    let sums_cached = format!("{cache}/{}", assets.sums);
+    let sums_url = asset_url(&base, &version, &assets.sums);
     // Release checksums never change for a tag: once cached (and well-formed), a re-run needs
-    // no network.
-    let sums_url = asset_url(&cx.config.k3s.release_url, &version, &assets.sums);
-    let (sums_text, sums) = cx.downloader.checksums(fs, &sums_cached, &sums_url).await?;
+    // no network. A malformed cached list is fetched again.
+    let (sums_text, sums) = cx
+        .downloader
+        .checksums(fs, &host.path(&sums_cached), &sums_url)
+        .await?;
+    if fs.read_string(&host.path(&sums_cached))?.as_deref() != Some(sums_text.as_str()) {
+        actions.push(Action::write_file(
+            DesiredFile::new(&sums_cached, sums_text.clone(), 0o644),
+            "release checksums are cached so a re-run needs no network",
+        ));
+    }
     let lookup = |asset: &str| {
         sums.iter()
             .find(|(n, _)| n == asset)
             .map(|(_, h)| h.clone())
             .ok_or_else(|| Error::NoChecksum {
-                url: asset_url(&cx.config.k3s.release_url, &version, &assets.sums),
+                url: asset_url(&base, &version, &assets.sums),
                 asset: asset.to_string(),
                 version: version.clone(),
             })
     };
     let binary_sha = lookup(&assets.binary)?;
-    let mut changes = Vec::new();
 
-    let installed_sha = fs.sha256(&host.path(BINARY))?;
-    let install_binary = installed_sha.as_deref() != Some(binary_sha.as_str());
+    let installed = installed_binary_sha(cx)?;
+    let install_binary = installed.as_ref().map(|(s, _)| s.as_str()) != Some(binary_sha.as_str());
     if install_binary {
-        let why = if installed_sha.is_none() {
-            "missing".to_string()
+        let why = if installed.is_none() {
+            "missing"
         } else {
-            "installed binary has another hash".to_string()
+            "installed binary has another hash"
         };
-        changes.push(Change::new(format!("install {BINARY} {version}"), why));
-    } else if fs.mode(&host.path(BINARY))? != Some(0o755) {
-        changes.push(Change::new(
-            format!("chmod 0755 {BINARY}"),
-            "not executable",
+        let url = asset_url(&base, &version, &assets.binary);
+        let cached = host.path(format!("{cache}/{}", assets.binary));
+        let sha = binary_sha.clone();
+        let version = version.clone();
+        // When the download does not match a cached list, the list is fetched again (a
+        // poisoned cache never wins for good).
+        let listed = crate::download::Listed {
+            url: sums_url.clone(),
+            cache: host.path(&sums_cached),
+            asset: assets.binary.clone(),
+        };
+        actions.push(Action::new(
+            format!("install {BINARY} {version}"),
+            why,
+            move |cx| {
+                Box::pin(async move {
+                    let fs = cx.host.fs();
+                    let fetched = cx
+                        .downloader
+                        .fetch_listed(fs, &url, &cached, &sha, &listed)
+                        .await?;
+                    if fetched == Fetched::Cached {
+                        tracing::info!("k3s {version} taken from the download cache");
+                    }
+                    // One copy of the data: the cache entry is linked into place.
+                    fs.link_atomic(&cached, &cx.host.path(BINARY), 0o755)?;
+                    write_binary_stamp(cx, &sha)
+                })
+            },
         ));
-    }
-
-    let (airgap_sha, install_airgap) = if cx.config.k3s.airgap_images {
-        let sha = lookup(&assets.airgap)?;
-        let dest = host.path(format!("{IMAGES_DIR}/{}", assets.airgap));
-        let needed = fs.sha256(&dest)?.as_deref() != Some(sha.as_str());
-        if needed {
-            changes.push(Change::new(
-                format!("install {IMAGES_DIR}/{}", assets.airgap),
-                "airgap images requested",
+    } else {
+        let trusted = installed.as_ref().is_some_and(|(_, t)| *t);
+        let chmod = fs.mode(&host.path(BINARY))? != Some(0o755);
+        if chmod {
+            actions.push(Action::sync(
+                format!("chmod 0755 {BINARY}"),
+                "not executable",
+                |cx| Ok(cx.host.fs().set_mode(&cx.host.path(BINARY), 0o755)?),
             ));
         }
-        (Some(sha), needed)
-    } else {
-        (None, false)
-    };
-
-    let links: Vec<String> = LINKS
-        .iter()
-        .map(|l| format!("/usr/local/bin/{l}"))
-        .filter(|l| !fs.exists(&host.path(l)))
-        .collect();
-    for l in &links {
-        changes.push(Change::new(format!("link {l} -> k3s"), "missing"));
+        // A chmod changes the ctime the stamp records, so it is recorded after it.
+        if chmod || !trusted {
+            let sha = binary_sha.clone();
+            actions.push(Action::sync(
+                format!("record the stat stamp of {BINARY} in {BINARY_STAMP}"),
+                "its hash was verified by reading it; later runs trust the stamp instead",
+                move |cx| write_binary_stamp(cx, &sha),
+            ));
+        }
     }
 
-    let files = vec![
+    if cx.config.k3s.airgap_images {
+        let sha = lookup(&assets.airgap)?;
+        let dest_shown = format!("{IMAGES_DIR}/{}", assets.airgap);
+        let dest = host.path(&dest_shown);
+        if fs.sha256(&dest)?.as_deref() != Some(sha.as_str()) {
+            let url = asset_url(&base, &version, &assets.airgap);
+            actions.push(Action::new(
+                format!("install {dest_shown}"),
+                "airgap images requested",
+                move |cx| {
+                    Box::pin(async move {
+                        cx.downloader.fetch(cx.host.fs(), &url, &dest, &sha).await?;
+                        Ok(())
+                    })
+                },
+            ));
+        }
+    }
+
+    for link in LINKS.iter().map(|l| format!("/usr/local/bin/{l}")) {
+        if !fs.exists(&host.path(&link)) {
+            actions.push(Action::sync(
+                format!("link {link} -> k3s"),
+                "missing",
+                move |cx| {
+                    cx.host
+                        .fs()
+                        .ensure_symlink(std::path::Path::new("k3s"), &cx.host.path(&link))?;
+                    Ok(())
+                },
+            ));
+        }
+    }
+
+    let files = [
         DesiredFile::new(CONFIG, config_yaml(cx), 0o600),
         DesiredFile::new(UNIT, unit_file(), 0o644),
         DesiredFile::new(ENV_FILE, env_file(), 0o600),
@@ -201,112 +273,70 @@ async fn plan(cx: &Context) -> Result<(Planned, Vec<Change>)> {
     ];
     let mut restart_needed = install_binary;
     let mut unit_changed = false;
-    for f in &files {
+    for f in files {
         if let Some(c) = f.plan(host)? {
-            if f.path != VERSION_STAMP {
-                restart_needed = true;
-            }
+            restart_needed |= f.path != VERSION_STAMP;
             unit_changed |= f.path == UNIT;
-            changes.push(c);
+            actions.push(Action::write_file(f, c.why));
         }
     }
 
-    let service = if cx.options.skip_start {
-        tracing::info!("not starting k3s: --skip-start");
-        ServiceAction::None
+    if cx.options.skip_start {
+        cx.reporter.note("k3s", "not starting k3s: --skip-start");
+        return Ok(actions);
+    }
+    let state = cx.host.services().state("k3s");
+    let service = if state != "active" {
+        Some((
+            "start k3s and wait until it is ready",
+            format!("service is {state}"),
+        ))
+    } else if restart_needed {
+        Some((
+            "restart k3s and wait until it is ready",
+            "its binary, unit or config changed".to_string(),
+        ))
     } else {
-        let state = host.services().state("k3s");
-        if state != "active" {
-            changes.push(Change::new(
-                "start k3s and wait until it is ready",
-                format!("service is {state}"),
-            ));
-            ServiceAction::Start
-        } else if restart_needed {
-            changes.push(Change::new(
-                "restart k3s and wait until it is ready",
-                "its binary, unit or config changed",
-            ));
-            ServiceAction::Restart
-        } else {
-            ServiceAction::None
-        }
+        None
     };
-
-    let planned = Planned {
-        version,
-        sums_text,
-        binary_sha,
-        install_binary,
-        airgap_sha,
-        install_airgap,
-        links,
-        files,
-        unit_changed,
-        service,
+    let Some((what, why)) = service else {
+        return Ok(actions);
     };
-    Ok((planned, changes))
+    if unit_changed {
+        actions.push(Action::sync(
+            "reload systemd's units",
+            "k3s.service changed",
+            |cx| Ok(cx.host.services().daemon_reload()?),
+        ));
+    }
+    let start = state != "active";
+    actions.push(Action::new(what, why, move |cx| {
+        Box::pin(async move {
+            let services = cx.host.services();
+            if start {
+                services.enable_now("k3s")?;
+            } else {
+                services.restart("k3s")?;
+            }
+            wait_ready(cx).await
+        })
+    }));
+    Ok(actions)
 }
 
-async fn apply(cx: &Context, p: &Planned) -> Result<()> {
-    let host = &cx.host;
-    let fs = host.fs();
-    let assets = Assets::for_arch(&cx.facts.arch);
-    let cache = format!("{CACHE_DIR}/{}", p.version);
-    fs.write_atomic(
-        &host.path(format!("{cache}/{}", assets.sums)),
-        p.sums_text.as_bytes(),
-        0o644,
-    )?;
-    let base = &cx.config.k3s.release_url;
-
-    if p.install_binary {
-        let cached = host.path(format!("{cache}/{}", assets.binary));
-        let listed = crate::download::Listed {
-            url: asset_url(base, &p.version, &assets.sums),
-            cache: host.path(format!("{cache}/{}", assets.sums)),
-            asset: assets.binary.clone(),
-        };
-        let fetched = cx
-            .downloader
-            .fetch_listed(
-                fs,
-                &asset_url(base, &p.version, &assets.binary),
-                &cached,
-                &p.binary_sha,
-                &listed,
-            )
-            .await?;
-        if fetched == Fetched::Cached {
-            tracing::info!("k3s {} taken from the download cache", p.version);
-        }
-        fs.copy_atomic(&cached, &host.path(BINARY), 0o755)?;
-    } else {
-        fs.set_mode(&host.path(BINARY), 0o755)?;
-    }
-    if let (true, Some(sha)) = (p.install_airgap, &p.airgap_sha) {
-        let dest = host.path(format!("{IMAGES_DIR}/{}", assets.airgap));
-        cx.downloader
-            .fetch(fs, &asset_url(base, &p.version, &assets.airgap), &dest, sha)
-            .await?;
-    }
-    for l in &p.links {
-        fs.ensure_symlink(std::path::Path::new("k3s"), &host.path(l))?;
-    }
-    for f in &p.files {
-        f.write(host)?;
-    }
-
-    let services = host.services();
-    if p.unit_changed && p.service != ServiceAction::None {
-        services.daemon_reload()?;
-    }
-    match p.service {
-        ServiceAction::None => return Ok(()),
-        ServiceAction::Start => services.enable_now("k3s")?,
-        ServiceAction::Restart => services.restart("k3s")?,
-    }
-    wait_ready(cx).await
+/// Records the binary's hash with its current stat fields.
+fn write_binary_stamp(cx: &Context, sha: &str) -> Result<()> {
+    let fs = cx.host.fs();
+    let Some(stat) = fs.stat_stamp(&cx.host.path(BINARY))? else {
+        return Ok(());
+    };
+    let stamp = BinaryStamp {
+        sha256: sha.to_string(),
+        stat,
+    };
+    let json = serde_json::to_vec(&stamp).expect("a stamp serializes");
+    fs.write_atomic(&cx.host.path(BINARY_STAMP), &json, 0o644)?;
+    Ok(())
 }
 
 /// Waits for `/readyz` and a Ready node; on timeout, says why.

@@ -384,26 +384,20 @@ pub async fn run_all(cx: &Context, actions: Vec<Action>) -> Result<()> {
     Ok(())
 }
 
-/// Temporary bridge for steps that still plan into private state: every change is reported,
-/// the first action carries all of the work. To be removed when every step returns one action
-/// per change (issue 10).
-pub(crate) fn bridge_actions<F>(changes: Vec<Change>, work: F) -> Vec<Action>
-where
-    F: for<'a> FnOnce(&'a Context) -> BoxFuture<'a, Result<()>> + Send + 'static,
-{
-    let mut work: Option<Work> = Some(Box::new(work));
-    changes
-        .into_iter()
-        .map(|c| {
-            let w = work.take();
-            Action::new(c.what, c.why, move |cx| {
-                Box::pin(async move {
-                    match w {
-                        Some(w) => w(cx).await,
-                        None => Ok(()),
-                    }
-                })
-            })
+/// One action per temp file (`.NAME.foreman-box-PID.tmp`) that a killed run left beside one of
+/// `paths` (real paths, shown as given): this run's writes never collide with them, but nothing
+/// else would remove them. Files written as [`DesiredFile`]s see to their own.
+pub(crate) fn remove_stale_temps(host: &Host, paths: &[std::path::PathBuf]) -> Vec<Action> {
+    paths
+        .iter()
+        .flat_map(|p| host.fs().stale_temps_of(p))
+        .map(|path| {
+            let shown = path.display().to_string();
+            Action::sync(
+                format!("remove {shown}"),
+                "left by a killed run",
+                move |cx| Ok(cx.host.fs().remove_file(&path)?),
+            )
         })
         .collect()
 }
@@ -426,14 +420,14 @@ impl DesiredFile {
         }
     }
 
-    /// The change needed to put this file in place, if any.
+    /// The change needed to put this file in place, if any: also when a killed run left a
+    /// temp file of it behind.
     pub fn plan(&self, host: &Host) -> Result<Option<Change>> {
         use crate::host::FileState;
-        let why = match host
-            .fs()
-            .compare(&host.path(&self.path), &self.content, self.mode)?
-        {
-            FileState::Same => return Ok(None),
+        let path = host.path(&self.path);
+        let why = match host.fs().compare(&path, &self.content, self.mode)? {
+            FileState::Same if host.fs().stale_temps_of(&path).is_empty() => return Ok(None),
+            FileState::Same => "a killed run left a temp file of it".to_string(),
             FileState::Missing => "missing".to_string(),
             FileState::Differs => "content differs".to_string(),
             FileState::ModeDiffers { found } => format!("mode {found:04o}, want {:04o}", self.mode),
@@ -441,9 +435,13 @@ impl DesiredFile {
         Ok(Some(Change::new(format!("write {}", self.path), why)))
     }
 
+    /// Writes the file unless it is in place, then removes temp files of killed runs.
     pub fn write(&self, host: &Host) -> Result<bool> {
-        Ok(host
-            .fs()
-            .write_atomic(&host.path(&self.path), &self.content, self.mode)?)
+        let path = host.path(&self.path);
+        let changed = host.fs().write_atomic(&path, &self.content, self.mode)?;
+        for stale in host.fs().stale_temps_of(&path) {
+            host.fs().remove_file(&stale)?;
+        }
+        Ok(changed)
     }
 }

@@ -1,0 +1,129 @@
+//! The managed block at the top of pg_hba.conf: loopback and the pod network for our databases,
+//! everyone else rejected for them; the rest of the file stays the user's.
+
+use super::connection::Session;
+use super::{ADMIN_ROLE, DATABASES};
+use crate::config::PostgresMode;
+use crate::error::Result;
+use crate::steps::{Action, Context};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+const HBA_BEGIN: &str =
+    "# BEGIN foreman-box: managed block, replaced on every `foreman-box install`";
+const HBA_END: &str = "# END foreman-box";
+
+/// The managed pg_hba.conf block: loopback and the pod network for our databases, nothing else.
+pub fn hba_block(cx: &Context) -> String {
+    let pods = &cx.config.k3s.cluster_cidr;
+    let mut lines = vec![HBA_BEGIN.to_string()];
+    if cx.config.postgres.mode == PostgresMode::Local {
+        lines.push(format!(
+            "host    postgres    {ADMIN_ROLE:<17} 127.0.0.1/32    scram-sha-256"
+        ));
+    }
+    for db in DATABASES {
+        for net in ["127.0.0.1/32", "::1/128", pods.as_str()] {
+            lines.push(format!("host    {db:<11} {db:<17} {net:<15} scram-sha-256"));
+        }
+    }
+    let all = DATABASES.join(",");
+    lines.push(format!("host    {all} all 0.0.0.0/0 reject"));
+    lines.push(format!("host    {all} all ::/0 reject"));
+    lines.push(HBA_END.to_string());
+    lines.join("\n") + "\n"
+}
+
+/// Puts the block first (first match wins), replacing an earlier copy in place.
+pub fn with_hba_block(current: &str, block: &str) -> String {
+    if let (Some(start), Some(end)) = (current.find(HBA_BEGIN), current.find(HBA_END)) {
+        if start < end {
+            let after = &current[end + HBA_END.len()..];
+            let after = after.strip_prefix('\n').unwrap_or(after);
+            return format!("{}{}{}", &current[..start], block, after);
+        }
+    }
+    format!("{block}{current}")
+}
+
+/// The block's write and the reload that makes it count, when the file lacks the block.
+pub(super) async fn plan(cx: &Context, db: &Arc<Session>) -> Result<Vec<Action>> {
+    let path: String = db
+        .query_one(
+            "SELECT setting FROM pg_settings WHERE name = 'hba_file'",
+            &[],
+            "finding pg_hba.conf",
+        )
+        .await?
+        .get(0);
+    // The server reports its own path: on this host, and not under --root.
+    let path = PathBuf::from(path);
+    let fs = cx.host.fs();
+    let mut out = Vec::new();
+    out.extend(crate::steps::remove_stale_temps(
+        &cx.host,
+        std::slice::from_ref(&path),
+    ));
+    let current = fs.read_string(&path)?.unwrap_or_default();
+    let desired = with_hba_block(&current, &hba_block(cx));
+    if desired == current {
+        return Ok(out);
+    }
+    let why = if current.contains(HBA_BEGIN) {
+        "block differs"
+    } else {
+        "block missing"
+    };
+    let mode = fs.mode(&path)?.unwrap_or(0o640);
+    out.push(write_hba(path, desired, mode, why));
+    let db = db.clone();
+    out.push(Action::new(
+        "reload PostgreSQL's configuration",
+        "pg_hba.conf changed",
+        move |_| {
+            Box::pin(async move {
+                db.execute("SELECT pg_reload_conf()", "reloading the configuration")
+                    .await
+            })
+        },
+    ));
+    Ok(out)
+}
+
+/// Writes the decided pg_hba.conf content, keeping the file's mode and owner.
+pub(super) fn write_hba(path: PathBuf, content: String, mode: u32, why: &str) -> Action {
+    Action::sync(
+        format!("update the foreman-box block in {}", path.display()),
+        why,
+        move |cx| {
+            cx.host.fs().write_atomic(&path, content.as_bytes(), mode)?;
+            Ok(())
+        },
+    )
+}
+
+/// The content pg_hba.conf at `path` should have, if it differs from what is there.
+pub(super) fn desired_content(cx: &Context, path: &Path, block: &str) -> Result<Option<String>> {
+    let current = cx.host.fs().read_string(path)?.unwrap_or_default();
+    let desired = with_hba_block(&current, block);
+    Ok((desired != current).then_some(desired))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hba_block_is_replaced_in_place_never_duplicated() {
+        let block = "# BEGIN foreman-box: managed block, replaced on every `foreman-box install`\nhost a\n# END foreman-box\n";
+        let original = "local all all peer\n";
+        let once = with_hba_block(original, block);
+        assert!(once.starts_with(block));
+        assert!(once.ends_with(original));
+        let newer = block.replace("host a", "host b");
+        let twice = with_hba_block(&once, &newer);
+        assert_eq!(twice.matches("# BEGIN foreman-box").count(), 1);
+        assert!(twice.contains("host b") && !twice.contains("host a"));
+        assert_eq!(with_hba_block(&twice, &newer), twice);
+    }
+}

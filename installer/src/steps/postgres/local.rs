@@ -1,0 +1,186 @@
+//! Local mode: the distribution's server, installed, initialised and started here, and our own
+//! superuser made through the `postgres` OS user (peer authentication, the statement on stdin).
+//!
+//! On a fresh host the roles, databases, settings and manifests cannot be planned in detail:
+//! there is no server to ask yet. The plan says so honestly ("configure ... once the server
+//! runs"), and that one action plans them against the running server and runs them, telling
+//! the reporter each change as it makes it. The next run plans them in detail like any other.
+
+use super::connection::{local_target, Session};
+use super::{hba, roles, PostgresError, ADMIN_ROLE};
+use crate::error::Result;
+use crate::facts::OsFamily;
+use crate::host::Cmd;
+use crate::secret::Secret;
+use crate::steps::{Action, Context};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// How far the local server is.
+pub(super) enum Server {
+    /// Running, with our admin login: plan against it.
+    Ready(super::connection::Target),
+    /// Not running, and --skip-start keeps it so: nothing more to plan.
+    Stopped,
+    /// It will run (and have our admin) once the planned actions ran.
+    Later,
+}
+
+fn server_packages(family: OsFamily) -> Vec<&'static str> {
+    match family {
+        OsFamily::Debian => vec!["postgresql"],
+        OsFamily::RedHat | OsFamily::Suse => vec!["postgresql-server"],
+    }
+}
+
+/// Local mode up to a usable admin connection.
+pub(super) fn plan(cx: &Context, out: &mut Vec<Action>) -> Result<Server> {
+    let host = &cx.host;
+    if !host.is_real_root() {
+        return Err(PostgresError::LocalUnderRoot.into());
+    }
+    let os = cx.facts.os.as_ref();
+    let family = os
+        .and_then(|o| o.family())
+        .ok_or(PostgresError::NoPackageManager)?;
+    let pm = os
+        .and_then(|o| o.package_manager())
+        .ok_or(PostgresError::NoPackageManager)?;
+    let packages = server_packages(family);
+    let mut ready = true;
+    if !packages.iter().all(|p| pm.is_installed(host.runner(), p)) {
+        let list = packages.clone();
+        out.push(Action::sync(
+            format!("install package {}", packages.join(" ")),
+            "local PostgreSQL is not installed",
+            move |cx| Ok(pm.install(cx.host.runner(), &list)?),
+        ));
+        ready = false;
+    }
+    if family == OsFamily::RedHat
+        && !host
+            .fs()
+            .exists(&host.path("/var/lib/pgsql/data/PG_VERSION"))
+    {
+        out.push(Action::sync(
+            "initialise /var/lib/pgsql/data",
+            "no database cluster yet",
+            |cx| {
+                cx.host
+                    .runner()
+                    .run(&Cmd::new("postgresql-setup").arg("--initdb"))?;
+                Ok(())
+            },
+        ));
+        ready = false;
+    }
+    let state = host.services().state("postgresql");
+    if !ready || state != "active" {
+        if cx.options.skip_start {
+            cx.reporter.note(
+                "postgres",
+                "not configuring PostgreSQL's roles and databases: --skip-start leaves its server stopped",
+            );
+            return Ok(Server::Stopped);
+        }
+        out.push(Action::sync(
+            "enable and start postgresql",
+            format!("service is {state}"),
+            |cx| Ok(cx.host.services().enable_now("postgresql")?),
+        ));
+        ready = false;
+    }
+    let admin = roles::read_secret(host, ADMIN_ROLE)?;
+    match (&admin, ready) {
+        (Some(_), true) => return Ok(Server::Ready(local_target(host)?)),
+        (None, _) => out.push(bootstrap_admin(
+            cx,
+            None,
+            "foreman-box has no admin login yet",
+        )),
+        // Not running yet: its admin role and pg_hba entry cannot be checked, so they are
+        // made sure of (the work is idempotent).
+        (Some(_), false) => out.push(bootstrap_admin(
+            cx,
+            admin.clone(),
+            "the server was not running, so its admin login could not be checked",
+        )),
+    }
+    out.push(configure_once_running());
+    Ok(Server::Later)
+}
+
+/// Our superuser, made through the `postgres` OS user, and the pg_hba block that lets it in over
+/// loopback with its password. The password (stored, or generated here) and the block are
+/// decided now; pg_hba.conf's path is the running server's answer.
+fn bootstrap_admin(cx: &Context, stored: Option<Secret>, why: &str) -> Action {
+    let generated = stored.is_none();
+    let password = stored.unwrap_or_else(Secret::generate);
+    let block = hba::hba_block(cx);
+    Action::sync(
+        format!("create or update admin role {ADMIN_ROLE} and the foreman-box block in pg_hba.conf (reloading the server if it changed)"),
+        why,
+        move |cx| {
+            let host = &cx.host;
+            let runner = host.runner();
+            // Stored first: a run killed after the role was made still knows its password.
+            if generated {
+                roles::write_secret(host, ADMIN_ROLE, &password)?;
+            }
+            // The role is ours alone (its name says so): giving it our password when the
+            // stored one was lost touches nothing of the user's.
+            let stmt = format!(
+                "DO $$ BEGIN IF EXISTS (SELECT FROM pg_roles WHERE rolname = '{ADMIN_ROLE}') THEN ALTER ROLE {ADMIN_ROLE} LOGIN SUPERUSER PASSWORD {v}; ELSE CREATE ROLE {ADMIN_ROLE} LOGIN SUPERUSER PASSWORD {v}; END IF; END $$;\n",
+                v = roles::verifier_literal(&password)
+            );
+            runner.run(&psql().stdin(Secret::new(stmt)))?;
+            let path = PathBuf::from(
+                runner
+                    .run(&psql().stdin(Secret::new("SHOW hba_file;\n")))?
+                    .stdout
+                    .trim(),
+            );
+            if let Some(desired) = hba::desired_content(cx, &path, &block)? {
+                let mode = host.fs().mode(&path)?.unwrap_or(0o640);
+                host.fs().write_atomic(&path, desired.as_bytes(), mode)?;
+                runner.run(&psql().stdin(Secret::new("SELECT pg_reload_conf();\n")))?;
+            }
+            Ok(())
+        },
+    )
+}
+
+fn psql() -> Cmd {
+    Cmd::new("runuser").args([
+        "-u",
+        "postgres",
+        "--",
+        "psql",
+        "-X",
+        "-q",
+        "-A",
+        "-t",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-d",
+        "postgres",
+    ])
+}
+
+/// Everything that needs the running server, planned and run once it runs.
+fn configure_once_running() -> Action {
+    Action::new(
+        "once the server runs: create roles and databases foreman, candlepin, pulp, restrict access to loopback and the pod network, tune its settings, write the cluster's manifests",
+        "the server is not set up yet; each change is reported as it is made",
+        |cx| {
+            Box::pin(async move {
+                let db = Arc::new(Session::open(local_target(&cx.host)?).await?);
+                for action in super::plan_server(cx, &db).await? {
+                    cx.reporter.note("postgres", &action.change.to_string());
+                    action.run(cx).await?;
+                }
+                Ok(())
+            })
+        },
+    )
+}

@@ -1,0 +1,141 @@
+//! Server settings sized for Foreman on this host: connections for its pools, a quarter of memory
+//! for shared buffers, listening where pods reach it. Only raised, never lowered.
+
+use super::connection::Session;
+use crate::config::PostgresMode;
+use crate::error::Result;
+use crate::steps::{Action, Context};
+use std::sync::Arc;
+
+/// Settings wanted for this host: (name, value, at least this many kB or connections).
+fn desired_settings(cx: &Context) -> Vec<(&'static str, String)> {
+    let workers = u64::from(cx.config.foreman.dynflow_workers);
+    // Foreman's puma and dynflow pools, plus Candlepin's and Pulp's when Katello is on.
+    let katello = if cx.config.foreman.katello { 150 } else { 0 };
+    let max_connections = (100 + 30 * workers + katello).max(100);
+    // A quarter of memory, at most 8 GiB, at least the 128 MB default.
+    let shared_mb = (cx.facts.memory_bytes / 4 / (1 << 20)).clamp(128, 8192);
+    let mut listen = vec!["localhost".to_string()];
+    if let Some(ip) = cx.facts.node_ip.filter(|ip| !ip.is_loopback()) {
+        listen.push(ip.to_string());
+    }
+    vec![
+        ("listen_addresses", listen.join(",")),
+        ("max_connections", max_connections.to_string()),
+        ("shared_buffers", format!("{shared_mb}MB")),
+    ]
+}
+
+/// A memory setting in kB ("128MB", "1GB", or plain 8 kB blocks for shared_buffers).
+fn memory_kb(value: &str, unit_kb: u64) -> Option<u64> {
+    let v = value.trim().trim_matches('\'');
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    Some(match unit.trim() {
+        "" => n * unit_kb,
+        "kB" => n,
+        "MB" => n * 1024,
+        "GB" => n * 1024 * 1024,
+        "TB" => n * 1024 * 1024 * 1024,
+        _ => return None,
+    })
+}
+
+pub(super) async fn plan(cx: &Context, db: &Arc<Session>) -> Result<Vec<Action>> {
+    let mut out = Vec::new();
+    let wanted = desired_settings(cx);
+    let names: Vec<&str> = wanted.iter().map(|(n, _)| *n).collect();
+    // What will be in force after a restart: the last file setting (its error says "could not
+    // be applied" while a restart is pending), else the running value.
+    let rows = db
+        .query(
+            "SELECT s.name, coalesce((SELECT f.setting FROM pg_file_settings f WHERE f.name = s.name ORDER BY f.seqno DESC LIMIT 1), s.setting), s.pending_restart \
+             FROM pg_settings s WHERE s.name = ANY($1)",
+            &[&names],
+            "reading server settings",
+        )
+        .await?;
+    let mut pending = false;
+    let mut restart_for = Vec::new();
+    for row in rows {
+        let (name, current, pending_restart): (String, String, bool) =
+            (row.get(0), row.get(1), row.get(2));
+        pending |= pending_restart;
+        let Some((name, want)) = wanted.iter().find(|(n, _)| *n == name) else {
+            continue;
+        };
+        let enough = match *name {
+            "listen_addresses" => {
+                let have: Vec<&str> = current.split(',').map(str::trim).collect();
+                have.contains(&"*") || want.split(',').all(|w| have.contains(&w))
+            }
+            "max_connections" => {
+                current.parse::<u64>().unwrap_or(0) >= want.parse::<u64>().unwrap_or(0)
+            }
+            _ => memory_kb(&current, 8).unwrap_or(0) >= memory_kb(want, 8).unwrap_or(0),
+        };
+        if !enough {
+            restart_for.push(*name);
+            let stmt = format!("ALTER SYSTEM SET {name} = '{}'", want.replace('\'', ""));
+            let what = format!("setting {name}");
+            let db = db.clone();
+            out.push(Action::new(
+                format!("set {name} = '{want}'"),
+                format!("now '{current}'"),
+                move |_| Box::pin(async move { db.execute(&stmt, &what).await }),
+            ));
+        }
+    }
+    if !out.is_empty() {
+        let db = db.clone();
+        out.push(Action::new(
+            "reload PostgreSQL's configuration",
+            "settings changed",
+            move |_| {
+                Box::pin(async move {
+                    db.execute("SELECT pg_reload_conf()", "reloading the configuration")
+                        .await
+                })
+            },
+        ));
+    }
+    if !restart_for.is_empty() || pending {
+        if cx.config.postgres.mode == PostgresMode::Local && !cx.options.skip_start {
+            let db = db.clone();
+            out.push(Action::new(
+                "restart postgresql",
+                "settings that take effect on restart changed",
+                move |cx| {
+                    Box::pin(async move {
+                        db.disconnect().await;
+                        cx.host.services().restart("postgresql")?;
+                        Ok(())
+                    })
+                },
+            ));
+        } else {
+            cx.reporter.warning(
+                "postgres",
+                &format!(
+                    "PostgreSQL at {} has settings that take effect only after it restarts: restart it when convenient",
+                    db.target.server()
+                ),
+            );
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_settings_compare_in_kb() {
+        assert_eq!(memory_kb("128MB", 8), Some(128 * 1024));
+        assert_eq!(memory_kb("16384", 8), Some(16384 * 8));
+        assert_eq!(memory_kb("'1GB'", 8), Some(1024 * 1024));
+        assert_eq!(memory_kb("lots", 8), None);
+    }
+}
