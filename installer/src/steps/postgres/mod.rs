@@ -59,6 +59,16 @@ async fn plan(cx: &Context) -> Result<Vec<Action>> {
         .map(|name| cx.host.path(secret_path(name)))
         .collect();
     actions.extend(super::remove_stale_temps(&cx.host, &secrets));
+    // Stored passwords must stay private: a loosened mode is repaired, with a warning.
+    let secret_files: Vec<String> = DATABASES
+        .iter()
+        .chain([&ADMIN_ROLE])
+        .map(|name| secret_path(name))
+        .collect();
+    for (action, warning) in crate::secret::mode_repairs(cx, SECRETS_DIR, &secret_files)? {
+        cx.reporter.warning("postgres", &warning);
+        actions.push(action);
+    }
     let target = match cx.config.postgres.mode {
         PostgresMode::External => connection::external_target(
             cx.config.postgres.admin_url.as_ref(),
