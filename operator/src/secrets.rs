@@ -88,16 +88,18 @@ pub struct CertificateSet {
     pub client: (String, String),
     pub candlepin: (String, String),
     pub proxy: (String, String),
+    pub pulp_control: (String, String),
 }
 
 impl CertificateSet {
     /// A CA, a server certificate for `server` names, a client certificate for `client_cn`, and
-    /// server certificates for Candlepin and the proxy.
+    /// server certificates for Candlepin, the proxy and Pulp's mTLS front end.
     pub fn generate(
         server: &[String],
         client_cn: &str,
         candlepin: &[String],
         proxy: &[String],
+        pulp_control: &[String],
     ) -> Result<CertificateSet, rcgen::Error> {
         use rcgen::{
             BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
@@ -136,6 +138,11 @@ impl CertificateSet {
             )?,
             candlepin: leaf(candlepin, &first(candlepin), both())?,
             proxy: leaf(proxy, &first(proxy), both())?,
+            pulp_control: leaf(
+                pulp_control,
+                &first(pulp_control),
+                vec![ExtendedKeyUsagePurpose::ServerAuth],
+            )?,
             ca_crt: ca.pem(),
             ca_key: ca_key.serialize_pem(),
         })
@@ -217,6 +224,7 @@ mod tests {
             "foreman.example.com",
             &["candlepin.foreman.svc".into()],
             &["foreman-proxy.foreman.svc".into()],
+            &["pulp-control.foreman.svc".into()],
         )
         .unwrap();
         let (ca, (cert, key)) = (set.ca_crt, set.server);

@@ -6,7 +6,8 @@
 //! a Foreman client certificate (katello.yaml `:candlepin_events:`, settings.yaml `:ssl_*`,
 //! proxy `foreman_ssl_*`; src/roles/foreman/tasks/main.yaml), Candlepin's Tomcat certificate
 //! and CA (src/roles/candlepin/tasks/certs.yml) and the proxy's server certificate
-//! (src/roles/foreman_proxy/tasks/certs.yaml).
+//! (src/roles/foreman_proxy/tasks/certs.yaml), plus the server certificate of Pulp's mTLS
+//! front end (FK S/pulp-control-proxy.yaml: `tls.crt`/`tls.key` from the same CA as `ca.crt`).
 
 use super::{namespace, svc};
 use crate::crd::Foreman;
@@ -25,6 +26,11 @@ pub const CANDLEPIN_CRT: &str = "candlepin.crt";
 pub const CANDLEPIN_KEY: &str = "candlepin.key";
 pub const PROXY_CRT: &str = "proxy.crt";
 pub const PROXY_KEY: &str = "proxy.key";
+/// The server certificate of Pulp's mTLS front end ([`super::pulp`] `pulp-control`), for its
+/// Service name (FK docs/runtime-contracts.md: "must cover the chart's Pulp control Service DNS
+/// name").
+pub const PULP_CONTROL_CRT: &str = "pulp-control.crt";
+pub const PULP_CONTROL_KEY: &str = "pulp-control.key";
 pub const KEYS: &[&str] = &[
     CA_CRT,
     CA_KEY,
@@ -36,6 +42,8 @@ pub const KEYS: &[&str] = &[
     CANDLEPIN_KEY,
     PROXY_CRT,
     PROXY_KEY,
+    PULP_CONTROL_CRT,
+    PULP_CONTROL_KEY,
 ];
 
 /// The Foreman server's name: the hostname, else its Service's name.
@@ -68,6 +76,7 @@ pub fn generate(fm: &Foreman) -> Result<BTreeMap<String, String>, rcgen::Error> 
         &client_cn(fm),
         &[svc(fm, "candlepin"), "candlepin".into()],
         &[svc(fm, "foreman-proxy"), "foreman-proxy".into()],
+        &[svc(fm, "pulp-control"), "pulp-control".into()],
     )?;
     Ok(BTreeMap::from([
         (CA_CRT.into(), set.ca_crt),
@@ -80,5 +89,7 @@ pub fn generate(fm: &Foreman) -> Result<BTreeMap<String, String>, rcgen::Error> 
         (CANDLEPIN_KEY.into(), set.candlepin.1),
         (PROXY_CRT.into(), set.proxy.0),
         (PROXY_KEY.into(), set.proxy.1),
+        (PULP_CONTROL_CRT.into(), set.pulp_control.0),
+        (PULP_CONTROL_KEY.into(), set.pulp_control.1),
     ]))
 }
