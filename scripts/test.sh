@@ -20,10 +20,11 @@ main() {
 }
 
 # The PostgreSQL server (initdb for the throwaway cluster, and the postgres OS user), containerd
-# and runc, shellcheck, systemd-analyze, and ssh-keygen and openssl to check generated keys.
+# and runc, shellcheck, systemd-analyze, and ssh-keygen and openssl to check generated keys;
+# nginx-light and curl run the operator's Pulp mTLS front end config (operator tests).
 install_packages() {
     missing=""
-    for pkg in postgresql containerd runc shellcheck systemd openssh-client openssl; do
+    for pkg in postgresql containerd runc shellcheck systemd openssh-client openssl nginx-light curl; do
         if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
             missing="$missing $pkg"
         fi
