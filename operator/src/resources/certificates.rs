@@ -65,6 +65,29 @@ pub fn client_dn(fm: &Foreman) -> String {
     format!("CN={}", client_cn(fm))
 }
 
+/// The names Pulp's front end's certificate covers: its Service (FK RC).
+pub fn pulp_control_names(fm: &Foreman) -> Vec<String> {
+    vec![svc(fm, "pulp-control"), "pulp-control".into()]
+}
+
+/// The keys a certificate Secret made by an older operator lacks, signed by its own CA (the CA
+/// and the other certificates are kept): the pulp-control certificate, added later. `None` when
+/// nothing is missing.
+pub fn complete(
+    fm: &Foreman,
+    have: &BTreeMap<String, String>,
+) -> Result<Option<BTreeMap<String, String>>, rcgen::Error> {
+    if have.contains_key(PULP_CONTROL_CRT) && have.contains_key(PULP_CONTROL_KEY) {
+        return Ok(None);
+    }
+    let ca_key = have.get(CA_KEY).map(String::as_str).unwrap_or_default();
+    let (crt, key) = crate::secrets::sign_server(ca_key, &pulp_control_names(fm))?;
+    Ok(Some(BTreeMap::from([
+        (PULP_CONTROL_CRT.into(), crt),
+        (PULP_CONTROL_KEY.into(), key),
+    ])))
+}
+
 /// Every certificate, made now from the OS RNG: called by the controller once per resource.
 pub fn generate(fm: &Foreman) -> Result<BTreeMap<String, String>, rcgen::Error> {
     let ns = namespace(fm);
@@ -76,7 +99,7 @@ pub fn generate(fm: &Foreman) -> Result<BTreeMap<String, String>, rcgen::Error> 
         &client_cn(fm),
         &[svc(fm, "candlepin"), "candlepin".into()],
         &[svc(fm, "foreman-proxy"), "foreman-proxy".into()],
-        &[svc(fm, "pulp-control"), "pulp-control".into()],
+        &pulp_control_names(fm),
     )?;
     Ok(BTreeMap::from([
         (CA_CRT.into(), set.ca_crt),
