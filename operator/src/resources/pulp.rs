@@ -1,5 +1,7 @@
 //! Pulp: the migration Job (migrate, then the admin that remote-user maps to), the API, the
-//! content app, the workers, and the Job that registers Pulp as a smart proxy in Foreman.
+//! content app, the workers, the mTLS front end `pulp-control` through which Foreman reaches
+//! the API (it sets REMOTE-USER from Foreman's verified client certificate), and the Job that
+//! registers Pulp as a smart proxy in Foreman.
 //!
 //! Ordering: the migration Job runs `pulpcore-manager migrate --noinput` as an init container,
 //! then `reset-admin-password --random` (FC roles/pulp/tasks/main.yaml does the two in this
