@@ -28,6 +28,7 @@ main() {
 #   debootstrap systemd-container   the booted Debian host of tests/e2e/host.rs
 #   python3-venv redis-server       pulpcore's venv and a throwaway Redis for the Pulp scenario
 #   curl vagrant       install.sh's download, and `vagrant validate` on vagrant/Vagrantfile
+#   nginx-light        the operator's Pulp mTLS front end config, run for real (operator tests)
 PACKAGES="
 postgresql
 containerd
@@ -42,6 +43,7 @@ python3-venv
 redis-server
 curl
 vagrant
+nginx-light
 "
 
 install_packages() {

@@ -283,6 +283,9 @@ async fn ensure_secret(
         .map_err(kube_err(format!("reading Secret {name}")))?
     {
         let have = existing.data.unwrap_or_default();
+        if name == TLS_SECRET {
+            return complete_certificates(api, fm, have).await;
+        }
         let wanted = wanted_keys(name);
         if wanted.iter().all(|k| have.contains_key(*k)) {
             return Ok(());
@@ -310,6 +313,34 @@ async fn ensure_secret(
     api.create(&PostParams::default(), &secret)
         .await
         .map_err(kube_err(format!("creating Secret {name}")))?;
+    Ok(())
+}
+
+/// A certificate Secret from an older operator lacks the pulp-control certificate: it is signed
+/// with the Secret's own CA key and added (one merge patch with only those keys); nothing in
+/// the Secret is replaced.
+async fn complete_certificates(
+    api: &Api<Secret>,
+    fm: &Foreman,
+    data: BTreeMap<String, k8s_openapi::ByteString>,
+) -> Result<(), Error> {
+    let have: BTreeMap<String, String> = data
+        .into_iter()
+        .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+        .collect();
+    let missing = certificates::complete(fm, &have).map_err(|e| Error::Generate {
+        what: format!("the pulp-control certificate from the CA in Secret {TLS_SECRET}"),
+        message: e.to_string(),
+    })?;
+    if let Some(missing) = missing {
+        api.patch(
+            TLS_SECRET,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "stringData": missing })),
+        )
+        .await
+        .map_err(kube_err(format!("adding keys to Secret {TLS_SECRET}")))?;
+    }
     Ok(())
 }
 

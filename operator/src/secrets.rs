@@ -88,28 +88,22 @@ pub struct CertificateSet {
     pub client: (String, String),
     pub candlepin: (String, String),
     pub proxy: (String, String),
+    pub pulp_control: (String, String),
 }
 
 impl CertificateSet {
     /// A CA, a server certificate for `server` names, a client certificate for `client_cn`, and
-    /// server certificates for Candlepin and the proxy.
+    /// server certificates for Candlepin, the proxy and Pulp's mTLS front end.
     pub fn generate(
         server: &[String],
         client_cn: &str,
         candlepin: &[String],
         proxy: &[String],
+        pulp_control: &[String],
     ) -> Result<CertificateSet, rcgen::Error> {
-        use rcgen::{
-            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-            KeyUsagePurpose,
-        };
+        use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair};
         let ca_key = KeyPair::generate()?;
-        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "foreman-box CA");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca_params = ca_params()?;
         let ca = ca_params.self_signed(&ca_key)?;
         let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
         let leaf = |names: &[String], cn: &str, usages: Vec<ExtendedKeyUsagePurpose>| {
@@ -136,10 +130,45 @@ impl CertificateSet {
             )?,
             candlepin: leaf(candlepin, &first(candlepin), both())?,
             proxy: leaf(proxy, &first(proxy), both())?,
+            pulp_control: leaf(
+                pulp_control,
+                &first(pulp_control),
+                vec![ExtendedKeyUsagePurpose::ServerAuth],
+            )?,
             ca_crt: ca.pem(),
             ca_key: ca_key.serialize_pem(),
         })
     }
+}
+
+/// The operator CA's parameters: the same subject and constraints every time, so a leaf signed
+/// later with the stored CA key chains to the stored CA certificate.
+fn ca_params() -> Result<rcgen::CertificateParams, rcgen::Error> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyUsagePurpose};
+    let mut p = CertificateParams::new(Vec::<String>::new())?;
+    p.distinguished_name
+        .push(DnType::CommonName, "foreman-box CA");
+    p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    Ok(p)
+}
+
+/// A server certificate for `names` (CN the first) signed by the stored CA key: for a
+/// certificate Secret made by an older operator that lacks one (the CA itself is kept).
+pub fn sign_server(ca_key_pem: &str, names: &[String]) -> Result<(String, String), rcgen::Error> {
+    use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair};
+    let ca_key = KeyPair::from_pem(ca_key_pem)?;
+    let ca_params = ca_params()?;
+    let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(names.to_vec())?;
+    params.distinguished_name.push(
+        DnType::CommonName,
+        names.first().cloned().unwrap_or_default(),
+    );
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let cert = params.signed_by(&key, &issuer)?;
+    Ok((cert.pem(), key.serialize_pem()))
 }
 
 /// Pulp's `database_fields.symmetric.key` as FC makes it (src/roles/pulp/tasks/main.yaml:
@@ -217,6 +246,7 @@ mod tests {
             "foreman.example.com",
             &["candlepin.foreman.svc".into()],
             &["foreman-proxy.foreman.svc".into()],
+            &["pulp-control.foreman.svc".into()],
         )
         .unwrap();
         let (ca, (cert, key)) = (set.ca_crt, set.server);

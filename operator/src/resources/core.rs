@@ -25,7 +25,7 @@ pub const PUMA_THREADS: u32 = 5;
 pub const PUMA_WORKERS: u32 = 2;
 /// FC templates/dynflow-worker-hosts-queue.yml.
 pub const HOSTS_QUEUE_CONCURRENCY: u32 = 5;
-/// Seeded organization and location (foreman-installer's defaults).
+/// Seeded organization and location (foreman-installer's defaults; unconfirmed here).
 pub const SEED_ORGANIZATION: &str = "Default Organization";
 pub const SEED_LOCATION: &str = "Default Location";
 
@@ -102,8 +102,9 @@ pub fn foreman_env(fm: &Foreman, seed: bool) -> Vec<Value> {
         env("REDIS_PROVIDER", "DYNFLOW_REDIS_URL"),
     ]);
     if seed {
-        // FC: SEED_ADMIN_USER/PASSWORD for db:seed; SEED_ORGANIZATION/SEED_LOCATION are what
-        // Foreman's seeds read for the first organization and location.
+        // FC: SEED_ADMIN_USER/PASSWORD for db:seed. SEED_ORGANIZATION/SEED_LOCATION name the
+        // first organization and location (puppet-foreman passes them to db:seed; not found in
+        // the sources read for this render: unconfirmed).
         e.extend([
             env("SEED_ADMIN_USER", "admin"),
             secret_env("SEED_ADMIN_PASSWORD", GENERATED_SECRET, "admin-password"),

@@ -13,7 +13,8 @@ use serde_json::{json, Value};
 /// /v2 ...) to Foreman. FC also sends /pulp_ansible/galaxy and /pypi to the API; their plugins
 /// (pulp_ansible, pulp_python) are not in PULP_ENABLED_PLUGINS, so they are left out. /pulp/api/v3 is not routed: FC's httpd and
 /// FK's nginx only pass it with a verified client certificate mapped to REMOTE-USER, which this
-/// Ingress cannot do (FK has no public /pulp/api/v3 either).
+/// Ingress cannot do (FK has no public /pulp/api/v3 either). Katello reaches the API in-cluster
+/// through the mTLS front end [`super::pulp::CONTROL`].
 pub fn routes(fm: &Foreman) -> Vec<(&'static str, &'static str, u16)> {
     let mut r = vec![("/", "foreman", FOREMAN_PORT)];
     if fm.spec.plugins.katello {

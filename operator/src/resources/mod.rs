@@ -20,6 +20,7 @@ pub mod candlepin;
 pub mod certificates;
 pub mod core;
 pub mod ingress;
+pub mod nginx;
 pub mod proxy;
 pub mod pulp;
 mod read;

@@ -1,5 +1,7 @@
 //! Pulp: the migration Job (migrate, then the admin that remote-user maps to), the API, the
-//! content app, the workers, and the Job that registers Pulp as a smart proxy in Foreman.
+//! content app, the workers, the mTLS front end `pulp-control` through which Foreman reaches
+//! the API (it sets REMOTE-USER from Foreman's verified client certificate), and the Job that
+//! registers Pulp as a smart proxy in Foreman.
 //!
 //! Ordering: the migration Job runs `pulpcore-manager migrate --noinput` as an init container,
 //! then `reset-admin-password --random` (FC roles/pulp/tasks/main.yaml does the two in this
@@ -9,9 +11,11 @@
 //! Foreman's migrations and retries (backoff) until Pulp answers.
 
 use super::core::{self, Needs};
+use super::nginx::{block, directive, quoted, regex_literal, word};
 use super::{
-    certificates, deployment, dir_mount, env, file_mount, image, job, optional_secret_env,
-    secret_env, service, svc, Component, Container, Pod, RunAs, GENERATED_SECRET, REDIS_PORT,
+    certificates, config_map, config_volume, deployment, dir_mount, env, file_mount, image, job,
+    optional_secret_env, secret_env, service, svc, Component, Container, Pod, RunAs,
+    GENERATED_SECRET, REDIS_PORT,
 };
 use crate::crd::Foreman;
 use serde_json::{json, Value};
@@ -42,6 +46,15 @@ pub fn objects(fm: &Foreman) -> Vec<Value> {
         service(fm, "pulp-content", &[("http", CONTENT_PORT)]),
         server(fm, "pulp-content", &["pulp-content"], Some(CONTENT_PORT)),
         server(fm, "pulp-worker", &["pulp-worker"], None),
+        config_map(
+            fm,
+            CONTROL,
+            CONTROL,
+            json!({CONTROL_CONFIG_KEY: control_config(fm)}),
+        ),
+        control_service(fm),
+        control_policy(fm),
+        control_deployment(fm),
         registration_job(fm),
     ]
 }
@@ -96,7 +109,8 @@ pub fn pulp_env(fm: &Foreman) -> Vec<Value> {
                 "pulpcore.app.authentication.PulpRemoteUserAuthentication",
             ]),
         ),
-        env("PULP_SMART_PROXY_PULP_URL", origin.clone()),
+        // FK H pulpEnv: the private mTLS front end, what Katello talks to.
+        env("PULP_SMART_PROXY_PULP_URL", control_url(fm)),
         env("PULP_SMART_PROXY_RHSM_URL", format!("{origin}/rhsm")),
         env("PULP_SMART_PROXY_MIRROR", "false"),
         // FC computes these from the CPU count; the PO image's default is 2.
@@ -107,10 +121,12 @@ pub fn pulp_env(fm: &Foreman) -> Vec<Value> {
     ]
 }
 
-/// Pulp trusts the `Remote-User` header (FC/FK put a front end that sets it from a verified
-/// client certificate before the API), so the API must not be reachable by just anyone: only
-/// this Foreman's own pods and the Ingress controller (k3s runs Traefik in kube-system, which
-/// forwards only the routes in [`super::ingress`]) may connect. k3s enforces NetworkPolicy.
+/// Pulp trusts the `Remote-User` header, so the API is reachable only from its mTLS front end
+/// ([`control_deployment`], which sets the header from a verified client certificate) and the
+/// Ingress controller (k3s runs Traefik in kube-system, which forwards only the /pulp/assets
+/// route of [`super::ingress`]). FK S/network-policies.yaml: pulp-api admits the
+/// pulp-control-proxy pods and the ingress controller (and its smoke test). k3s enforces
+/// NetworkPolicy.
 fn api_policy(fm: &Foreman) -> Value {
     json!({
         "apiVersion": "networking.k8s.io/v1",
@@ -121,16 +137,218 @@ fn api_policy(fm: &Foreman) -> Value {
             "policyTypes": ["Ingress"],
             "ingress": [{
                 "from": [
-                    {"podSelector": {"matchLabels": {
-                        "app.kubernetes.io/part-of": "foreman",
-                        super::INSTANCE_LABEL: fm.metadata.name.clone().unwrap_or_default(),
-                    }}},
+                    {"podSelector": {"matchLabels": super::selector(fm, CONTROL)}},
                     {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}},
                 ],
                 "ports": [{"port": API_PORT, "protocol": "TCP"}],
             }],
         },
     })
+}
+
+/// Pulp's private mTLS front end (FK S/pulp-control-proxy.yaml and H pulpControlProxyConfig):
+/// nginx verifies the client certificate against the operator's CA, maps the subject's CN ==
+/// the Foreman client certificate's CN ([`certificates::client_cn`], FK: platform.fqdn) to
+/// `REMOTE-USER: admin`, answers 403 to anything else and proxies to pulp-api.
+pub const CONTROL: &str = "pulp-control";
+pub const CONTROL_CONFIG_KEY: &str = "default.conf";
+/// FK H pulpControlProxyUrl is `https://<service>` without a port, so the Service answers on
+/// 443 (FK RC: stock Katello drops a non-default port when it builds Pulp clients).
+pub const CONTROL_SERVICE_PORT: u16 = 443;
+/// The container's port. FK's default (values.yaml) is not in the indexed sources; a port
+/// above 1024 because the container runs unprivileged with every capability dropped (FK).
+pub const CONTROL_PORT: u16 = 8443;
+/// FK's image default lives in values.yaml, which is not in the indexed sources: UNCONFIRMED.
+/// FK's pod (runAsNonRoot without runAsUser, read-only root, an emptyDir on /tmp, config in
+/// /etc/nginx/conf.d/default.conf) fits nginxinc/nginx-unprivileged, whose numeric USER is 101
+/// and whose pid and temp paths are under /tmp.
+pub const CONTROL_IMAGE: &str = "docker.io/nginxinc/nginx-unprivileged:1.28";
+/// FK S/pulp-control-proxy.yaml mounts the certificates here.
+pub const CONTROL_PKI: &str = "/etc/nginx/pki";
+
+/// FK H pulpControlProxyUrl: the front end's in-cluster URL, advertised to Katello.
+pub fn control_url(fm: &Foreman) -> String {
+    format!("https://{}", svc(fm, CONTROL))
+}
+
+/// The nginx configuration, through the structured builder in [`super::nginx`] (every value
+/// checked when written). Directives from FK H pulpControlProxyConfig.
+pub fn control_config(fm: &Foreman) -> String {
+    let cn = format!(
+        "~(?:^|,)CN={}(?:,|$)",
+        regex_literal(&certificates::client_cn(fm))
+    );
+    let header = |name: &str, value| directive("proxy_set_header", vec![word(name), value]);
+    let conf = [
+        block(
+            "map",
+            vec![word("$ssl_client_s_dn"), word("$pulp_remote_user")],
+            vec![
+                directive("default", vec![quoted("")]),
+                directive(cn, vec![word("admin")]),
+            ],
+        ),
+        block(
+            "upstream",
+            vec![word("pulp_api")],
+            vec![
+                directive(
+                    "server",
+                    vec![word(format!("{}:{API_PORT}", svc(fm, "pulp-api")))],
+                ),
+                directive("keepalive", vec![word("32")]),
+            ],
+        ),
+        block(
+            "server",
+            vec![],
+            vec![
+                directive("listen", vec![word(CONTROL_PORT.to_string()), word("ssl")]),
+                directive("server_name", vec![word("_")]),
+                directive("server_tokens", vec![word("off")]),
+                directive("client_max_body_size", vec![word("0")]),
+                directive(
+                    "ssl_certificate",
+                    vec![word(format!("{CONTROL_PKI}/tls.crt"))],
+                ),
+                directive(
+                    "ssl_certificate_key",
+                    vec![word(format!("{CONTROL_PKI}/tls.key"))],
+                ),
+                directive(
+                    "ssl_client_certificate",
+                    vec![word(format!("{CONTROL_PKI}/ca.crt"))],
+                ),
+                directive("ssl_verify_client", vec![word("on")]),
+                directive("ssl_verify_depth", vec![word("3")]),
+                directive("ssl_protocols", vec![word("TLSv1.2"), word("TLSv1.3")]),
+                block(
+                    "location",
+                    vec![word("/")],
+                    vec![
+                        block(
+                            "if",
+                            vec![
+                                word("("),
+                                word("$pulp_remote_user"),
+                                word("="),
+                                quoted(""),
+                                word(")"),
+                            ],
+                            vec![directive("return", vec![word("403")])],
+                        ),
+                        directive("proxy_http_version", vec![word("1.1")]),
+                        directive("proxy_request_buffering", vec![word("off")]),
+                        directive("proxy_read_timeout", vec![word("600s")]),
+                        header("Connection", quoted("")),
+                        header("Host", word("$http_host")),
+                        header("X-Forwarded-For", word("$proxy_add_x_forwarded_for")),
+                        header("X-Forwarded-Proto", word("https")),
+                        header("REMOTE-USER", word("$pulp_remote_user")),
+                        header("X-CLIENT-CERT", quoted("")),
+                        directive("proxy_pass", vec![word("http://pulp_api")]),
+                    ],
+                ),
+            ],
+        ),
+    ];
+    // The hostname is checked against the CRD's DNS pattern where the resource is read, and
+    // namespaces are DNS labels, so every value here is a DNS name, a constant or a regex of one.
+    super::nginx::render(&conf)
+        .expect("the pulp-control configuration has only DNS names and constants")
+}
+
+fn control_service(fm: &Foreman) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": super::metadata(fm, CONTROL, CONTROL),
+        "spec": {
+            "selector": super::selector(fm, CONTROL),
+            "ports": [{"name": "https", "port": CONTROL_SERVICE_PORT, "targetPort": CONTROL_PORT, "protocol": "TCP"}],
+        },
+    })
+}
+
+/// FK S/network-policies.yaml admits Foreman's web, Dynflow, registration and smoke-test pods;
+/// here every pod of this Foreman (the cron Jobs and the seed run Katello code too). The front
+/// end itself admits only the Foreman client certificate.
+fn control_policy(fm: &Foreman) -> Value {
+    json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": super::metadata(fm, CONTROL, CONTROL),
+        "spec": {
+            "podSelector": {"matchLabels": super::selector(fm, CONTROL)},
+            "policyTypes": ["Ingress"],
+            "ingress": [{
+                "from": [{"podSelector": {"matchLabels": {
+                    "app.kubernetes.io/part-of": "foreman",
+                    super::INSTANCE_LABEL: fm.metadata.name.clone().unwrap_or_default(),
+                }}}],
+                "ports": [{"port": CONTROL_PORT, "protocol": "TCP"}],
+            }],
+        },
+    })
+}
+
+/// FK S/pulp-control-proxy.yaml: one nginx container, read-only root, /tmp an emptyDir, TCP
+/// probes on the https port. FK runs at least 2 replicas; a single host runs 1.
+fn control_deployment(fm: &Foreman) -> Value {
+    let mut c = Container::new("nginx", CONTROL_IMAGE.to_string(), &[]);
+    c.ports = vec![("https", CONTROL_PORT)];
+    c.mounts = vec![
+        file_mount(
+            "config",
+            "/etc/nginx/conf.d/default.conf",
+            CONTROL_CONFIG_KEY,
+        ),
+        dir_mount("certificates", CONTROL_PKI, true),
+        dir_mount("temporary", "/tmp", false),
+    ];
+    c.probes = json!({
+        "startupProbe": {"tcpSocket": {"port": "https"}, "periodSeconds": 2, "timeoutSeconds": 1, "failureThreshold": 30},
+        "readinessProbe": {"tcpSocket": {"port": "https"}, "initialDelaySeconds": 3, "periodSeconds": 5},
+        "livenessProbe": {"tcpSocket": {"port": "https"}, "initialDelaySeconds": 10, "periodSeconds": 10},
+    });
+    let pod = Pod {
+        // nginx-unprivileged's USER 101 (group 101).
+        run_as: RunAs {
+            user: Some(101),
+            fs_group: 101,
+            image_root: false,
+        },
+        init: vec![],
+        containers: vec![c],
+        volumes: vec![
+            config_volume("config", CONTROL),
+            super::secret_volume(
+                "certificates",
+                certificates::TLS_SECRET,
+                &[
+                    (certificates::CA_CRT, "ca.crt"),
+                    (certificates::PULP_CONTROL_CRT, "tls.crt"),
+                    (certificates::PULP_CONTROL_KEY, "tls.key"),
+                ],
+            ),
+            json!({"name": "temporary", "emptyDir": {}}),
+        ],
+        restart: "Always",
+        grace_seconds: None,
+    };
+    let mut pod = pod.render();
+    let nginx = &mut pod["containers"][0];
+    // FK: the image's own entrypoint and command; a read-only root filesystem.
+    if let Some(o) = nginx.as_object_mut() {
+        o.remove("command");
+    }
+    nginx["securityContext"]["readOnlyRootFilesystem"] = json!(true);
+    let mut d = deployment(fm, CONTROL, 1, false, pod);
+    // The certificates and configuration are mounted by subPath/items: a changed configuration
+    // rolls the pods (FK: checksum/config annotation).
+    d["spec"]["template"]["metadata"]["annotations"] =
+        json!({"checksum/config": super::short_hash(&json!(control_config(fm)))});
+    d
 }
 
 fn mounts() -> Vec<Value> {
@@ -234,15 +452,13 @@ fn server(fm: &Foreman, name: &'static str, command: &[&str], port: Option<u16>)
 
 /// Registers Pulp as a smart proxy (FC: name `<fqdn>-pulp`; FK S/pulp-registration.yaml: a
 /// `rails runner` Job that upserts the SmartProxy and asserts the `Pulpcore` feature). The URL is
-/// the in-cluster API Service: the public one is not routed (see [`super::ingress`]).
+/// the mTLS front end's (FK H pulpSmartProxyUrl), which Foreman reaches with its client
+/// certificate; the public one is not routed (see [`super::ingress`]).
 fn registration_job(fm: &Foreman) -> Value {
     let c = registration_container(
         fm,
         &format!("{}-pulp", certificates::server_name(fm)),
-        &format!(
-            "http://{}:{API_PORT}/pulp/api/v3/smart_proxy",
-            svc(fm, "pulp-api")
-        ),
+        &format!("{}/pulp/api/v3/smart_proxy", control_url(fm)),
         &["Pulpcore"],
     );
     let needs = Needs {

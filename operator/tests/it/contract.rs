@@ -394,6 +394,24 @@ const PULP: &[Row] = &[
     ("Job/pulp-migrate-", "admin", Command(&["pulpcore-manager", "reset-admin-password", "--random"]), "FC roles/pulp/tasks/main.yaml"),
     ("Job/pulp-registration-", "register", Env("PROXY_NAME", Some("foreman.example.com-pulp")), "FC roles/foreman/tasks/main.yaml (<fqdn>-pulp)"),
     ("Job/pulp-registration-", "register", Env("EXPECTED_FEATURES", Some("Pulpcore")), "FK S/pulp-registration.yaml"),
+    ("Job/pulp-registration-", "register", Env("PROXY_URL", Some("https://pulp-control.foreman.svc/pulp/api/v3/smart_proxy")), "FK H pulpSmartProxyUrl"),
+    ("Deployment/pulp-api", "pulp-api", Env("PULP_SMART_PROXY_PULP_URL", Some("https://pulp-control.foreman.svc")), "FK H pulpEnv, pulpControlProxyUrl"),
+    // Pulp's mTLS front end: FK S/pulp-control-proxy.yaml and H pulpControlProxyConfig.
+    ("Deployment/pulp-control", "nginx", Image("docker.io/nginxinc/nginx-unprivileged:1.28"), "UNCONFIRMED: FK values.yaml not indexed; image fits FK S/pulp-control-proxy.yaml's pod"),
+    ("Deployment/pulp-control", "nginx", User(Some(101)), "nginx-unprivileged USER 101; FK: runAsNonRoot"),
+    ("Deployment/pulp-control", "nginx", Port(8443), "UNCONFIRMED: FK values.yaml not indexed; unprivileged port"),
+    ("Deployment/pulp-control", "nginx", File("/etc/nginx/conf.d/default.conf"), "FK S/pulp-control-proxy.yaml"),
+    ("Deployment/pulp-control", "nginx", File("/etc/nginx/pki"), "FK S/pulp-control-proxy.yaml"),
+    ("Deployment/pulp-control", "nginx", File("/tmp"), "FK S/pulp-control-proxy.yaml (emptyDir, read-only root)"),
+    ("Deployment/pulp-control", "nginx", Config("pulp-control", "default.conf", "map $ssl_client_s_dn $pulp_remote_user {\n  default \"\";\n  ~(?:^|,)CN=foreman\\.example\\.com(?:,|$) admin;\n}"), "FK H pulpControlProxyConfig (CN = platform.fqdn)"),
+    ("Deployment/pulp-control", "nginx", Config("pulp-control", "default.conf", "server pulp-api.foreman.svc:24817;"), "FK H pulpControlProxyConfig upstream"),
+    ("Deployment/pulp-control", "nginx", Config("pulp-control", "default.conf", "listen 8443 ssl;"), "FK H pulpControlProxyConfig"),
+    ("Deployment/pulp-control", "nginx", Config("pulp-control", "default.conf", "ssl_client_certificate /etc/nginx/pki/ca.crt;"), "FK H pulpControlProxyConfig"),
+    ("Deployment/pulp-control", "nginx", Config("pulp-control", "default.conf", "ssl_verify_client on;"), "FK H pulpControlProxyConfig"),
+    ("Deployment/pulp-control", "nginx", Config("pulp-control", "default.conf", "if ( $pulp_remote_user = \"\" ) {\n      return 403;"), "FK H pulpControlProxyConfig"),
+    ("Deployment/pulp-control", "nginx", Config("pulp-control", "default.conf", "proxy_set_header REMOTE-USER $pulp_remote_user;"), "FK H pulpControlProxyConfig"),
+    ("Deployment/pulp-control", "nginx", Config("pulp-control", "default.conf", "proxy_set_header X-CLIENT-CERT \"\";"), "FK H pulpControlProxyConfig"),
+    ("Deployment/pulp-control", "nginx", Config("pulp-control", "default.conf", "proxy_pass http://pulp_api;"), "FK H pulpControlProxyConfig"),
 ];
 
 const CANDLEPIN: &[Row] = &[

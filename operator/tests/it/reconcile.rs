@@ -549,3 +549,63 @@ async fn generated_secret_from_an_older_operator_gets_only_its_missing_keys() {
         assert_eq!(added[k].as_str().unwrap().len(), 48, "{k}");
     }
 }
+
+#[tokio::test]
+async fn certificate_secret_from_an_older_operator_gets_a_pulp_control_certificate_from_its_ca() {
+    use foreman_operator::resources::certificates;
+    let fm = foreman(true, false);
+    let mut old = certificates::generate(&fm).unwrap();
+    old.remove(certificates::PULP_CONTROL_CRT);
+    old.remove(certificates::PULP_CONTROL_KEY);
+    let data: BTreeMap<&String, String> = old.iter().map(|(k, v)| (k, b64(v))).collect();
+    let mut c = Cluster::with_db_secrets(&["foreman-db", "candlepin-db", "pulp-db"]);
+    c.objects.insert(
+        format!("{NS}/secrets/foreman-tls"),
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "foreman-tls", "namespace": "foreman"}, "type": "kubernetes.io/tls", "data": data}),
+    );
+    let (reqs, result) = reconcile_once(Arc::new(Mutex::new(c)), fm).await;
+    result.unwrap();
+    let patch = reqs
+        .iter()
+        .find(|r| r.method == "PATCH" && r.path.contains("/secrets/foreman-tls"))
+        .expect("the pulp-control certificate is added");
+    let added = patch.body["stringData"].as_object().unwrap();
+    let keys: Vec<&String> = added.keys().collect();
+    assert_eq!(
+        keys,
+        [
+            certificates::PULP_CONTROL_CRT,
+            certificates::PULP_CONTROL_KEY
+        ]
+    );
+    // openssl (scripts/test.sh installs it): the new certificate chains to the old CA and
+    // covers the front end's Service name.
+    let dir = std::env::temp_dir().join(format!("fb-tls-complete-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("ca.crt"), &old[certificates::CA_CRT]).unwrap();
+    std::fs::write(
+        dir.join("leaf.crt"),
+        added[certificates::PULP_CONTROL_CRT].as_str().unwrap(),
+    )
+    .unwrap();
+    let out = std::process::Command::new("openssl")
+        .args([
+            "verify",
+            "-purpose",
+            "sslserver",
+            "-verify_hostname",
+            "pulp-control.foreman.svc",
+            "-CAfile",
+        ])
+        .arg(dir.join("ca.crt"))
+        .arg(dir.join("leaf.crt"))
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
