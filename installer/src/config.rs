@@ -738,7 +738,7 @@ mod tests {
 
     #[test]
     fn unknown_file_key_names_key_and_file() {
-        let (_d, p) = file("[k3s]\nverison = \"x\"\n");
+        let (_d, _p) = file("[k3s]\nverison = \"x\"\n");
         let err = Layers::new()
             .with_text(&_d, Path::new("/etc/foreman-box/config.toml"))
             .unwrap_err()
