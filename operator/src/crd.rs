@@ -100,6 +100,9 @@ pub struct Images {
     pub pulp: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redis: Option<String>,
+    /// nginx for Pulp's mTLS front end (the default is not confirmed from upstream).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pulp_control: Option<String>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]

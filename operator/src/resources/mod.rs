@@ -128,6 +128,7 @@ pub fn image(fm: &Foreman, component: Component) -> String {
         ),
         Component::Pulp => (&i.pulp, format!("quay.io/foreman/pulp:foreman-{v}")),
         Component::Redis => (&i.redis, "quay.io/sclorg/redis-6-c9s:latest".to_string()),
+        Component::PulpControl => (&i.pulp_control, pulp::CONTROL_IMAGE.to_string()),
     };
     over.clone().unwrap_or(default)
 }
@@ -139,6 +140,7 @@ pub enum Component {
     Candlepin,
     Pulp,
     Redis,
+    PulpControl,
 }
 
 pub(crate) fn namespace(fm: &Foreman) -> String {

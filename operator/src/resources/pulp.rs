@@ -161,7 +161,7 @@ pub const CONTROL_PORT: u16 = 8443;
 /// FK's image default lives in values.yaml, which is not in the indexed sources: UNCONFIRMED.
 /// FK's pod (runAsNonRoot without runAsUser, read-only root, an emptyDir on /tmp, config in
 /// /etc/nginx/conf.d/default.conf) fits nginxinc/nginx-unprivileged, whose numeric USER is 101
-/// and whose pid and temp paths are under /tmp.
+/// and whose pid and temp paths are under /tmp. `spec.images.pulp_control` overrides it.
 pub const CONTROL_IMAGE: &str = "docker.io/nginxinc/nginx-unprivileged:1.28";
 /// FK S/pulp-control-proxy.yaml mounts the certificates here.
 pub const CONTROL_PKI: &str = "/etc/nginx/pki";
@@ -295,7 +295,7 @@ fn control_policy(fm: &Foreman) -> Value {
 /// FK S/pulp-control-proxy.yaml: one nginx container, read-only root, /tmp an emptyDir, TCP
 /// probes on the https port. FK runs at least 2 replicas; a single host runs 1.
 fn control_deployment(fm: &Foreman) -> Value {
-    let mut c = Container::new("nginx", CONTROL_IMAGE.to_string(), &[]);
+    let mut c = Container::new("nginx", image(fm, Component::PulpControl), &[]);
     c.ports = vec![("https", CONTROL_PORT)];
     c.mounts = vec![
         file_mount(

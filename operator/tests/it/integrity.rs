@@ -401,3 +401,18 @@ fn plugins_add_and_remove_their_objects_only() {
         assert!(all.contains(n), "{n}");
     }
 }
+
+#[test]
+fn pulp_control_image_can_be_overridden_since_its_default_is_unconfirmed() {
+    let text = cr(true, false, 1, "3.18", true)
+        + "  images: {pulp_control: registry.example.com/nginx-unprivileged:1.28}\n";
+    let objs = desired(&read_foreman("override", &text).unwrap());
+    let d = objs
+        .iter()
+        .find(|o| o["kind"] == "Deployment" && o["metadata"]["name"] == pulp::CONTROL)
+        .unwrap();
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["image"],
+        "registry.example.com/nginx-unprivileged:1.28"
+    );
+}
