@@ -69,22 +69,42 @@ async fn plan(cx: &Context) -> Result<Vec<Action>> {
         );
         return Ok(Vec::new());
     }
-    let cluster = Cluster::connect(&cx.host, cx.config.foreman.kubeconfig.as_deref()).await?;
+    let explicit = cx.config.foreman.kubeconfig.as_deref();
     let desired = desired(cx);
     let mut actions = Vec::new();
+    let (kubeconfig, shown) = cluster::kubeconfig_path(&cx.host, explicit);
+    if explicit.is_none() && !cx.host.fs().exists(&kubeconfig) {
+        // k3s has not started yet (`plan` on a fresh host): everything is still to do, and
+        // the actions connect when they run, after the k3s step has started it.
+        actions.push(prerequisites_action(
+            None,
+            format!(
+                "CustomResourceDefinition {} to be Established and Deployment {NAMESPACE}/{} to be Available",
+                cluster::CRD_NAME,
+                foreman_box_bundle::OPERATOR
+            ),
+        ));
+        actions.push(apply_action(
+            None,
+            &desired,
+            format!(
+                "apply Foreman {NAMESPACE}/{RESOURCE} ({})",
+                summary(&desired)
+            ),
+            format!("k3s has not written {} yet", shown.display()),
+        ));
+        actions.push(wait_action(None, "Foreman was not applied yet".into()));
+        return Ok(actions);
+    }
+    let cluster = Cluster::connect(&cx.host, explicit).await?;
 
     let missing = cluster.prerequisites().await?;
     if !missing.is_empty() {
         // The resource cannot be read before its CRD is established: apply what we want and
         // let server-side apply merge it with whatever is there.
-        let c = cluster.clone();
-        actions.push(Action::new(
-            format!("wait for {}", missing.join(" and ")),
-            "the Foreman resource needs its CRD and the operator",
-            move |cx| Box::pin(async move { wait_prerequisites(cx, &c).await }),
-        ));
+        actions.push(prerequisites_action(Some(&cluster), missing.join(" and ")));
         actions.push(apply_action(
-            &cluster,
+            Some(&cluster),
             &desired,
             format!(
                 "apply Foreman {NAMESPACE}/{RESOURCE} ({})",
@@ -92,7 +112,10 @@ async fn plan(cx: &Context) -> Result<Vec<Action>> {
             ),
             "the CRD is not established yet, so the current resource cannot be read",
         ));
-        actions.push(wait_action(&cluster, "Foreman was not applied yet".into()));
+        actions.push(wait_action(
+            Some(&cluster),
+            "Foreman was not applied yet".into(),
+        ));
         return Ok(actions);
     }
 
@@ -100,7 +123,7 @@ async fn plan(cx: &Context) -> Result<Vec<Action>> {
     let changed = match diff(&desired, live.as_ref()) {
         Diff::Create => {
             actions.push(apply_action(
-                &cluster,
+                Some(&cluster),
                 &desired,
                 format!(
                     "create Foreman {NAMESPACE}/{RESOURCE} ({})",
@@ -112,7 +135,7 @@ async fn plan(cx: &Context) -> Result<Vec<Action>> {
         }
         Diff::Update(fields) => {
             actions.push(apply_action(
-                &cluster,
+                Some(&cluster),
                 &desired,
                 format!("update {}", fields.join(", ")),
                 format!("Foreman {NAMESPACE}/{RESOURCE} differs from the configuration"),
@@ -122,7 +145,7 @@ async fn plan(cx: &Context) -> Result<Vec<Action>> {
         Diff::Same => false,
     };
     match live.as_ref() {
-        _ if changed => actions.push(wait_action(&cluster, "it is being applied".into())),
+        _ if changed => actions.push(wait_action(Some(&cluster), "it is being applied".into())),
         Some(fm) if !cluster::is_ready(fm) => {
             let why = match cluster::condition(fm, "Ready") {
                 Some(c) if !c.message.is_empty() => {
@@ -131,31 +154,58 @@ async fn plan(cx: &Context) -> Result<Vec<Action>> {
                 Some(c) => format!("Ready is {} ({})", c.status, c.reason),
                 None => "the operator has not reported on it yet".into(),
             };
-            actions.push(wait_action(&cluster, why));
+            actions.push(wait_action(Some(&cluster), why));
         }
         _ => {}
     }
     Ok(actions)
 }
 
+/// The planned client, or one made when the action runs (k3s was not up while planning).
+async fn connected(cx: &Context, planned: Option<Cluster>) -> Result<Cluster> {
+    match planned {
+        Some(c) => Ok(c),
+        None => Ok(Cluster::connect(&cx.host, cx.config.foreman.kubeconfig.as_deref()).await?),
+    }
+}
+
+fn prerequisites_action(cluster: Option<&Cluster>, missing: String) -> Action {
+    let c = cluster.cloned();
+    Action::new(
+        format!("wait for {missing}"),
+        "the Foreman resource needs its CRD and the operator",
+        move |cx| {
+            Box::pin(async move {
+                let c = connected(cx, c).await?;
+                wait_prerequisites(cx, &c).await
+            })
+        },
+    )
+}
+
 fn apply_action(
-    cluster: &Cluster,
+    cluster: Option<&Cluster>,
     desired: &Value,
     what: String,
     why: impl Into<String>,
 ) -> Action {
-    let (c, body) = (cluster.clone(), desired.clone());
-    Action::new(what, why, move |_| {
-        Box::pin(async move { Ok(c.apply_foreman(&body).await?) })
+    let (c, body) = (cluster.cloned(), desired.clone());
+    Action::new(what, why, move |cx| {
+        Box::pin(async move { Ok(connected(cx, c).await?.apply_foreman(&body).await?) })
     })
 }
 
-fn wait_action(cluster: &Cluster, why: String) -> Action {
-    let c = cluster.clone();
+fn wait_action(cluster: Option<&Cluster>, why: String) -> Action {
+    let c = cluster.cloned();
     Action::new(
         format!("wait until Foreman {NAMESPACE}/{RESOURCE} is Ready"),
         why,
-        move |cx| Box::pin(async move { wait_ready(cx, &c).await }),
+        move |cx| {
+            Box::pin(async move {
+                let c = connected(cx, c).await?;
+                wait_ready(cx, &c).await
+            })
+        },
     )
 }
 
