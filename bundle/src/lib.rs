@@ -26,12 +26,13 @@ pub fn rules() -> Value {
     json!([
         {"apiGroups": ["app.theforeman.org"], "resources": ["foremans"], "verbs": ["get", "list", "watch"]},
         {"apiGroups": ["app.theforeman.org"], "resources": ["foremans/status"], "verbs": ["get", "patch", "update"]},
-        // Database Secrets are read; the generated Secret is created once, never listed.
-        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create"]},
-        {"apiGroups": [""], "resources": ["configmaps", "services"], "verbs": manage},
+        // Database Secrets are read; generated Secrets are created once, never listed, and
+        // patched only to add keys a newer operator needs (existing values are never replaced).
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create", "patch"]},
+        {"apiGroups": [""], "resources": ["configmaps", "services", "persistentvolumeclaims"], "verbs": manage},
         {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": manage},
         {"apiGroups": ["batch"], "resources": ["jobs", "cronjobs"], "verbs": manage},
-        {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"], "verbs": manage},
+        {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses", "networkpolicies"], "verbs": manage},
     ])
 }
 
@@ -121,9 +122,32 @@ mod tests {
             .unwrap();
         assert_eq!(
             secret_rule["verbs"],
-            json!(["get", "create"]),
-            "secrets are never listed or changed"
+            json!(["get", "create", "patch"]),
+            "secrets are never listed, deleted or replaced"
         );
+    }
+
+    #[test]
+    fn operator_may_manage_every_kind_it_renders() {
+        let rules = rules();
+        for (version, kind, plural) in foreman_operator::resources::KINDS {
+            let group = version.split_once('/').map_or("", |(g, _)| g);
+            assert!(
+                rules
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|r| r["apiGroups"][0] == group
+                        && r["resources"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .any(|x| x == plural)
+                        && r["verbs"].as_array().unwrap().iter().any(|v| v == "patch")
+                        && r["verbs"].as_array().unwrap().iter().any(|v| v == "delete")),
+                "no rule lets the operator manage {kind} ({group}/{plural})"
+            );
+        }
     }
 
     #[test]

@@ -268,8 +268,8 @@ pub async fn reconcile(fm: Arc<Foreman>, ctx: Arc<Context>) -> Result<Action, Er
 }
 
 /// Creates the Secret with generated data unless it exists; existing values are never
-/// replaced. A Secret made by an older operator gets the keys it lacks added (one merge patch
-/// with only those keys).
+/// replaced. The token Secret made by an older operator gets the keys it lacks added (one merge
+/// patch with only those keys).
 async fn ensure_secret(
     api: &Api<Secret>,
     fm: &Foreman,
@@ -313,13 +313,13 @@ async fn ensure_secret(
     Ok(())
 }
 
-/// The keys a generated Secret must have; certificates come as one set, never piecemeal.
+/// The keys an existing generated Secret is completed with. Only the token Secret: its keys
+/// are independent, while certificates must come as one set from one CA (a CA from an older
+/// operator is not reused to sign new ones).
 fn wanted_keys(name: &str) -> Vec<&'static str> {
     match name {
         GENERATED_SECRET => GENERATED_KEYS.to_vec(),
-        TLS_SECRET => vec![certificates::CA_CRT],
-        PULP_KEY_SECRET => vec![pulp::PULP_KEY],
-        _ => vec![resources::proxy::SSH_KEY],
+        _ => Vec::new(),
     }
 }
 

@@ -9,8 +9,9 @@ use crate::crd::Foreman;
 use serde_json::{json, Value};
 
 /// (path, Service, port). FC roles/httpd (one host): /pulp/content, /pulp/isos and
-/// /pulp/container go to the content app, /pulp/assets, /pulp_ansible/galaxy and /pypi to the
-/// API, everything else (/rhsm, /v2 ...) to Foreman. /pulp/api/v3 is not routed: FC's httpd and
+/// /pulp/container go to the content app, /pulp/assets to the API, everything else (/rhsm,
+/// /v2 ...) to Foreman. FC also sends /pulp_ansible/galaxy and /pypi to the API; their plugins
+/// (pulp_ansible, pulp_python) are not in PULP_ENABLED_PLUGINS, so they are left out. /pulp/api/v3 is not routed: FC's httpd and
 /// FK's nginx only pass it with a verified client certificate mapped to REMOTE-USER, which this
 /// Ingress cannot do (FK has no public /pulp/api/v3 either).
 pub fn routes(fm: &Foreman) -> Vec<(&'static str, &'static str, u16)> {
@@ -21,8 +22,6 @@ pub fn routes(fm: &Foreman) -> Vec<(&'static str, &'static str, u16)> {
             ("/pulp/isos", "pulp-content", CONTENT_PORT),
             ("/pulp/container", "pulp-content", CONTENT_PORT),
             ("/pulp/assets", "pulp-api", API_PORT),
-            ("/pulp_ansible/galaxy", "pulp-api", API_PORT),
-            ("/pypi", "pulp-api", API_PORT),
         ]);
     }
     r

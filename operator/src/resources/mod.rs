@@ -57,6 +57,7 @@ pub const KINDS: &[(&str, &str, &str)] = &[
     ("v1", "ConfigMap", "configmaps"),
     ("v1", "PersistentVolumeClaim", "persistentvolumeclaims"),
     ("v1", "Service", "services"),
+    ("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies"),
     ("apps/v1", "Deployment", "deployments"),
     ("batch/v1", "Job", "jobs"),
     ("batch/v1", "CronJob", "cronjobs"),
@@ -425,7 +426,7 @@ pub(crate) fn yaml(v: &Value) -> String {
     serde_yaml::to_string(v).expect("JSON values serialise as YAML")
 }
 
-pub(crate) fn short_hash(v: &Value) -> String {
+pub fn short_hash(v: &Value) -> String {
     hex::encode(&Sha256::digest(v.to_string().as_bytes())[..5])
 }
 

@@ -37,6 +37,7 @@ pub fn objects(fm: &Foreman) -> Vec<Value> {
     vec![
         migrate_job(fm),
         service(fm, "pulp-api", &[("http", API_PORT)]),
+        api_policy(fm),
         server(fm, "pulp-api", &["pulp-api"], Some(API_PORT)),
         service(fm, "pulp-content", &[("http", CONTENT_PORT)]),
         server(fm, "pulp-content", &["pulp-content"], Some(CONTENT_PORT)),
@@ -104,6 +105,32 @@ pub fn pulp_env(fm: &Foreman) -> Vec<Value> {
         env("PULP_TOKEN_AUTH_DISABLED", "true"),
         env("PULP_FLATPAK_INDEX", "true"),
     ]
+}
+
+/// Pulp trusts the `Remote-User` header (FC/FK put a front end that sets it from a verified
+/// client certificate before the API), so the API must not be reachable by just anyone: only
+/// this Foreman's own pods and the Ingress controller (k3s runs Traefik in kube-system, which
+/// forwards only the routes in [`super::ingress`]) may connect. k3s enforces NetworkPolicy.
+fn api_policy(fm: &Foreman) -> Value {
+    json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": super::metadata(fm, "pulp-api", "pulp-api"),
+        "spec": {
+            "podSelector": {"matchLabels": super::selector(fm, "pulp-api")},
+            "policyTypes": ["Ingress"],
+            "ingress": [{
+                "from": [
+                    {"podSelector": {"matchLabels": {
+                        "app.kubernetes.io/part-of": "foreman",
+                        super::INSTANCE_LABEL: fm.metadata.name.clone().unwrap_or_default(),
+                    }}},
+                    {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}},
+                ],
+                "ports": [{"port": API_PORT, "protocol": "TCP"}],
+            }],
+        },
+    })
 }
 
 fn mounts() -> Vec<Value> {

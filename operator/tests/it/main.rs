@@ -2,5 +2,8 @@
 //! recorded and answered from a small in-memory cluster, and the tests assert on the exact
 //! requests.
 
+mod contract;
+mod integrity;
+mod read;
 mod reconcile;
 mod render;

@@ -171,10 +171,11 @@ fn lines(reqs: &[Req]) -> Vec<String> {
     reqs.iter().map(Req::line).collect()
 }
 
-const LISTS: [&str; 7] = [
+const LISTS: [&str; 8] = [
     "GET /api/v1/namespaces/foreman/configmaps",
     "GET /api/v1/namespaces/foreman/persistentvolumeclaims",
     "GET /api/v1/namespaces/foreman/services",
+    "GET /apis/networking.k8s.io/v1/namespaces/foreman/networkpolicies",
     "GET /apis/apps/v1/namespaces/foreman/deployments",
     "GET /apis/batch/v1/namespaces/foreman/jobs",
     "GET /apis/batch/v1/namespaces/foreman/cronjobs",
@@ -186,6 +187,7 @@ fn path_of(o: &Value) -> String {
         "ConfigMap" => "api/v1/namespaces/foreman/configmaps",
         "PersistentVolumeClaim" => "api/v1/namespaces/foreman/persistentvolumeclaims",
         "Service" => "api/v1/namespaces/foreman/services",
+        "NetworkPolicy" => "apis/networking.k8s.io/v1/namespaces/foreman/networkpolicies",
         "Deployment" => "apis/apps/v1/namespaces/foreman/deployments",
         "Job" => "apis/batch/v1/namespaces/foreman/jobs",
         "CronJob" => "apis/batch/v1/namespaces/foreman/cronjobs",
@@ -219,6 +221,7 @@ fn expected_fresh(fm: &Foreman, db_secrets: &[&str]) -> Vec<String> {
         "ConfigMap",
         "PersistentVolumeClaim",
         "Service",
+        "NetworkPolicy",
         "Deployment",
         "Job",
         "CronJob",

@@ -1,0 +1,878 @@
+//! The contract per component: what the Foreman project's own deployments run, row by row, each
+//! with the upstream file it comes from, asserted on the render of the default resource
+//! (katello and remote_execution on, 2 workers, stream 3.18).
+//!
+//! FC = theforeman/foremanctl at tag 2.0.0 (Foreman 3.18); FK = theforeman/foreman-kubernetes;
+//! OCI = theforeman/foreman-oci-images; PO = theforeman/pulp-oci-images;
+//! CO = theforeman/candlepin-oci-images.
+
+use foreman_operator::resources::{desired, read_foreman};
+use serde_json::Value;
+
+enum Check {
+    Image(&'static str),
+    Command(&'static [&'static str]),
+    /// Numeric user, or None: the image's own user without runAsNonRoot.
+    User(Option<u64>),
+    FsGroup(u64),
+    Env(&'static str, Option<&'static str>),
+    /// A file or directory mounted at this path.
+    File(&'static str),
+    Port(u64),
+    Recreate,
+    /// A text every listed ConfigMap key of the object's component holds.
+    Config(&'static str, &'static str, &'static str),
+}
+use Check::*;
+
+/// (object "Kind/name" (Jobs by prefix), container, check, source).
+type Row = (&'static str, &'static str, Check, &'static str);
+
+const FOREMAN: &[Row] = &[
+    (
+        "Deployment/foreman",
+        "foreman",
+        Image("quay.io/foreman/foreman:3.18"),
+        "FC src/vars/images.yml",
+    ),
+    (
+        "Deployment/foreman",
+        "foreman",
+        Command(&[
+            "/usr/share/foreman/bin/rails",
+            "server",
+            "--environment",
+            "production",
+            "--pid",
+            "/tmp/rails.pid",
+        ]),
+        "OCI images/foreman/Containerfile CMD; FK S/foreman.yaml",
+    ),
+    (
+        "Deployment/foreman",
+        "foreman",
+        User(None),
+        "OCI foreman-3.19 Containerfile: USER foreman, RPM-assigned uid",
+    ),
+    (
+        "Deployment/foreman",
+        "foreman",
+        FsGroup(994),
+        "OCI 2c36a1b FOREMAN_GID",
+    ),
+    (
+        "Deployment/foreman",
+        "foreman",
+        Port(3000),
+        "OCI Containerfile EXPOSE 3000",
+    ),
+    (
+        "Deployment/foreman",
+        "foreman",
+        Env(
+            "FOREMAN_ENABLED_PLUGINS",
+            Some("foreman-tasks foreman_remote_execution katello"),
+        ),
+        "OCI Containerfile bundler.d",
+    ),
+    (
+        "Deployment/foreman",
+        "foreman",
+        Env("FOREMAN_PUMA_THREADS_MAX", Some("5")),
+        "FC roles/foreman/defaults/main.yaml",
+    ),
+    (
+        "Deployment/foreman",
+        "foreman",
+        Env("FOREMAN_PUMA_THREADS_MIN", Some("5")),
+        "FC roles/foreman/defaults/main.yaml",
+    ),
+    (
+        "Deployment/foreman",
+        "foreman",
+        Env(
+            "DATABASE_URL",
+            Some("postgresql://$(DB_USER):$(DB_PASSWORD)@$(DB_HOST):$(DB_PORT)/$(DB_NAME)?pool=9"),
+        ),
+        "FC roles/foreman/tasks/main.yaml, defaults foreman_database_pool 9",
+    ),
+    (
+        "Deployment/foreman",
+        "foreman",
+        Env("ENCRYPTION_KEY", None),
+        "OCI cabe662",
+    ),
+    (
+        "Deployment/foreman",
+        "foreman",
+        Env("SECRET_KEY_BASE", None),
+        "FK H",
+    ),
+    (
+        "Deployment/foreman",
+        "foreman",
+        Env(
+            "DYNFLOW_REDIS_URL",
+            Some("redis://redis.foreman.svc:6379/6"),
+        ),
+        "FC roles/foreman/tasks/main.yaml",
+    ),
+    (
+        "Deployment/foreman",
+        "foreman",
+        Env("REDIS_PROVIDER", Some("DYNFLOW_REDIS_URL")),
+        "FC roles/foreman/tasks/main.yaml",
+    ),
+    (
+        "Deployment/foreman",
+        "foreman",
+        File("/etc/foreman/settings.yaml"),
+        "FC roles/foreman/tasks/main.yaml",
+    ),
+    (
+        "Deployment/foreman",
+        "foreman",
+        File("/etc/foreman/plugins"),
+        "FC: /etc/foreman/plugins/katello.yaml",
+    ),
+    (
+        "Deployment/foreman",
+        "foreman",
+        File("/etc/foreman/katello-default-ca.crt"),
+        "FC roles/foreman/tasks/main.yaml",
+    ),
+    (
+        "Deployment/foreman",
+        "foreman",
+        File("/etc/foreman/client_cert.pem"),
+        "FC roles/foreman/tasks/main.yaml",
+    ),
+    (
+        "Deployment/foreman",
+        "foreman",
+        File("/etc/foreman/client_key.pem"),
+        "FC roles/foreman/tasks/main.yaml",
+    ),
+    (
+        "Deployment/foreman",
+        "foreman",
+        File("/usr/share/foreman/tmp"),
+        "FK RC: shared with Dynflow",
+    ),
+    (
+        "Deployment/foreman",
+        "foreman",
+        Config(
+            "foreman-config",
+            "settings.yaml",
+            "- redis://redis.foreman.svc:6379/4",
+        ),
+        "FC templates/settings.yaml.j2 :rails_cache_store",
+    ),
+    (
+        "Deployment/foreman",
+        "foreman",
+        Config("foreman-config", "settings.yaml", ":require_ssl: true"),
+        "FC templates/settings.yaml.j2",
+    ),
+    (
+        "Deployment/foreman",
+        "foreman",
+        Config(
+            "foreman-config",
+            "settings.yaml",
+            ":ssl_client_dn_env: HTTP_SSL_CLIENT_S_DN",
+        ),
+        "FC templates/settings.yaml.j2",
+    ),
+    (
+        "Deployment/foreman",
+        "foreman",
+        Config(
+            "foreman-config",
+            "katello.yaml",
+            ":url: https://candlepin.foreman.svc:23443/candlepin",
+        ),
+        "FC templates/katello.yaml.j2",
+    ),
+    (
+        "Deployment/foreman",
+        "foreman",
+        Config("foreman-config", "katello.yaml", ":oauth_key: katello"),
+        "FC templates/katello.yaml.j2",
+    ),
+    (
+        "Deployment/foreman",
+        "foreman",
+        Config(
+            "foreman-config",
+            "katello.yaml",
+            ":broker_host: candlepin.foreman.svc",
+        ),
+        "FC templates/katello.yaml.j2 :candlepin_events:",
+    ),
+    (
+        "Deployment/foreman",
+        "foreman",
+        Config(
+            "foreman-config",
+            "katello.yaml",
+            ":rest_client_timeout: 3600",
+        ),
+        "FC templates/katello.yaml.j2",
+    ),
+    (
+        "Job/foreman-migrate-",
+        "migrate",
+        Command(&["bash", "-c", "bin/rails db:migrate && bin/rails db:seed"]),
+        "FC roles/foreman/tasks/main.yaml",
+    ),
+    (
+        "Job/foreman-migrate-",
+        "migrate",
+        Env("SEED_ADMIN_USER", Some("admin")),
+        "FC roles/foreman/tasks/main.yaml",
+    ),
+    (
+        "Job/foreman-migrate-",
+        "migrate",
+        Env("SEED_ADMIN_PASSWORD", None),
+        "FC roles/foreman/tasks/main.yaml",
+    ),
+    (
+        "Job/foreman-migrate-",
+        "migrate",
+        Env("SEED_ORGANIZATION", Some("Default Organization")),
+        "foreman-installer default",
+    ),
+    (
+        "Job/foreman-migrate-",
+        "migrate",
+        Env("SEED_LOCATION", Some("Default Location")),
+        "foreman-installer default",
+    ),
+];
+
+const DYNFLOW: &[Row] = &[
+    (
+        "Deployment/dynflow-orchestrator",
+        "dynflow",
+        Command(&[
+            "/usr/libexec/foreman/sidekiq-selinux",
+            "-e",
+            "production",
+            "-r",
+            "./extras/dynflow-sidekiq.rb",
+            "-C",
+            "/etc/foreman/dynflow/orchestrator.yml",
+        ]),
+        "FC roles/foreman/tasks/main.yaml",
+    ),
+    (
+        "Deployment/dynflow-orchestrator",
+        "dynflow",
+        Recreate,
+        "FK S/dynflow.yaml",
+    ),
+    (
+        "Deployment/dynflow-orchestrator",
+        "dynflow",
+        File("/usr/share/foreman/tmp"),
+        "FK RC",
+    ),
+    (
+        "Deployment/dynflow-worker",
+        "dynflow",
+        Command(&[
+            "/usr/libexec/foreman/sidekiq-selinux",
+            "-e",
+            "production",
+            "-r",
+            "./extras/dynflow-sidekiq.rb",
+            "-C",
+            "/etc/foreman/dynflow/worker.yml",
+        ]),
+        "FC roles/foreman/tasks/main.yaml",
+    ),
+    (
+        "Deployment/dynflow-worker-hosts-queue",
+        "dynflow",
+        File("/etc/foreman/dynflow/worker-hosts-queue.yml"),
+        "FC roles/foreman/tasks/main.yaml",
+    ),
+    (
+        "Deployment/dynflow-worker-hosts-queue",
+        "dynflow",
+        Config("foreman-config", "worker-hosts-queue.yml", "- hosts_queue"),
+        "FC templates/dynflow-worker-hosts-queue.yml",
+    ),
+    (
+        "Deployment/dynflow-worker-hosts-queue",
+        "dynflow",
+        Config(
+            "foreman-config",
+            "worker-hosts-queue.yml",
+            ":concurrency: 5",
+        ),
+        "FC templates/dynflow-worker-hosts-queue.yml",
+    ),
+    (
+        "CronJob/foreman-cron-hourly",
+        "cron",
+        Command(&["foreman-rake", "cron:hourly"]),
+        "FC roles/foreman/defaults foreman_recurring_tasks",
+    ),
+    (
+        "CronJob/foreman-cron-daily",
+        "cron",
+        Command(&["foreman-rake", "cron:daily"]),
+        "FC roles/foreman/defaults foreman_recurring_tasks",
+    ),
+    (
+        "CronJob/foreman-cron-weekly",
+        "cron",
+        Command(&["foreman-rake", "cron:weekly"]),
+        "FC roles/foreman/defaults foreman_recurring_tasks",
+    ),
+    (
+        "CronJob/foreman-cron-monthly",
+        "cron",
+        Command(&["foreman-rake", "cron:monthly"]),
+        "FC roles/foreman/defaults foreman_recurring_tasks",
+    ),
+    (
+        "Deployment/redis",
+        "redis",
+        Image("quay.io/sclorg/redis-6-c9s:latest"),
+        "FC src/vars/images.yml",
+    ),
+    (
+        "Deployment/redis",
+        "redis",
+        Command(&["run-redis"]),
+        "FC roles/redis/tasks/main.yaml",
+    ),
+    (
+        "Deployment/redis",
+        "redis",
+        User(Some(1001)),
+        "FC roles/redis/tasks/main.yaml (owner 1001)",
+    ),
+    (
+        "Deployment/redis",
+        "redis",
+        Port(6379),
+        "FC: redis://localhost:6379",
+    ),
+];
+
+const PULP: &[Row] = &[
+    ("Deployment/pulp-api", "pulp-api", Image("quay.io/foreman/pulp:foreman-3.18"), "FC src/vars/images.yml"),
+    ("Deployment/pulp-api", "pulp-api", Command(&["pulp-api"]), "FC roles/pulp/tasks/main.yaml; PO images/pulp/assets/pulp-api"),
+    ("Deployment/pulp-content", "pulp-content", Command(&["pulp-content"]), "FC roles/pulp/tasks/main.yaml"),
+    ("Deployment/pulp-worker", "pulp-worker", Command(&["pulp-worker"]), "FC roles/pulp/tasks/main.yaml"),
+    ("Deployment/pulp-api", "pulp-api", Port(24817), "FC roles/pulp/defaults pulp_pulp_url"),
+    ("Deployment/pulp-content", "pulp-content", Port(24816), "FC roles/pulp/defaults pulp_content_origin"),
+    ("Deployment/pulp-api", "pulp-api", User(Some(700)), "FK RC 700:700; installer storage step chowns 700:700"),
+    ("Deployment/pulp-worker", "pulp-worker", FsGroup(700), "FK RC"),
+    ("Deployment/pulp-api", "pulp-api", File("/var/lib/pulp"), "FC roles/pulp/defaults pulp_volumes"),
+    ("Deployment/pulp-worker", "pulp-worker", File("/etc/pulp/certs/database_fields.symmetric.key"), "FC roles/pulp/tasks/main.yaml"),
+    ("Deployment/pulp-api", "pulp-api", Env("PULP_DATABASES__default__HOST", None), "FC roles/pulp/defaults"),
+    ("Deployment/pulp-api", "pulp-api", Env("PULP_DATABASES__default__PASSWORD", None), "FC roles/pulp/tasks/main.yaml (secret env)"),
+    ("Deployment/pulp-api", "pulp-api", Env("PULP_DATABASES__default__OPTIONS__sslmode", None), "FC roles/pulp/defaults"),
+    ("Deployment/pulp-api", "pulp-api", Env("PULP_SECRET_KEY", None), "FC roles/pulp/tasks/main.yaml"),
+    ("Deployment/pulp-api", "pulp-api", Env("PULP_REDIS_URL", Some("redis://redis.foreman.svc:6379/8")), "FC roles/pulp/defaults"),
+    ("Deployment/pulp-api", "pulp-api", Env("PULP_CONTENT_ORIGIN", Some("https://foreman.example.com")), "issue 7; FC pulp_content_origin"),
+    ("Deployment/pulp-api", "pulp-api", Env("PULP_ENABLED_PLUGINS", Some("['pulp_certguard', 'pulp_file', 'pulp_smart_proxy', 'pulp_container', 'pulp_rpm']")), "FC roles/pulp/defaults"),
+    ("Deployment/pulp-api", "pulp-api", Env("PULP_AUTHENTICATION_BACKENDS", Some("['pulpcore.app.authentication.PulpNoCreateRemoteUserBackend']")), "FC roles/pulp/defaults"),
+    ("Deployment/pulp-api", "pulp-api", Env("PULP_REST_FRAMEWORK__DEFAULT_AUTHENTICATION_CLASSES", Some("['rest_framework.authentication.SessionAuthentication', 'pulpcore.app.authentication.PulpRemoteUserAuthentication']")), "FC roles/pulp/defaults"),
+    ("Deployment/pulp-api", "pulp-api", Env("PULP_REMOTE_USER_ENVIRON_NAME", Some("HTTP_REMOTE_USER")), "FC roles/pulp/defaults"),
+    ("Deployment/pulp-api", "pulp-api", Env("PULP_TOKEN_AUTH_DISABLED", Some("true")), "FC roles/pulp/defaults"),
+    ("Deployment/pulp-api", "pulp-api", Env("PULP_CACHE_ENABLED", Some("true")), "FC roles/pulp/defaults"),
+    ("Deployment/pulp-api", "wait-for-migrations", Command(&["/bin/sh", "-c", "until pulpcore-manager migrate --check; do echo 'waiting for the migration Job'; sleep 10; done"]), "FK: pods wait on migrate --check"),
+    ("Job/pulp-migrate-", "migrate", Command(&["pulpcore-manager", "migrate", "--noinput"]), "FC roles/pulp/tasks/main.yaml"),
+    ("Job/pulp-migrate-", "admin", Command(&["pulpcore-manager", "reset-admin-password", "--random"]), "FC roles/pulp/tasks/main.yaml"),
+    ("Job/pulp-registration-", "register", Env("PROXY_NAME", Some("foreman.example.com-pulp")), "FC roles/foreman/tasks/main.yaml (<fqdn>-pulp)"),
+    ("Job/pulp-registration-", "register", Env("EXPECTED_FEATURES", Some("Pulpcore")), "FK S/pulp-registration.yaml"),
+];
+
+const CANDLEPIN: &[Row] = &[
+    (
+        "Deployment/candlepin",
+        "candlepin",
+        Image("quay.io/foreman/candlepin:foreman-3.18"),
+        "FC src/vars/images.yml",
+    ),
+    (
+        "Deployment/candlepin",
+        "candlepin",
+        Command(&["/usr/libexec/tomcat/server", "start"]),
+        "CO Containerfile CMD",
+    ),
+    (
+        "Deployment/candlepin",
+        "candlepin",
+        User(None),
+        "CO foreman-3.19 Containerfile: no USER (root)",
+    ),
+    (
+        "Deployment/candlepin",
+        "candlepin",
+        FsGroup(53),
+        "FK S/candlepin.yaml; FC gid 53",
+    ),
+    (
+        "Deployment/candlepin",
+        "candlepin",
+        Port(23443),
+        "FC roles/candlepin/defaults candlepin_ssl_port",
+    ),
+    (
+        "Deployment/candlepin",
+        "candlepin",
+        Port(61613),
+        "FC templates/broker.xml.j2 STOMP acceptor",
+    ),
+    (
+        "Deployment/candlepin",
+        "candlepin",
+        Recreate,
+        "fact sheet: singleton",
+    ),
+    (
+        "Deployment/candlepin",
+        "candlepin",
+        File("/etc/candlepin/candlepin.conf"),
+        "FC roles/candlepin/tasks/main.yml",
+    ),
+    (
+        "Deployment/candlepin",
+        "candlepin",
+        File("/etc/candlepin/certs/keystore"),
+        "FC roles/candlepin/tasks/main.yml",
+    ),
+    (
+        "Deployment/candlepin",
+        "candlepin",
+        File("/etc/candlepin/certs/truststore"),
+        "FC roles/candlepin/tasks/main.yml",
+    ),
+    (
+        "Deployment/candlepin",
+        "candlepin",
+        File("/etc/candlepin/certs/candlepin-ca.crt"),
+        "FC roles/candlepin/tasks/main.yml",
+    ),
+    (
+        "Deployment/candlepin",
+        "candlepin",
+        File("/etc/candlepin/certs/candlepin-ca.key"),
+        "FC roles/candlepin/tasks/main.yml",
+    ),
+    (
+        "Deployment/candlepin",
+        "candlepin",
+        File("/etc/candlepin/broker.xml"),
+        "FC roles/candlepin/tasks/main.yml",
+    ),
+    (
+        "Deployment/candlepin",
+        "candlepin",
+        File("/etc/tomcat/server.xml"),
+        "FC roles/candlepin/tasks/main.yml",
+    ),
+    (
+        "Deployment/candlepin",
+        "candlepin",
+        File("/etc/tomcat/tomcat.conf"),
+        "FC roles/candlepin/tasks/main.yml",
+    ),
+    (
+        "Deployment/candlepin",
+        "candlepin",
+        File("/etc/tomcat/login.config"),
+        "FC roles/candlepin/tasks/main.yml",
+    ),
+    (
+        "Deployment/candlepin",
+        "candlepin",
+        File("/etc/tomcat/cert-users.properties"),
+        "FC roles/candlepin/tasks/main.yml",
+    ),
+    (
+        "Deployment/candlepin",
+        "candlepin",
+        File("/etc/tomcat/conf.d/jaas.conf"),
+        "FC roles/candlepin/tasks/main.yml",
+    ),
+    (
+        "Deployment/candlepin",
+        "candlepin",
+        Config(
+            "candlepin-config",
+            "setup.rb",
+            "'candlepin.auth.oauth.consumer.katello.secret' => ENV.fetch('CANDLEPIN_OAUTH_SECRET')",
+        ),
+        "FC templates/candlepin.conf.j2",
+    ),
+    (
+        "Deployment/candlepin",
+        "candlepin",
+        Config(
+            "candlepin-config",
+            "setup.rb",
+            "'module.config.adapter_module' => 'org.candlepin.katello.KatelloModule'",
+        ),
+        "FC templates/candlepin.conf.j2",
+    ),
+    (
+        "Deployment/candlepin",
+        "candlepin",
+        Config(
+            "candlepin-config",
+            "setup.rb",
+            "'candlepin.audit.hornetq.config_path' => '/etc/candlepin/broker.xml'",
+        ),
+        "FC templates/candlepin.conf.j2",
+    ),
+    (
+        "Deployment/candlepin",
+        "candlepin",
+        Config(
+            "candlepin-config",
+            "server.xml.in",
+            "keystoreType=\"PKCS12\"",
+        ),
+        "FC templates/server.xml.j2",
+    ),
+    (
+        "Deployment/candlepin",
+        "candlepin",
+        Config("candlepin-config", "server.xml.in", "clientAuth=\"want\""),
+        "FC templates/server.xml.j2",
+    ),
+    (
+        "Deployment/candlepin",
+        "candlepin",
+        Config(
+            "candlepin-config",
+            "broker.xml.in",
+            "tcp://0.0.0.0:61613?protocols=STOMP",
+        ),
+        "FC templates/broker.xml.j2 (bound to all addresses)",
+    ),
+    (
+        "Deployment/candlepin",
+        "candlepin",
+        Config(
+            "candlepin-config",
+            "cert-users.properties",
+            "katelloUser=CN=foreman.example.com",
+        ),
+        "FC templates/cert-users.properties.j2",
+    ),
+    (
+        "Deployment/candlepin",
+        "candlepin",
+        Config(
+            "candlepin-config",
+            "tomcat.conf",
+            "JAVA_HOME=\"/usr/lib/jvm/jre-17\"",
+        ),
+        "FC templates/tomcat.conf",
+    ),
+];
+
+const PROXY: &[Row] = &[
+    (
+        "Deployment/foreman-proxy",
+        "foreman-proxy",
+        Image("quay.io/foreman/foreman-proxy:3.18"),
+        "FC src/vars/images.yml (no -rex tag)",
+    ),
+    (
+        "Deployment/foreman-proxy",
+        "foreman-proxy",
+        Command(&["/usr/share/foreman-proxy/bin/smart-proxy"]),
+        "OCI images/foreman-proxy/Containerfile CMD",
+    ),
+    (
+        "Deployment/foreman-proxy",
+        "foreman-proxy",
+        User(None),
+        "OCI foreman-3.19 Containerfile: USER foreman-proxy, RPM uid",
+    ),
+    (
+        "Deployment/foreman-proxy",
+        "foreman-proxy",
+        FsGroup(991),
+        "OCI 2c36a1b FOREMAN_PROXY_GID",
+    ),
+    (
+        "Deployment/foreman-proxy",
+        "foreman-proxy",
+        Port(8443),
+        "FC roles/foreman_proxy/defaults",
+    ),
+    (
+        "Deployment/foreman-proxy",
+        "foreman-proxy",
+        Recreate,
+        "fact sheet: singleton, Recreate",
+    ),
+    (
+        "Deployment/foreman-proxy",
+        "foreman-proxy",
+        Env(
+            "FOREMAN_PROXY_ENABLED_PLUGINS",
+            Some("remote_execution_ssh"),
+        ),
+        "OCI Containerfile bundler.d",
+    ),
+    (
+        "Deployment/foreman-proxy",
+        "foreman-proxy",
+        File("/etc/foreman-proxy/settings.yml"),
+        "FC roles/foreman_proxy/tasks/main.yaml",
+    ),
+    (
+        "Deployment/foreman-proxy",
+        "foreman-proxy",
+        File("/etc/foreman-proxy/settings.d/dynflow.yml"),
+        "FC roles/foreman_proxy/tasks/feature.yaml",
+    ),
+    (
+        "Deployment/foreman-proxy",
+        "foreman-proxy",
+        File("/etc/foreman-proxy/settings.d/remote_execution_ssh.yml"),
+        "FC roles/foreman_proxy/tasks/feature.yaml",
+    ),
+    (
+        "Deployment/foreman-proxy",
+        "foreman-proxy",
+        File("/etc/foreman-proxy/ssl_cert.pem"),
+        "FC roles/foreman_proxy/tasks/main.yaml",
+    ),
+    (
+        "Deployment/foreman-proxy",
+        "foreman-proxy",
+        File("/etc/foreman-proxy/foreman_ssl_key.pem"),
+        "FC roles/foreman_proxy/tasks/main.yaml",
+    ),
+    (
+        "Deployment/foreman-proxy",
+        "foreman-proxy",
+        File("/var/lib/foreman-proxy/ssh"),
+        "foreman-installer REX key directory",
+    ),
+    (
+        "Deployment/foreman-proxy",
+        "foreman-proxy",
+        Config("foreman-proxy-config", "settings.yml", ":https_port: 8443"),
+        "FC templates/settings.yml.j2",
+    ),
+    (
+        "Deployment/foreman-proxy",
+        "foreman-proxy",
+        Config(
+            "foreman-proxy-config",
+            "settings.yml",
+            "- foreman.example.com",
+        ),
+        "FC templates/settings.yml.j2 :trusted_hosts",
+    ),
+    (
+        "Deployment/foreman-proxy",
+        "foreman-proxy",
+        Config("foreman-proxy-config", "dynflow.yml", ":enabled: true"),
+        "FC templates/settings.d/dynflow.yml.j2",
+    ),
+    (
+        "Deployment/foreman-proxy",
+        "foreman-proxy",
+        Config(
+            "foreman-proxy-config",
+            "remote_execution_ssh.yml",
+            ":mode: ssh",
+        ),
+        "FC templates/settings.d/remote_execution_ssh.yml.j2",
+    ),
+    (
+        "Deployment/foreman-proxy",
+        "foreman-proxy",
+        Config(
+            "foreman-proxy-config",
+            "remote_execution_ssh.yml",
+            ":socket_working_dir: /var/tmp",
+        ),
+        "FC templates/settings.d/remote_execution_ssh.yml.j2",
+    ),
+    (
+        "Job/foreman-proxy-registration-",
+        "register",
+        Env("PROXY_URL", Some("https://foreman-proxy.foreman.svc:8443")),
+        "FC roles/foreman_proxy/defaults foreman_proxy_url",
+    ),
+    (
+        "Job/foreman-proxy-registration-",
+        "register",
+        Env("EXPECTED_FEATURES", Some("Dynflow,Script")),
+        "FK: Ansible, Dynflow, Script (Ansible is off)",
+    ),
+];
+
+fn render() -> Vec<Value> {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/golden/default.cr.yaml"
+    ))
+    .unwrap();
+    desired(&read_foreman("default", &text).unwrap())
+}
+
+fn check(objs: &[Value], rows: &[Row]) {
+    let mut failures = Vec::new();
+    for (object, container, want, source) in rows {
+        let (kind, name) = object.split_once('/').unwrap();
+        let obj = objs
+            .iter()
+            .find(|o| {
+                o["kind"] == kind
+                    && o["metadata"]["name"].as_str().is_some_and(|n| {
+                        if kind == "Job" {
+                            n.starts_with(name)
+                        } else {
+                            n == name
+                        }
+                    })
+            })
+            .unwrap_or_else(|| panic!("{object} is not rendered ({source})"));
+        let pod = if kind == "CronJob" {
+            &obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        } else {
+            &obj["spec"]["template"]["spec"]
+        };
+        let c = pod["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(pod["initContainers"].as_array().into_iter().flatten())
+            .find(|c| c["name"] == *container)
+            .unwrap_or_else(|| panic!("{object} has no container {container}"));
+        let ok = match want {
+            Image(i) => c["image"] == *i,
+            Command(cmd) => c["command"] == serde_json::json!(cmd),
+            User(u) => {
+                c["securityContext"]["runAsUser"].as_u64() == *u
+                    && pod["securityContext"]["runAsUser"].as_u64() == *u
+            }
+            FsGroup(g) => pod["securityContext"]["fsGroup"].as_u64() == Some(*g),
+            Env(var, value) => c["env"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|e| e["name"] == *var && value.is_none_or(|v| e["value"] == v)),
+            File(path) => c["volumeMounts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|m| m["mountPath"] == *path),
+            Port(p) => c["ports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|x| x["containerPort"] == *p),
+            Recreate => obj["spec"]["strategy"]["type"] == "Recreate",
+            Config(cm, key, text) => objs.iter().any(|o| {
+                o["kind"] == "ConfigMap"
+                    && o["metadata"]["name"] == *cm
+                    && o["data"][key].as_str().is_some_and(|d| d.contains(text))
+            }),
+        };
+        if !ok {
+            failures.push(format!(
+                "{object} {container}: {} (source: {source})",
+                describe(want)
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "contract broken:\n{}",
+        failures.join("\n")
+    );
+}
+
+fn describe(c: &Check) -> String {
+    match c {
+        Image(i) => format!("image {i}"),
+        Command(c) => format!("command {c:?}"),
+        User(u) => format!("user {u:?}"),
+        FsGroup(g) => format!("fsGroup {g}"),
+        Env(v, x) => format!("env {v}={x:?}"),
+        File(p) => format!("file {p}"),
+        Port(p) => format!("port {p}"),
+        Recreate => "strategy Recreate".into(),
+        Config(cm, k, t) => format!("{cm}/{k} contains {t:?}"),
+    }
+}
+
+#[test]
+fn foreman_web_and_migration_follow_the_contract() {
+    check(&render(), FOREMAN);
+}
+
+#[test]
+fn dynflow_cron_and_redis_follow_the_contract() {
+    check(&render(), DYNFLOW);
+}
+
+#[test]
+fn pulp_follows_the_contract() {
+    check(&render(), PULP);
+}
+
+#[test]
+fn candlepin_follows_the_contract() {
+    check(&render(), CANDLEPIN);
+}
+
+#[test]
+fn foreman_proxy_follows_the_contract() {
+    check(&render(), PROXY);
+}
+
+#[test]
+fn streams_with_fixed_uids_run_foreman_and_the_proxy_as_994_and_991() {
+    // OCI foreman-5.0 branch: ARG FOREMAN_UID=994, FOREMAN_PROXY_UID=991 (2c36a1b).
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/golden/default.cr.yaml"
+    ))
+    .unwrap()
+    .replace("spec:\n", "spec:\n  version: \"5.0\"\n");
+    let objs = desired(&read_foreman("default", &text).unwrap());
+    check(
+        &objs,
+        &[
+            (
+                "Deployment/foreman",
+                "foreman",
+                User(Some(994)),
+                "OCI 2c36a1b",
+            ),
+            (
+                "Deployment/foreman-proxy",
+                "foreman-proxy",
+                User(Some(991)),
+                "OCI 2c36a1b",
+            ),
+            (
+                "Deployment/foreman",
+                "foreman",
+                Image("quay.io/foreman/foreman:5.0"),
+                "FC src/vars/images.yml",
+            ),
+        ],
+    );
+}
