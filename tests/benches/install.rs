@@ -241,7 +241,6 @@ fn main() {
         median(reruns).as_secs_f64() * 1000.0
     );
 
-
     // The whole order, with the README's static binary (the operator step refuses any other)
     // and PostgreSQL in external mode against a throwaway server.
     let pg = foreman_box_tests::pg::Pg::start();

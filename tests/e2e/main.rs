@@ -3,6 +3,7 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // benchmarks and tests report to the terminal
 
+mod bad_input;
 mod crash;
 mod foreman;
 mod host;
@@ -14,6 +15,5 @@ mod postgres;
 mod pulp;
 mod scripts;
 mod storage;
-mod bad_input;
 mod terminal;
 mod uninstall;
