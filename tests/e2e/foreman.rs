@@ -489,10 +489,10 @@ fn skip_start_plans_without_connecting_and_says_when_it_will_apply() {
     ]));
     assert_eq!(out.code, 0, "{}", out.all());
     assert!(
-        out.stderr
+        out.all()
             .contains("Foreman foreman/foreman will be applied once k3s runs"),
         "{}",
-        out.stderr
+        out.all()
     );
     assert!(!Path::new(&root.path().join("etc/rancher")).exists());
 }
@@ -564,10 +564,10 @@ fn every_step_of_the_default_order_installs_under_root_and_a_rerun_changes_no_fi
         );
     }
     assert!(
-        out.stderr
+        out.all()
             .contains("Foreman foreman/foreman will be applied once k3s runs"),
         "{}",
-        out.stderr
+        out.all()
     );
     for file in [
         "usr/local/bin/k3s",

@@ -123,10 +123,10 @@ fn second_install_goes_on_once_the_first_finishes() {
     assert_eq!(second.code, 0, "{}", second.all());
     assert!(
         second
-            .stderr
+            .all()
             .contains("waiting for another foreman-box run to finish"),
         "{}",
-        second.stderr
+        second.all()
     );
     assert!(
         second.stdout.contains("up to date, nothing changed"),

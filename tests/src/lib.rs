@@ -141,9 +141,14 @@ pub fn debian_root() -> tempfile::TempDir {
     root
 }
 
+/// What every run leaves that is not a change to the host's state: its log
+/// (`var/log/foreman-box`) and the lock file of one-run-at-a-time (`run/foreman-box.lock`).
+pub fn is_run_record(rel: &Path) -> bool {
+    rel.starts_with("var/log/foreman-box") || rel.starts_with("run")
+}
+
 /// Every file and symlink under `root` with its mtime (nanoseconds), sorted by path. `var/log`
-/// is left out: every run writes its log there (`var/log/foreman-box`), and that is not a change
-/// to the host's state.
+/// and the run's lock are left out (see [`is_run_record`]).
 pub fn tree_mtimes(root: &Path) -> Vec<(PathBuf, i128)> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
@@ -151,7 +156,7 @@ pub fn tree_mtimes(root: &Path) -> Vec<(PathBuf, i128)> {
     while let Some(dir) = stack.pop() {
         for e in std::fs::read_dir(&dir).unwrap() {
             let e = e.unwrap();
-            if e.path().starts_with(&logs) {
+            if e.path().starts_with(&logs) || is_run_record(e.path().strip_prefix(root).unwrap()) {
                 continue;
             }
             let meta = std::fs::symlink_metadata(e.path()).unwrap();

@@ -201,6 +201,17 @@ async fn plan(cx: &Context) -> Result<Vec<Action>> {
                         .downloader
                         .fetch_listed(fs, &url, &cached, &sha, &listed)
                         .await?;
+                    // A poisoned cached list was fetched again: the stamp records the hash the
+                    // fresh list gives, which the download was verified against.
+                    let sha = fs
+                        .read_string(&listed.cache)?
+                        .and_then(|text| {
+                            crate::download::parse_sha256sums(&text)
+                                .into_iter()
+                                .find(|(n, _)| *n == listed.asset)
+                                .map(|(_, h)| h)
+                        })
+                        .unwrap_or(sha);
                     if fetched == Fetched::Cached {
                         tracing::info!("k3s {version} taken from the download cache");
                     }
