@@ -334,6 +334,9 @@ remove_tree() (
 
 remove_foreman_box_files() {
     remove_tree "$R/var/lib/foreman-box" || exit 1
+    # The lock file of one-run-at-a-time; /run itself stays (rmdir only succeeds under --root).
+    remove_file "$R/run/foreman-box.lock"
+    rmdir "$R/run" 2>/dev/null || true
     remove_file "$R$BIN_DIR/foreman-box"
     say "foreman-box's files removed"
 }
