@@ -4,10 +4,10 @@
 //! bounded backoff.
 
 use crate::crd::{Condition, Foreman, ForemanStatus};
+use crate::generated;
 use crate::resources::{
-    self, certificates, pulp, DB_KEYS, GENERATED_KEYS, GENERATED_SECRET, HASH_ANNOTATION,
-    INSTANCE_LABEL, KINDS, MANAGED_BY, MANAGED_BY_LABEL, PULP_KEY_SECRET, REX_SSH_SECRET,
-    TLS_SECRET,
+    self, certificates, DB_KEYS, GENERATED_KEYS, GENERATED_SECRET, HASH_ANNOTATION, INSTANCE_LABEL,
+    KINDS, MANAGED_BY, MANAGED_BY_LABEL, TLS_SECRET,
 };
 use crate::{Error, FIELD_MANAGER};
 use futures::StreamExt;
@@ -145,40 +145,11 @@ pub async fn reconcile(fm: Arc<Foreman>, ctx: Arc<Context>) -> Result<Action, Er
         return Ok(Action::requeue(Duration::from_secs(60)));
     }
 
-    // 2. Generated values, made once and never rotated by the operator.
-    ensure_secret(&secrets, &fm, GENERATED_SECRET, "Opaque", || {
-        Ok(GENERATED_KEYS
-            .iter()
-            .map(|k| (k.to_string(), crate::secrets::token(48)))
-            .collect())
-    })
-    .await?;
-    ensure_secret(&secrets, &fm, TLS_SECRET, "kubernetes.io/tls", || {
-        certificates::generate(&fm).map_err(|e| Error::Generate {
-            what: "the CA and certificates".into(),
-            message: e.to_string(),
-        })
-    })
-    .await?;
-    if fm.spec.plugins.katello {
-        ensure_secret(&secrets, &fm, PULP_KEY_SECRET, "Opaque", || {
-            Ok(BTreeMap::from([(
-                pulp::PULP_KEY.to_string(),
-                crate::secrets::fernet_key(),
-            )]))
-        })
-        .await?;
-    }
-    if fm.spec.plugins.remote_execution {
-        ensure_secret(&secrets, &fm, REX_SSH_SECRET, "Opaque", || {
-            let (private, public) = crate::secrets::ssh_keypair(&format!(
-                "foreman-proxy@{}",
-                fm.spec.hostname.as_deref().unwrap_or("foreman")
-            ));
-            Ok(BTreeMap::from([
-                ("id_rsa_foreman_proxy".into(), private),
-                ("id_rsa_foreman_proxy.pub".into(), public),
-            ]))
+    // 2. Generated values, made once and never rotated by the operator (foreman-box's installer
+    //    may have created them already, from the copies it keeps outside the cluster).
+    for g in generated::needed(&fm) {
+        ensure_secret(&secrets, &fm, g.name, g.type_, || {
+            generated::generate(&fm, g.name)
         })
         .await?;
     }
@@ -305,7 +276,7 @@ async fn ensure_secret(
         return Ok(());
     }
     let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": name, "labels": {INSTANCE_LABEL: fm.name_any(), "app.kubernetes.io/part-of": "foreman"}, "ownerReferences": owner_refs(fm)},
+        "metadata": {"name": name, "labels": generated::labels(fm), "ownerReferences": owner_refs(fm)},
         "type": type_,
         "stringData": generate()?,
     }))

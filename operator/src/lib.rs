@@ -5,6 +5,7 @@
 
 pub mod controller;
 pub mod crd;
+pub mod generated;
 pub mod resources;
 pub mod secrets;
 
