@@ -2,7 +2,7 @@
 # foreman-box uninstall: removes k3s (as k3s's own k3s-killall.sh and k3s-uninstall.sh do) and
 # foreman-box's files, the managed pg_hba.conf block and the firewalld entries. Keeps, unless
 # --purge, the PostgreSQL databases and roles, the Pulp content and /etc/foreman-box (configuration
-# and the stored passwords a later install needs to reuse the kept databases).
+# and the stored passwords and generated Secrets a later install needs to reuse the kept databases).
 #
 # Usage: foreman-box-uninstall.sh [--purge] [--root DIR]
 #        foreman-box uninstall [--purge] [--root DIR]     (the same script, embedded in the binary)
@@ -515,7 +515,7 @@ report_kept() {
     say "done: k3s and foreman-box are removed. Kept, so that a later install reuses them:"
     say "  the databases and roles $DATABASES on $server"
     say "  $PULP_DIR (Pulp content)"
-    say "  /etc/foreman-box (configuration and the stored database passwords)"
+    say "  /etc/foreman-box (configuration, the stored database passwords and the copies of Foreman's generated Secrets)"
     if [ -d "$R/var/log/foreman-box" ]; then
         say "  /var/log/foreman-box (the log of each run, for a bug report)"
     fi

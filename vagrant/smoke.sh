@@ -49,6 +49,9 @@ main() {
     say "first install on $FQDN"
     check_foreman
 
+    first_admin="$(admin_password_b64)"
+    [ -n "$first_admin" ] || err "Secret $NAMESPACE/foreman-generated has no admin-password"
+
     say "uninstall (keeping the data)"
     ensure "$BIN_DIR/foreman-box-uninstall.sh"
     check_k3s_gone
@@ -59,11 +62,19 @@ main() {
     FOREMAN_BOX_BINARY="$REINSTALL_BINARY" sh "$(dirname "$0")/../scripts/install.sh" \
         || err "the second install failed"
     check_foreman
+    [ "$(admin_password_b64)" = "$first_admin" ] \
+        || err "the second install made a new admin password instead of the kept one"
+    say "ok: the second install brought back the generated Secrets from /etc/foreman-box/secrets"
     say "all checks passed"
 }
 
 kubectl() {
     /usr/local/bin/k3s kubectl "$@"
+}
+
+# The admin password as the cluster holds it (base64, never printed).
+admin_password_b64() {
+    kubectl -n "$NAMESPACE" get secret foreman-generated -o jsonpath='{.data.admin-password}'
 }
 
 # Everything a user checks on a running Foreman.
@@ -151,7 +162,8 @@ check_k3s_gone() {
 }
 
 check_data_kept() {
-    for p in /etc/foreman-box/secrets/postgres-foreman /var/lib/pulp "$BIN_DIR/foreman-box-uninstall.sh"; do
+    for p in /etc/foreman-box/secrets/postgres-foreman /etc/foreman-box/secrets/foreman-generated.yaml \
+        /etc/foreman-box/secrets/foreman-tls.yaml /var/lib/pulp "$BIN_DIR/foreman-box-uninstall.sh"; do
         [ -e "$p" ] || err "$p was removed; it must be kept"
     done
     for db in $DATABASES; do

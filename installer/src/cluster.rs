@@ -10,9 +10,10 @@ use crate::steps::ComponentLine;
 use foreman_box_bundle::{NAMESPACE, OPERATOR};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::api::core::v1::{Event, Pod, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DynamicObject, ListParams, LogParams, Patch, PatchParams};
+use k8s_openapi::ByteString;
+use kube::api::{Api, DynamicObject, ListParams, LogParams, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::Client;
 use serde_json::Value;
@@ -67,6 +68,8 @@ pub enum ClusterError {
         timeout_secs: u64,
         diagnosis: String,
     },
+    #[error("Secret {NAMESPACE}/{name} appeared while foreman-box was creating it, so it was left as it is\nhelp: re-run `foreman-box install`: it keeps a copy of the cluster's values in /etc/foreman-box/secrets/")]
+    SecretExists { name: String },
 }
 
 type Result<T, E = ClusterError> = std::result::Result<T, E>;
@@ -205,6 +208,33 @@ impl Cluster {
             }),
             Err(source) => Err(ClusterError::Api {
                 what: format!("applying Foreman {NAMESPACE}/{RESOURCE}"),
+                source,
+            }),
+        }
+    }
+
+    /// The data of Secret `name` in the namespace, if it exists (values are never logged).
+    pub async fn secret_data(&self, name: &str) -> Result<Option<BTreeMap<String, ByteString>>> {
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), NAMESPACE);
+        Ok(secrets
+            .get_opt(name)
+            .await
+            .map_err(api_err(format!("reading Secret {NAMESPACE}/{name}")))?
+            .map(|s| s.data.unwrap_or_default()))
+    }
+
+    /// Creates the Secret; never replaces one that exists (409 becomes
+    /// [`ClusterError::SecretExists`]).
+    pub async fn create_secret(&self, secret: &Secret) -> Result<()> {
+        let name = secret.metadata.name.clone().unwrap_or_default();
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), NAMESPACE);
+        match secrets.create(&PostParams::default(), secret).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                Err(ClusterError::SecretExists { name })
+            }
+            Err(source) => Err(ClusterError::Api {
+                what: format!("creating Secret {NAMESPACE}/{name}"),
                 source,
             }),
         }

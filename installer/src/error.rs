@@ -82,6 +82,18 @@ pub enum Error {
         interpreter: String,
         build: &'static str,
     },
+    #[error("{path} is not a usable copy of Secret foreman/{name}: {problem}; nothing was changed\nhelp: restore the file from a backup: it holds the values the kept databases were made with (remove it only if those databases are gone too; foreman-box then makes new values)")]
+    KeptSecret {
+        path: String,
+        name: String,
+        problem: String,
+    },
+    #[error("cannot generate Secret foreman/{name}")]
+    Generate {
+        name: String,
+        #[source]
+        source: foreman_operator::Error,
+    },
     #[error("cannot make the operator image from {path}")]
     NotAnImage {
         path: String,

@@ -183,7 +183,13 @@ fn absent_resource_is_created_by_server_side_apply_and_the_wait_ends_when_ready(
     op.join().unwrap();
     assert_eq!(out.code, 0, "{}", out.all());
 
-    let writes = c.api.writes();
+    // The generated Secrets (tested below), then one write to the resource: the apply.
+    let writes: Vec<_> = c
+        .api
+        .writes()
+        .into_iter()
+        .filter(|r| r.path == FOREMAN)
+        .collect();
     assert_eq!(writes.len(), 1, "one write, the apply: {writes:?}");
     let apply = &writes[0];
     assert_eq!(apply.method, "PATCH");
@@ -597,4 +603,281 @@ fn every_step_of_the_default_order_installs_under_root_and_a_rerun_changes_no_fi
     assert_eq!(tree_mtimes(root.path()), before, "a re-run changed files");
     let plan = run(&mut cmd("plan"));
     assert_eq!(plan.code, 0, "{}", plan.all());
+}
+
+// The generated Secrets: made by foreman-box before the resource, kept outside the cluster in
+// /etc/foreman-box/secrets/NAME.yaml, and brought back from there into a new cluster.
+
+const SECRETS: &str = "/api/v1/namespaces/foreman/secrets";
+const GENERATED: [&str; 4] = [
+    "foreman-generated",
+    "foreman-tls",
+    "pulp-symmetric-key",
+    "foreman-proxy-ssh",
+];
+
+fn copy_of(root: &Path, name: &str) -> PathBuf {
+    root.join(format!("etc/foreman-box/secrets/{name}.yaml"))
+}
+
+/// The `data` of a kept copy, as the stand-in stores a Secret's (base64 strings).
+fn copy_data(root: &Path, name: &str) -> Value {
+    let text = std::fs::read_to_string(copy_of(root, name)).unwrap();
+    let v: Value = serde_yaml::from_str(&text).unwrap();
+    assert_eq!(v["kind"], "Secret", "{text}");
+    assert_eq!(v["metadata"]["name"], name);
+    assert_eq!(v["metadata"]["namespace"], "foreman");
+    v["data"].clone()
+}
+
+fn live_data(api: &ApiServer, name: &str) -> Value {
+    api.get(&format!("{SECRETS}/{name}"))
+        .unwrap_or_else(|| panic!("Secret {name} exists"))["data"]
+        .clone()
+}
+
+fn decoded(data: &Value, key: &str) -> String {
+    use base64::Engine;
+    let b = base64::engine::general_purpose::STANDARD
+        .decode(data[key].as_str().unwrap())
+        .unwrap();
+    String::from_utf8(b).unwrap()
+}
+
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+/// Everything a run showed or logged: stdout, stderr and the run logs under the root.
+fn everything_shown(root: &Path, out: &Run) -> String {
+    let mut all = out.all();
+    if let Ok(dir) = std::fs::read_dir(root.join("var/log/foreman-box")) {
+        for e in dir.flatten() {
+            all.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
+        }
+    }
+    all
+}
+
+#[test]
+fn generated_secrets_are_created_before_the_resource_and_kept_in_0600_copies() {
+    let c = cluster();
+    let op = operator_rolls_out(&c.api, Duration::from_millis(300));
+    let out = install(&c, &["-vv"]);
+    op.join().unwrap();
+    assert_eq!(out.code, 0, "{}", out.all());
+
+    let writes = c.api.writes();
+    let posts: Vec<&str> = writes
+        .iter()
+        .filter(|r| r.method == "POST")
+        .map(|r| r.path.as_str())
+        .collect();
+    assert_eq!(posts, [SECRETS; 4], "{writes:?}");
+    let first_apply = writes.iter().position(|r| r.path == FOREMAN).unwrap();
+    assert_eq!(
+        first_apply, 4,
+        "the Secrets come before the resource: {writes:?}"
+    );
+
+    let root = c.root.path();
+    assert_eq!(mode(&root.join("etc/foreman-box/secrets")), 0o700);
+    for name in GENERATED {
+        assert_eq!(mode(&copy_of(root, name)), 0o600, "{name}");
+        let kept = copy_data(root, name);
+        assert!(kept.as_object().is_some_and(|m| !m.is_empty()), "{name}");
+        assert_eq!(
+            kept,
+            live_data(&c.api, name),
+            "{name}: copy and Secret agree"
+        );
+    }
+    let generated = live_data(&c.api, "foreman-generated");
+    let admin = decoded(&generated, "admin-password");
+    assert_eq!(admin.len(), 48);
+    let key = decoded(&generated, "encryption-key");
+    let tls = live_data(&c.api, "foreman-tls");
+    assert!(decoded(&tls, "ca.key").contains("PRIVATE KEY"));
+    let shown = everything_shown(root, &out);
+    for secret in [&admin, &key] {
+        assert!(
+            !shown.contains(secret.as_str()),
+            "a generated value was shown or logged"
+        );
+    }
+    assert!(
+        !shown.contains("PRIVATE KEY-----\n"),
+        "a private key was shown or logged"
+    );
+    assert!(
+        out.stdout.contains(
+            "create Secret foreman/foreman-generated with new values, kept in /etc/foreman-box/secrets/foreman-generated.yaml"
+        ),
+        "{}",
+        out.stdout
+    );
+
+    // Converged: the copies and the Secrets agree, nothing is planned or written.
+    let before = c.api.writes().len();
+    let plan = run(&mut foreman_cmd("plan", &c, &[]));
+    assert_eq!(plan.code, 0, "{}", plan.all());
+    assert_eq!(c.api.writes().len(), before);
+}
+
+#[test]
+fn without_plugins_only_the_core_secrets_are_made() {
+    let c = cluster();
+    let op = operator_rolls_out(&c.api, Duration::from_millis(300));
+    let out = install(&c, &["--katello", "false", "--remote-execution", "false"]);
+    op.join().unwrap();
+    assert_eq!(out.code, 0, "{}", out.all());
+    let created: Vec<String> = c
+        .api
+        .writes()
+        .iter()
+        .filter(|r| r.method == "POST")
+        .map(|r| serde_json::from_str::<Value>(&r.body).unwrap()["metadata"]["name"].to_string())
+        .collect();
+    assert_eq!(created, ["\"foreman-generated\"", "\"foreman-tls\""]);
+    assert!(!copy_of(c.root.path(), "pulp-symmetric-key").exists());
+    assert!(!copy_of(c.root.path(), "foreman-proxy-ssh").exists());
+}
+
+#[test]
+fn a_new_cluster_on_kept_data_gets_the_kept_values_back() {
+    let first = converged();
+    let root = first.root.path();
+    let kept: Vec<Value> = GENERATED.iter().map(|n| copy_data(root, n)).collect();
+
+    // k3s uninstalled and installed again: an empty cluster, the same host tree.
+    let api = ApiServer::start();
+    api.put(established_crd());
+    api.put(available_operator());
+    let kubeconfig = api.kubeconfig(root);
+    let second = Cluster {
+        api,
+        root: first.root,
+        kubeconfig,
+    };
+    let plan = run(&mut foreman_cmd("plan", &second, &[]));
+    assert!(
+        plan.stdout.contains(
+            "create Secret foreman/foreman-generated from /etc/foreman-box/secrets/foreman-generated.yaml (the cluster lacks it; the copy holds the values the kept databases were made with)"
+        ),
+        "{}",
+        plan.stdout
+    );
+    let op = operator_rolls_out(&second.api, Duration::from_millis(300));
+    let out = install(&second, &[]);
+    op.join().unwrap();
+    assert_eq!(out.code, 0, "{}", out.all());
+    for (name, kept) in GENERATED.iter().zip(&kept) {
+        assert_eq!(&live_data(&second.api, name), kept, "{name} came back");
+        assert_eq!(
+            &copy_data(second.root.path(), name),
+            kept,
+            "{name}'s copy is unchanged"
+        );
+    }
+}
+
+#[test]
+fn secrets_an_operator_made_are_copied_out_and_never_replaced() {
+    let c = cluster();
+    let made = json!({"admin-password": "b3BlcmF0b3ItbWFkZQ==", "encryption-key": "a2V5"});
+    c.api.put(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "foreman-generated", "namespace": "foreman"},
+        "type": "Opaque", "data": made,
+    }));
+    let op = operator_rolls_out(&c.api, Duration::from_millis(300));
+    let out = install(&c, &[]);
+    op.join().unwrap();
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stdout
+            .contains("no copy of Secret foreman/foreman-generated is kept outside the cluster"),
+        "{}",
+        out.stdout
+    );
+    let posted: Vec<String> = c
+        .api
+        .writes()
+        .iter()
+        .filter(|r| r.method == "POST")
+        .map(|r| serde_json::from_str::<Value>(&r.body).unwrap()["metadata"]["name"].to_string())
+        .collect();
+    assert!(
+        !posted.contains(&"\"foreman-generated\"".to_string()),
+        "{posted:?}"
+    );
+    assert_eq!(live_data(&c.api, "foreman-generated"), made);
+    assert_eq!(copy_data(c.root.path(), "foreman-generated"), made);
+}
+
+#[test]
+fn a_copy_that_differs_from_the_cluster_follows_it_and_the_old_copy_is_kept() {
+    let c = converged();
+    let root = c.root.path();
+    let path = copy_of(root, "foreman-generated");
+    let old = std::fs::read(&path).unwrap();
+    // Someone rotated a value in the cluster (kubectl edit): Foreman runs with that one now.
+    let mut secret = c.api.get(&format!("{SECRETS}/foreman-generated")).unwrap();
+    secret["data"]["admin-password"] = json!("cm90YXRlZA==");
+    c.api.put(secret);
+
+    let out = install(&c, &[]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.all().contains("warning: /etc/foreman-box/secrets/foreman-generated.yaml holds other values than Secret foreman/foreman-generated in the cluster"),
+        "{}",
+        out.all()
+    );
+    assert_eq!(
+        copy_data(root, "foreman-generated")["admin-password"],
+        "cm90YXRlZA=="
+    );
+    let replaced = root.join("etc/foreman-box/secrets/foreman-generated.yaml.replaced");
+    assert_eq!(std::fs::read(&replaced).unwrap(), old);
+    assert_eq!(mode(&replaced), 0o600);
+    assert_eq!(run(&mut foreman_cmd("plan", &c, &[])).code, 0);
+}
+
+#[test]
+fn a_broken_copy_stops_the_run_names_the_file_and_changes_nothing() {
+    let c = converged();
+    let root = c.root.path();
+    let path = copy_of(root, "foreman-tls");
+    std::fs::write(
+        &path,
+        "kind: Secret\nmetadata: {name: someone-else}\ndata: {a: YQ==}\n",
+    )
+    .unwrap();
+    let before = c.api.writes().len();
+    let out = install(&c, &[]);
+    assert_ne!(out.code, 0, "{}", out.all());
+    let err = out.stderr.clone();
+    assert!(
+        err.contains("/etc/foreman-box/secrets/foreman-tls.yaml is not a usable copy of Secret foreman/foreman-tls: it names Secret \"someone-else\"; nothing was changed"),
+        "{err}"
+    );
+    assert!(
+        err.contains("help: restore the file from a backup"),
+        "{err}"
+    );
+    assert_eq!(
+        err.matches("is not a usable copy").count(),
+        1,
+        "said once: {err}"
+    );
+    assert_eq!(
+        c.api.writes().len(),
+        before,
+        "nothing written to the cluster"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "kind: Secret\nmetadata: {name: someone-else}\ndata: {a: YQ==}\n"
+    );
 }

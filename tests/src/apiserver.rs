@@ -1,6 +1,7 @@
 //! A stand-in Kubernetes API server on loopback (plain HTTP/1.1): it stores objects by their API
 //! path, answers GET for objects and lists (with equality label selectors), pod logs, and
-//! server-side apply the way the real API server does it: managed fields per field manager, and
+//! create (POST, 409 AlreadyExists for a name that is taken), server-side apply the way the real
+//! API server does it: managed fields per field manager, and
 //! a change to a field another manager owns is refused with 409 and a Status whose
 //! `details.causes` name the field and the manager, unless the request forces it. Every request
 //! is recorded; tests script status transitions by changing objects while a client runs.
@@ -595,6 +596,42 @@ fn answer(
             let manager = manager.clone();
             let (code, v) = apply(st, path, body, &manager, force);
             json_answer(code, v)
+        }
+        "POST" if is_collection(path) => {
+            let Ok(mut obj) = serde_json::from_str::<Value>(body) else {
+                return json_answer(
+                    400,
+                    status_body(
+                        400,
+                        "BadRequest",
+                        "the stand-in reads JSON bodies only",
+                        Value::Null,
+                    ),
+                );
+            };
+            let Some(name) = obj["metadata"]["name"].as_str().map(str::to_string) else {
+                return json_answer(
+                    422,
+                    status_body(422, "Invalid", "metadata.name: Required value", Value::Null),
+                );
+            };
+            let at = format!("{path}/{name}");
+            if st.objects.contains_key(&at) {
+                return json_answer(
+                    409,
+                    status_body(
+                        409,
+                        "AlreadyExists",
+                        &format!("\"{name}\" already exists"),
+                        json!({"name": name}),
+                    ),
+                );
+            }
+            st.version += 1;
+            obj["metadata"]["resourceVersion"] = json!(st.version.to_string());
+            obj["metadata"]["uid"] = json!(format!("uid-{}", st.version));
+            st.objects.insert(at, obj.clone());
+            json_answer(201, obj)
         }
         _ => json_answer(
             405,

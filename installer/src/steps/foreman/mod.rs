@@ -8,6 +8,10 @@
 //! starts nothing. That is also the seam the tests use: `--root` for the host tree, and a
 //! kubeconfig for a stand-in API server on loopback.
 
+mod secrets;
+
+pub use secrets::copy_path;
+
 use super::{Action, Context, Step};
 use crate::cluster::{self, Cluster, ClusterError, FIELD_MANAGER, RESOURCE};
 use crate::error::Result;
@@ -71,6 +75,7 @@ async fn plan(cx: &Context) -> Result<Vec<Action>> {
     }
     let explicit = cx.config.foreman.kubeconfig.as_deref();
     let desired = desired(cx);
+    let fm = secrets::resource(&desired)?;
     let mut actions = Vec::new();
     let (kubeconfig, shown) = cluster::kubeconfig_path(&cx.host, explicit);
     if explicit.is_none() && !cx.host.fs().exists(&kubeconfig) {
@@ -84,6 +89,7 @@ async fn plan(cx: &Context) -> Result<Vec<Action>> {
                 foreman_box_bundle::OPERATOR
             ),
         ));
+        actions.push(secrets::deferred(&fm));
         actions.push(apply_action(
             None,
             &desired,
@@ -103,6 +109,7 @@ async fn plan(cx: &Context) -> Result<Vec<Action>> {
         // The resource cannot be read before its CRD is established: apply what we want and
         // let server-side apply merge it with whatever is there.
         actions.push(prerequisites_action(Some(&cluster), missing.join(" and ")));
+        actions.push(secrets::deferred(&fm));
         actions.push(apply_action(
             Some(&cluster),
             &desired,
@@ -119,6 +126,8 @@ async fn plan(cx: &Context) -> Result<Vec<Action>> {
         return Ok(actions);
     }
 
+    // The generated Secrets before the resource, so the operator finds them and makes none.
+    actions.extend(secrets::plan(cx, &cluster, &fm).await?);
     let live = cluster.foreman().await?;
     let changed = match diff(&desired, live.as_ref()) {
         Diff::Create => {

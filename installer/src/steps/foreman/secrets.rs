@@ -1,0 +1,237 @@
+//! The Secrets the operator would generate (operator/src/generated.rs: tokens, the admin
+//! password, the CA, Pulp's symmetric key, the REX SSH key) are made here first, and a copy of
+//! each is kept in `/etc/foreman-box/secrets/NAME.yaml` (0600, a Secret manifest that
+//! `kubectl apply -f` takes). The databases outlive the cluster: uninstall keeps them and the
+//! copies, and the next install creates the Secrets from the copies before the operator runs, so
+//! Foreman comes back with the encryption key and admin password its data was made with.
+//!
+//! Per Secret, from the copy and the cluster's Secret:
+//! - neither: new values, the copy written first, then the Secret created;
+//! - only the copy: the Secret created from it (a reinstall on kept data);
+//! - only the Secret: the copy written from it (made by an operator before the installer kept
+//!   copies, or the copy was removed);
+//! - both, the same values: nothing; different: the cluster's values are the ones Foreman runs
+//!   with, so the copy follows them and the old copy is kept next to it as `NAME.yaml.replaced`.
+//!
+//! The cluster's Secrets are only ever created, never replaced.
+
+use super::STEP;
+use crate::cluster::Cluster;
+use crate::error::{Error, Result};
+use crate::manifests;
+use crate::steps::postgres::SECRETS_DIR;
+use crate::steps::{Action, Context, DesiredFile};
+use foreman_box_bundle::NAMESPACE;
+use foreman_operator::generated::{self, Generated};
+use foreman_operator::Foreman;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::ByteString;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+type Data = BTreeMap<String, ByteString>;
+
+/// Where the copy of Secret `name` is kept (a host path).
+pub fn copy_path(name: &str) -> String {
+    format!("{SECRETS_DIR}/{name}.yaml")
+}
+
+/// The typed resource the operator will see, for the generators.
+pub fn resource(desired: &Value) -> Result<Foreman> {
+    serde_json::from_value(desired.clone()).map_err(|e| Error::Generate {
+        name: "(all)".into(),
+        source: foreman_operator::Error::Invalid {
+            path: "Foreman".into(),
+            message: e.to_string(),
+        },
+    })
+}
+
+/// The Secret object for `data`, as created in the cluster and as kept in the copy.
+fn object(fm: &Foreman, g: Generated, data: &Data) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": g.name, "namespace": NAMESPACE, "labels": generated::labels(fm)},
+        "type": g.type_,
+        "data": data,
+    })
+}
+
+fn copy_file(fm: &Foreman, g: Generated, data: &Data) -> Result<DesiredFile> {
+    let body = format!(
+        "# Kept by foreman-box: the values of Secret {NAMESPACE}/{} that the databases were made with.\n# A later install creates the Secret from this file; keep it with the databases.\n{}",
+        g.name,
+        manifests::to_yaml(&[object(fm, g, data)])?
+    );
+    Ok(DesiredFile::new(copy_path(g.name), body, 0o600))
+}
+
+/// The kept copy's data, checked: a Secret manifest named `name` with every key.
+fn read_copy(cx: &Context, name: &str) -> Result<Option<(Data, String)>> {
+    let path = copy_path(name);
+    let Some(text) = cx.host.fs().read_string(&cx.host.path(&path))? else {
+        return Ok(None);
+    };
+    let bad = |problem: String| Error::KeptSecret {
+        path: path.clone(),
+        name: name.to_string(),
+        problem,
+    };
+    let secret: Secret =
+        serde_yaml::from_str(&text).map_err(|e| bad(format!("not a Secret manifest ({e})")))?;
+    if secret.metadata.name.as_deref() != Some(name) {
+        return Err(bad(format!(
+            "it names Secret {:?}",
+            secret.metadata.name.unwrap_or_default()
+        )));
+    }
+    let mut data = secret.data.unwrap_or_default();
+    for (k, v) in secret.string_data.unwrap_or_default() {
+        data.insert(k, ByteString(v.into_bytes()));
+    }
+    if data.is_empty() {
+        return Err(bad("it holds no values".into()));
+    }
+    Ok(Some((data, text)))
+}
+
+fn as_data(values: BTreeMap<String, String>) -> Data {
+    values
+        .into_iter()
+        .map(|(k, v)| (k, ByteString(v.into_bytes())))
+        .collect()
+}
+
+fn create_action(
+    cluster: &Cluster,
+    fm: &Foreman,
+    g: Generated,
+    data: &Data,
+    what: String,
+    why: &str,
+    copy: Option<DesiredFile>,
+) -> Result<Action> {
+    let secret: Secret =
+        serde_json::from_value(object(fm, g, data)).map_err(|e| Error::Generate {
+            name: g.name.into(),
+            source: foreman_operator::Error::Invalid {
+                path: format!("Secret {}", g.name),
+                message: e.to_string(),
+            },
+        })?;
+    let cluster = cluster.clone();
+    Ok(Action::new(what, why, move |cx| {
+        Box::pin(async move {
+            if let Some(copy) = copy {
+                // The copy first: a run killed between the two leaves values that the next run
+                // creates the Secret from, never a Secret without a copy.
+                cx.host.fs().ensure_dir(&cx.host.path(SECRETS_DIR), 0o700)?;
+                copy.write(&cx.host)?;
+            }
+            Ok(cluster.create_secret(&secret).await?)
+        })
+    }))
+}
+
+/// The actions that bring the copies and the cluster's Secrets together (see the module).
+pub async fn plan(cx: &Context, cluster: &Cluster, fm: &Foreman) -> Result<Vec<Action>> {
+    let mut actions = Vec::new();
+    for g in generated::needed(fm) {
+        let path = copy_path(g.name);
+        let copy = read_copy(cx, g.name)?;
+        let live = cluster.secret_data(g.name).await?;
+        match (copy, live) {
+            (None, None) => {
+                let values = generated::generate(fm, g.name).map_err(|source| Error::Generate {
+                    name: g.name.into(),
+                    source,
+                })?;
+                let data = as_data(values);
+                let copy = copy_file(fm, g, &data)?;
+                actions.push(create_action(
+                    cluster,
+                    fm,
+                    g,
+                    &data,
+                    format!(
+                        "create Secret {NAMESPACE}/{} with new values, kept in {path}",
+                        g.name
+                    ),
+                    "neither the cluster nor /etc/foreman-box/secrets has it",
+                    Some(copy),
+                )?);
+            }
+            (Some((data, _)), None) => actions.push(create_action(
+                cluster,
+                fm,
+                g,
+                &data,
+                format!("create Secret {NAMESPACE}/{} from {path}", g.name),
+                "the cluster lacks it; the copy holds the values the kept databases were made with",
+                None,
+            )?),
+            (copy, Some(live)) => {
+                let file = copy_file(fm, g, &live)?;
+                let Some(change) = file.plan(&cx.host)? else {
+                    continue;
+                };
+                match copy {
+                    None => actions.push(Action::write_file(
+                        file,
+                        format!(
+                            "no copy of Secret {NAMESPACE}/{} is kept outside the cluster",
+                            g.name
+                        ),
+                    )),
+                    Some((data, _)) if data == live => {
+                        actions.push(Action::write_file(file, change.why))
+                    }
+                    Some((_, old)) => {
+                        let why = format!(
+                            "it holds other values than Secret {NAMESPACE}/{}, which Foreman runs with; the old copy is kept as {path}.replaced",
+                            g.name
+                        );
+                        cx.reporter.warning(
+                            STEP,
+                            &format!(
+                                "{path} holds other values than Secret {NAMESPACE}/{} in the cluster; the copy will follow the cluster, which Foreman runs with, and the old copy is kept as {path}.replaced",
+                                g.name
+                            ),
+                        );
+                        let old = DesiredFile::new(format!("{path}.replaced"), old, 0o600);
+                        actions.push(Action::sync(format!("write {path}"), why, move |cx| {
+                            old.write(&cx.host)?;
+                            file.write(&cx.host)?;
+                            Ok(())
+                        }));
+                    }
+                }
+            }
+        }
+    }
+    Ok(actions)
+}
+
+/// For a plan made before the cluster could be read: the same decisions, made when the action
+/// runs (after k3s has started and the operator is up).
+pub fn deferred(fm: &Foreman) -> Action {
+    let names: Vec<&str> = generated::needed(fm).iter().map(|g| g.name).collect();
+    let fm = fm.clone();
+    Action::new(
+        format!(
+            "create Secrets {} in {NAMESPACE} from the copies in {SECRETS_DIR}, or with new values kept there",
+            names.join(", ")
+        ),
+        "the operator would otherwise make values that no copy outside the cluster keeps",
+        move |cx| {
+            Box::pin(async move {
+                let cluster = Cluster::connect(&cx.host, cx.config.foreman.kubeconfig.as_deref()).await?;
+                for action in plan(cx, &cluster, &fm).await? {
+                    action.run(cx).await?;
+                }
+                Ok(())
+            })
+        },
+    )
+}
