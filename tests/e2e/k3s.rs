@@ -528,3 +528,28 @@ fn status_reports_the_installed_version_as_json() {
     assert_eq!(v["k3s"]["installed"], true);
     assert_eq!(v["k3s"]["version"], VERSION);
 }
+
+#[test]
+fn a_proxy_variable_with_a_newline_is_left_out_of_the_env_file_with_a_warning() {
+    let rel = release(1 << 20);
+    let root = debian_root();
+    let value = "http://user:hunter2@proxy.example:3128\nEVIL=1";
+    let out = run(k3s_cmd("install", root.path(), &rel.mirror, &[]).env("HTTPS_PROXY", value));
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stdout.contains("warning: HTTPS_PROXY holds a newline or another control character, so it is not passed on to k3s"),
+        "{}",
+        out.all()
+    );
+    assert!(
+        !out.all().contains("hunter2"),
+        "the value was shown: {}",
+        out.all()
+    );
+    let env =
+        std::fs::read_to_string(root.path().join("etc/systemd/system/k3s.service.env")).unwrap();
+    assert!(
+        !env.contains("HTTPS_PROXY") && !env.contains("EVIL"),
+        "{env}"
+    );
+}

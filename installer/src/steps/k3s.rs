@@ -279,7 +279,7 @@ async fn plan(cx: &Context) -> Result<Vec<Action>> {
     let files = [
         DesiredFile::new(CONFIG, config_yaml(cx), 0o600),
         DesiredFile::new(UNIT, unit_file(), 0o644),
-        DesiredFile::new(ENV_FILE, env_file(), 0o600),
+        DesiredFile::new(ENV_FILE, env_file(cx), 0o600),
         DesiredFile::new(VERSION_STAMP, format!("{version}\n"), 0o644),
     ];
     let mut restart_needed = install_binary;
@@ -442,8 +442,10 @@ WantedBy=multi-user.target\n"
     )
 }
 
-/// Proxy settings the unit passes on to k3s (and so to containerd), as k3s's installer does.
-fn env_file() -> String {
+/// Proxy settings the unit passes on to k3s (and so to containerd), as k3s's installer does. A
+/// value with a newline or another control character cannot be one value in the file: it is
+/// left out with a warning that names the variable (never its value, which may hold a password).
+fn env_file(cx: &Context) -> String {
     let vars: Vec<(&str, String)> = [
         "HTTP_PROXY",
         "HTTPS_PROXY",
@@ -455,7 +457,14 @@ fn env_file() -> String {
     .into_iter()
     .filter_map(|v| Some((v, std::env::var(v).ok()?)))
     .collect();
-    crate::manifests::env_file(&vars).0
+    let (text, skipped) = crate::manifests::env_file(&vars);
+    for name in skipped {
+        cx.reporter.warning(
+            "k3s",
+            &format!("{name} holds a newline or another control character, so it is not passed on to k3s: set {name} to the proxy URL alone and re-run"),
+        );
+    }
+    text
 }
 
 #[cfg(test)]
