@@ -480,9 +480,9 @@ fn lock(cx: &Context) -> anyhow::Result<crate::host::RunLock> {
 }
 
 /// Runs the embedded script with `sh -s`, the script on standard input (no temp file to clean
-/// up). Its output is shown when it ends.
+/// up). Its lines show as it runs.
 fn uninstall(args: &UninstallArgs) -> anyhow::Result<ExitCode> {
-    use crate::host::{Cmd, CommandRunner};
+    use crate::host::Cmd;
     if args.print_script {
         print!("{UNINSTALL_SCRIPT}");
         return Ok(ExitCode::SUCCESS);
@@ -497,10 +497,8 @@ fn uninstall(args: &UninstallArgs) -> anyhow::Result<ExitCode> {
         cmd = cmd.arg("--purge");
     }
     // Stdin is typed as a secret; the script is not one, it is simply never logged either.
-    let out = SystemRunner.output(&cmd.stdin(crate::secret::Secret::new(UNINSTALL_SCRIPT)))?;
-    print!("{}", out.stdout);
-    eprint!("{}", out.stderr);
-    Ok(match u8::try_from(out.status) {
+    let status = SystemRunner.stream(&cmd.stdin(crate::secret::Secret::new(UNINSTALL_SCRIPT)))?;
+    Ok(match u8::try_from(status) {
         Ok(0) => ExitCode::SUCCESS,
         Ok(code) => ExitCode::from(code),
         Err(_) => ExitCode::from(1),

@@ -131,6 +131,33 @@ impl CommandRunner for SystemRunner {
     }
 }
 
+impl SystemRunner {
+    /// Runs the command with this process's stdout and stderr, so its lines show as they come
+    /// (a long script a person watches); returns its exit status.
+    pub fn stream(&self, cmd: &Cmd) -> Result<i32, HostError> {
+        tracing::debug!(command = %cmd.display(), "run");
+        let spawn_err = |source| HostError::Spawn {
+            program: cmd.program.clone(),
+            source,
+        };
+        let mut child = Command::new(&cmd.program)
+            .args(&cmd.args)
+            .stdin(if cmd.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .spawn()
+            .map_err(spawn_err)?;
+        if let Some(input) = &cmd.stdin {
+            let mut pipe = child.stdin.take().expect("stdin was piped");
+            pipe.write_all(input.expose().as_bytes())
+                .map_err(spawn_err)?;
+        }
+        Ok(child.wait().map_err(spawn_err)?.code().unwrap_or(-1))
+    }
+}
+
 /// Records every command and answers from a script of canned outputs (tests, `--root` runs).
 /// A command with no scripted answer succeeds with empty output.
 #[derive(Default)]
