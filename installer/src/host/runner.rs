@@ -94,28 +94,8 @@ pub struct SystemRunner;
 
 impl CommandRunner for SystemRunner {
     fn output(&self, cmd: &Cmd) -> Result<Output, HostError> {
-        tracing::debug!(command = %cmd.display(), "run");
-        let spawn_err = |source| HostError::Spawn {
-            program: cmd.program.clone(),
-            source,
-        };
-        let mut child = Command::new(&cmd.program)
-            .args(&cmd.args)
-            .stdin(if cmd.stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(spawn_err)?;
-        if let Some(input) = &cmd.stdin {
-            let mut pipe = child.stdin.take().expect("stdin was piped");
-            pipe.write_all(input.expose().as_bytes())
-                .map_err(spawn_err)?;
-        }
-        let out = child.wait_with_output().map_err(spawn_err)?;
+        let child = spawn(cmd, Stdio::piped(), Stdio::piped())?;
+        let out = child.wait_with_output().map_err(spawn_err(cmd))?;
         Ok(Output {
             status: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -135,27 +115,38 @@ impl SystemRunner {
     /// Runs the command with this process's stdout and stderr, so its lines show as they come
     /// (a long script a person watches); returns its exit status.
     pub fn stream(&self, cmd: &Cmd) -> Result<i32, HostError> {
-        tracing::debug!(command = %cmd.display(), "run");
-        let spawn_err = |source| HostError::Spawn {
-            program: cmd.program.clone(),
-            source,
-        };
-        let mut child = Command::new(&cmd.program)
-            .args(&cmd.args)
-            .stdin(if cmd.stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .spawn()
-            .map_err(spawn_err)?;
-        if let Some(input) = &cmd.stdin {
-            let mut pipe = child.stdin.take().expect("stdin was piped");
-            pipe.write_all(input.expose().as_bytes())
-                .map_err(spawn_err)?;
-        }
-        Ok(child.wait().map_err(spawn_err)?.code().unwrap_or(-1))
+        let mut child = spawn(cmd, Stdio::inherit(), Stdio::inherit())?;
+        Ok(child.wait().map_err(spawn_err(cmd))?.code().unwrap_or(-1))
     }
+}
+
+fn spawn_err(cmd: &Cmd) -> impl Fn(std::io::Error) -> HostError + '_ {
+    move |source| HostError::Spawn {
+        program: cmd.program.clone(),
+        source,
+    }
+}
+
+/// Starts the command with its standard input written (and closed) and the given outputs.
+fn spawn(cmd: &Cmd, stdout: Stdio, stderr: Stdio) -> Result<std::process::Child, HostError> {
+    tracing::debug!(command = %cmd.display(), "run");
+    let mut child = Command::new(&cmd.program)
+        .args(&cmd.args)
+        .stdin(if cmd.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .map_err(spawn_err(cmd))?;
+    if let Some(input) = &cmd.stdin {
+        let mut pipe = child.stdin.take().expect("stdin was piped");
+        pipe.write_all(input.expose().as_bytes())
+            .map_err(spawn_err(cmd))?;
+    }
+    Ok(child)
 }
 
 /// Records every command and answers from a script of canned outputs (tests, `--root` runs).
