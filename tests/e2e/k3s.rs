@@ -42,28 +42,16 @@ fn release(size: usize) -> Release {
 }
 
 fn k3s_cmd(verb: &str, root: &Path, mirror: &Mirror, extra: &[&str]) -> std::process::Command {
-    let mut args = vec![
-        verb,
-        "--root",
-        root.to_str().unwrap(),
+    // Preflight itself is tested in its own scenario.
+    let mut cmd = foreman_box_tests::k3s_only(verb, root, &mirror.url());
+    cmd.args([
         "--skip-start",
-        "--only",
-        "preflight,k3s",
-        // This build machine is not a Foreman host (2 cores, no FQDN): the checks still run
-        // and report, as warnings. Preflight itself is tested in its own scenario.
-        "--ignore-preflight",
-        "all",
-        "--hostname",
-        "foreman.example.test",
         "--downloads-retries",
         "4",
         "--downloads-retry-delay-ms",
         "20",
-    ];
-    args.extend_from_slice(extra);
-    let url = mirror.url();
-    let mut cmd = foreman_box(&args);
-    cmd.arg("--k3s-release-url").arg(url);
+    ]);
+    cmd.args(extra);
     cmd
 }
 
