@@ -476,15 +476,24 @@ fn config_file_unknown_key_and_bad_value_are_named_with_their_source() {
     let out = plan_with("[k3s]\nverison = \"v1\"\n");
     assert_eq!(out.code, 1);
     assert!(
-        out.stderr
-            .contains("unknown configuration key `k3s.verison` in /etc/foreman-box/config.toml"),
+        out.stderr.contains(&format!(
+            "unknown configuration key `k3s.verison` in {}/etc/foreman-box/config.toml",
+            root.path().display()
+        )),
         "{}",
         out.stderr
     );
 
     let out = plan_with("[foreman]\ndynflow_workers = 99\n");
     assert_eq!(out.code, 1);
-    assert!(out.stderr.contains("bad value for `foreman.dynflow_workers` from /etc/foreman-box/config.toml:2:19: 99 is out of range"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "bad value for `foreman.dynflow_workers` from {}/etc/foreman-box/config.toml:2:19: 99 is out of range",
+            root.path().display()
+        )),
+        "{}",
+        out.stderr
+    );
 
     let out = run(
         foreman_box(&["plan", "--root", root.path().to_str().unwrap()])

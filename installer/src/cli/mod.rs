@@ -513,12 +513,14 @@ fn prepare(
     reporter: Arc<dyn steps::Reporter>,
 ) -> anyhow::Result<(Context, Vec<Box<dyn steps::Step>>)> {
     let host = Host::new(&args.root, Arc::new(SystemRunner));
-    // An explicit --config must exist; the default file is optional.
+    // An explicit --config must exist; the default file is optional. Messages name the file
+    // that was read: under --root, <root>/etc/foreman-box/config.toml, so that their `help:`
+    // (chmod, chown) never points at the real host's file.
     let (file, shown, required) = match &args.config {
         Some(p) => (p.clone(), p.clone(), true),
         None => (
             host.path(DEFAULT_CONFIG_PATH),
-            PathBuf::from(DEFAULT_CONFIG_PATH),
+            host.path(DEFAULT_CONFIG_PATH),
             false,
         ),
     };
