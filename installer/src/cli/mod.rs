@@ -209,7 +209,15 @@ impl Args for ConfigFlags {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // clap's usage errors would exit 2, which is `plan`'s "changes pending": a mistyped
+            // flag exits 1 like every other error. Help and version go to stdout and exit 0.
+            let _ = e.print();
+            return ExitCode::from(u8::from(e.use_stderr()));
+        }
+    };
     if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) {
         console::set_colors_enabled(false);
         console::set_colors_enabled_stderr(false);
