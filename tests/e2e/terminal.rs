@@ -133,7 +133,7 @@ fn on_terminal(args: &[String], env: &[(&str, &str)]) -> Screen {
 
 /// Replaces what differs between runs: the root, the mirror's address, times, the log's name,
 /// and the preflight warnings of checks that depend on this machine.
-fn scrub(text: &str, root: &Path, mirror: Option<&Mirror>) -> String {
+pub(crate) fn scrub(text: &str, root: &Path, mirror: Option<&Mirror>) -> String {
     let mut t = text.replace(root.to_str().unwrap(), "<root>");
     if let Some(m) = mirror {
         t = t.replace(&m.url(), "<mirror>");
@@ -195,7 +195,7 @@ fn scrub_word(w: &str) -> String {
 }
 
 /// Compares with `e2e/snapshots/NAME.txt`; `UPDATE_SNAPSHOTS=1` writes it instead.
-fn assert_snapshot(name: &str, actual: &str) {
+pub(crate) fn assert_snapshot(name: &str, actual: &str) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("e2e/snapshots")
         .join(format!("{name}.txt"));
