@@ -2,7 +2,7 @@
 //! bash against a loopback release server (a stand-in binary that records how it was run).
 
 use foreman_box_tests::mirror::Mirror;
-use foreman_box_tests::{binary, foreman_box, mode, run, sha256_hex, Run};
+use foreman_box_tests::{binary, foreman_box, foreman_box_at, mode, run, sha256_hex, Run};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -513,4 +513,57 @@ fn install_sh_installs_the_real_binary_from_a_local_path_with_its_uninstall_scri
             .unwrap()
             .contains("complete -F _foreman__box")
     );
+}
+
+#[test]
+fn release_sh_writes_the_man_page_and_completions_of_the_built_binary_listed_in_sha256sums() {
+    let dist = tempfile::tempdir().unwrap();
+    let out: Run = Command::new("sh")
+        .arg(workspace().join("scripts/release.sh"))
+        .env("DIST", dist.path())
+        .output()
+        .expect("sh runs scripts/release.sh")
+        .into();
+    assert_eq!(out.code, 0, "release.sh:\n{}", out.all());
+    let d = dist.path();
+    let sums: Vec<(String, String)> = lines(&d.join("SHA256SUMS"))
+        .iter()
+        .map(|l| {
+            let (hash, name) = l.split_once("  ").expect("`HASH  NAME` lines");
+            (name.to_string(), hash.to_string())
+        })
+        .collect();
+    let binary = format!("foreman-box-{}", arch());
+    for name in [
+        binary.as_str(),
+        "foreman-box-uninstall.sh",
+        "install.sh",
+        "foreman-box.1",
+        "completions/foreman-box.bash",
+        "completions/_foreman-box",
+        "completions/foreman-box.fish",
+    ] {
+        let hash = sums
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, h)| h.as_str())
+            .unwrap_or_else(|| panic!("SHA256SUMS lacks {name}: {sums:?}"));
+        let file = std::fs::read(d.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(sha256_hex(&file), hash, "{name}");
+    }
+    // What the released binary prints, and every subcommand in it.
+    let bin = d.join(&binary);
+    for (file, shell) in [
+        ("completions/foreman-box.bash", "bash"),
+        ("completions/_foreman-box", "zsh"),
+        ("completions/foreman-box.fish", "fish"),
+    ] {
+        let text = std::fs::read_to_string(d.join(file)).unwrap();
+        let printed = run(&mut foreman_box_at(&bin, &["completions", shell]));
+        assert_eq!(text, printed.stdout, "{file}");
+        crate::terminal::assert_completion_offers_every_subcommand(shell, &text);
+    }
+    let man = std::fs::read_to_string(d.join("foreman-box.1")).unwrap();
+    assert_eq!(man, run(&mut foreman_box_at(&bin, &["man"])).stdout);
+    crate::terminal::assert_man_page_mentions_every_subcommand(&man);
 }
