@@ -2,7 +2,8 @@
 # foreman-box installer: curl -sfL <url>/install.sh | sudo sh -s -- [foreman-box install ARGS]
 #
 # Downloads the foreman-box binary for this machine and the release's SHA256SUMS, verifies the
-# binary's hash, installs it and the uninstall script, then runs `foreman-box install` with this
+# binary's hash, installs it and the uninstall script, then the bash completion and the man page
+# the binary generates (where the system keeps them), then runs `foreman-box install` with this
 # script's arguments. Everything below is one compound command ending on the last line: a download
 # cut short is a syntax error and runs nothing.
 #
@@ -14,6 +15,11 @@
 #   FOREMAN_BOX_BIN_DIR       where to install (default: /usr/local/bin)
 #   FOREMAN_BOX_BINARY        install this local binary instead of downloading one (Vagrant boxes)
 #   FOREMAN_BOX_SKIP_RUN      `true`: install only, do not run `foreman-box install`
+#   FOREMAN_BOX_COMPLETION_DIR  where the bash completion goes (default:
+#                             /usr/share/bash-completion/completions, and only when it exists)
+#   FOREMAN_BOX_MAN_DIR       where the man page foreman-box.1 goes (default:
+#                             /usr/local/share/man/man1, and only when it exists)
+#                             Either one failing is a warning: the binary is installed all the same.
 # Other FOREMAN_BOX_* variables (settings) pass through to `foreman-box install`.
 {
 DEFAULT_VERSION="0.1.0"
@@ -21,6 +27,10 @@ DEFAULT_DOWNLOAD_URL="https://github.com/foreman-box/foreman-box/releases/downlo
 
 say() {
     printf 'foreman-box-install: %s\n' "$*"
+}
+
+warn() {
+    say "warning: $*" >&2
 }
 
 err() {
@@ -77,6 +87,10 @@ main() {
     ensure chmod 0755 "$TMP_DIR/foreman-box-uninstall.sh"
 
     install_files
+    install_generated "${FOREMAN_BOX_COMPLETION_DIR:-}" /usr/share/bash-completion/completions \
+        foreman-box "the bash completion" completions bash
+    install_generated "${FOREMAN_BOX_MAN_DIR:-}" /usr/local/share/man/man1 \
+        foreman-box.1 "the man page" man
 
     if [ "$SKIP_RUN" = true ]; then
         say "installed; not running it (FOREMAN_BOX_SKIP_RUN=true). Next: $BIN_DIR/foreman-box install"
@@ -84,7 +98,8 @@ main() {
     fi
     say "running: foreman-box install $*"
     # Our own variables are not settings: the binary would reject them as unknown keys.
-    unset FOREMAN_BOX_VERSION FOREMAN_BOX_DOWNLOAD_URL FOREMAN_BOX_BIN_DIR FOREMAN_BOX_BINARY FOREMAN_BOX_SKIP_RUN
+    unset FOREMAN_BOX_VERSION FOREMAN_BOX_DOWNLOAD_URL FOREMAN_BOX_BIN_DIR FOREMAN_BOX_BINARY FOREMAN_BOX_SKIP_RUN \
+        FOREMAN_BOX_COMPLETION_DIR FOREMAN_BOX_MAN_DIR
     # shellcheck disable=SC2086 # SUDO is empty or one word
     $SUDO "$BIN_DIR/foreman-box" install "$@" </dev/null
 }
@@ -182,6 +197,41 @@ install_files() {
         $SUDO mv -f "$BIN_DIR/.$f.new" "$BIN_DIR/$f" || err "cannot move $f into $BIN_DIR"
     done
     say "installed $BIN_DIR/foreman-box and $BIN_DIR/foreman-box-uninstall.sh"
+}
+
+# install_generated ASKED DEFAULT NAME WHAT ARGS...: writes the output of `foreman-box ARGS` to
+# DIR/NAME, DIR being ASKED (created if missing) or else DEFAULT (skipped when it does not exist).
+# Through a temp name in DIR, so no half-written file; any failure is a warning, not a failed
+# install, and leaves no temp file.
+install_generated() {
+    dir="${1:-$2}"
+    asked="$1"
+    name="$3"
+    what="$4"
+    shift 4
+    if [ ! -d "$dir" ]; then
+        [ -n "$asked" ] || return 0
+        # shellcheck disable=SC2086 # SUDO is empty or one word
+        if ! $SUDO mkdir -p "$dir"; then
+            warn "cannot create $dir: $what is not installed"
+            return 0
+        fi
+    fi
+    # Not $TMP_DIR/$name: the completion's name is the binary's.
+    out="$TMP_DIR/generated-$name"
+    if ! "$TMP_DIR/foreman-box" "$@" >"$out" </dev/null || [ ! -s "$out" ]; then
+        warn "foreman-box $* failed or printed nothing: $what is not installed"
+        return 0
+    fi
+    # shellcheck disable=SC2086
+    if ! { $SUDO cp "$out" "$dir/.$name.new" && $SUDO chmod 0644 "$dir/.$name.new" \
+        && $SUDO mv -f "$dir/.$name.new" "$dir/$name"; }; then
+        # shellcheck disable=SC2086
+        $SUDO rm -f "$dir/.$name.new"
+        warn "cannot write $dir/$name: $what is not installed"
+        return 0
+    fi
+    say "installed $what: $dir/$name"
 }
 
 main "$@" || exit 1; }

@@ -11,7 +11,10 @@
 # needs (postgres.*, storage.pulp_dir, k3s.*_cidr) from /etc/foreman-box/config.toml (or
 # FOREMAN_BOX_CONFIG) and the FOREMAN_BOX_* variables, as the installer does. With --root (or
 # FOREMAN_BOX_ROOT) every host path is resolved under DIR and no service, process, network
-# interface or firewall rule of this machine is touched.
+# interface or firewall rule of this machine is touched. The bash completion and the man page
+# install.sh wrote are removed from FOREMAN_BOX_COMPLETION_DIR and FOREMAN_BOX_MAN_DIR, as
+# install.sh chose them (default /usr/share/bash-completion/completions and
+# /usr/local/share/man/man1).
 {
 # shellcheck disable=SC2016 # the marker line as the installer writes it, backquotes and all
 HBA_BEGIN='# BEGIN foreman-box: managed block, replaced on every `foreman-box install`'
@@ -175,6 +178,9 @@ read_settings() {
     CLUSTER_CIDR="$(setting k3s.cluster_cidr 10.42.0.0/16)"
     SERVICE_CIDR="$(setting k3s.service_cidr 10.43.0.0/16)"
     BIN_DIR="${FOREMAN_BOX_BIN_DIR:-/usr/local/bin}"
+    # Where install.sh put the bash completion and the man page (its defaults and variables).
+    COMPLETION_DIR="${FOREMAN_BOX_COMPLETION_DIR:-/usr/share/bash-completion/completions}"
+    MAN_DIR="${FOREMAN_BOX_MAN_DIR:-/usr/local/share/man/man1}"
     case "$PG_MODE" in
         local | external) ;;
         *) err "postgres.mode is '$PG_MODE' (in $CONFIG or FOREMAN_BOX_POSTGRES_MODE)
@@ -338,6 +344,8 @@ remove_foreman_box_files() {
     remove_file "$R/run/foreman-box.lock"
     rmdir "$R/run" 2>/dev/null || true
     remove_file "$R$BIN_DIR/foreman-box"
+    remove_file "$R$COMPLETION_DIR/foreman-box"
+    remove_file "$R$MAN_DIR/foreman-box.1"
     say "foreman-box's files removed"
 }
 

@@ -106,6 +106,9 @@ pub enum SelinuxMode {
 pub struct Facts {
     pub arch: Arch,
     pub os: Option<OsRelease>,
+    /// Where `os` was read: /etc/os-release under the host root (`<root>/etc/os-release` with
+    /// --root), so a message about it names the file that was looked at.
+    pub os_release_path: PathBuf,
     pub cpus: usize,
     pub memory_bytes: u64,
     /// The FQDN we will serve Foreman on, and whether it resolves.
@@ -129,9 +132,10 @@ pub struct Facts {
 
 impl Facts {
     pub fn gather(host: &Host, cfg: &Config) -> Facts {
+        let os_release_path = host.path("/etc/os-release");
         let os = host
             .fs()
-            .read_string(&host.path("/etc/os-release"))
+            .read_string(&os_release_path)
             .ok()
             .flatten()
             .map(|t| OsRelease::parse(&t));
@@ -179,6 +183,7 @@ impl Facts {
             node_name,
             arch: Arch::from_uname(&machine),
             os,
+            os_release_path,
             cpus: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),

@@ -601,20 +601,10 @@ fn every_bad_input_is_refused_naming_key_value_and_fix_and_the_tree_is_unchanged
     assert!(failures.is_empty(), "{}", failures.join("\n---\n"));
 }
 
-/// Base arguments for a k3s-only install against `url` with small, test-sized timeouts.
+/// A k3s-only install against `url` with small, test-sized timeouts.
 fn k3s_install(root: &Path, url: &str, extra: &[&str]) -> std::process::Command {
-    let mut cmd = foreman_box(&[
-        "install",
-        "--root",
-        root.to_str().unwrap(),
-        "--only",
-        "preflight,k3s",
-        "--ignore-preflight",
-        "all",
-        "--hostname",
-        "foreman.example.test",
-        "--k3s-release-url",
-        url,
+    let mut cmd = foreman_box_tests::k3s_only("install", root, url);
+    cmd.args([
         "--downloads-timeout-secs",
         "2",
         "--downloads-connect-timeout-secs",

@@ -42,28 +42,16 @@ fn release(size: usize) -> Release {
 }
 
 fn k3s_cmd(verb: &str, root: &Path, mirror: &Mirror, extra: &[&str]) -> std::process::Command {
-    let mut args = vec![
-        verb,
-        "--root",
-        root.to_str().unwrap(),
+    // Preflight itself is tested in its own scenario.
+    let mut cmd = foreman_box_tests::k3s_only(verb, root, &mirror.url());
+    cmd.args([
         "--skip-start",
-        "--only",
-        "preflight,k3s",
-        // This build machine is not a Foreman host (2 cores, no FQDN): the checks still run
-        // and report, as warnings. Preflight itself is tested in its own scenario.
-        "--ignore-preflight",
-        "all",
-        "--hostname",
-        "foreman.example.test",
         "--downloads-retries",
         "4",
         "--downloads-retry-delay-ms",
         "20",
-    ];
-    args.extend_from_slice(extra);
-    let url = mirror.url();
-    let mut cmd = foreman_box(&args);
-    cmd.arg("--k3s-release-url").arg(url);
+    ]);
+    cmd.args(extra);
     cmd
 }
 
@@ -488,15 +476,24 @@ fn config_file_unknown_key_and_bad_value_are_named_with_their_source() {
     let out = plan_with("[k3s]\nverison = \"v1\"\n");
     assert_eq!(out.code, 1);
     assert!(
-        out.stderr
-            .contains("unknown configuration key `k3s.verison` in /etc/foreman-box/config.toml"),
+        out.stderr.contains(&format!(
+            "unknown configuration key `k3s.verison` in {}/etc/foreman-box/config.toml",
+            root.path().display()
+        )),
         "{}",
         out.stderr
     );
 
     let out = plan_with("[foreman]\ndynflow_workers = 99\n");
     assert_eq!(out.code, 1);
-    assert!(out.stderr.contains("bad value for `foreman.dynflow_workers` from /etc/foreman-box/config.toml:2:19: 99 is out of range"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "bad value for `foreman.dynflow_workers` from {}/etc/foreman-box/config.toml:2:19: 99 is out of range",
+            root.path().display()
+        )),
+        "{}",
+        out.stderr
+    );
 
     let out = run(
         foreman_box(&["plan", "--root", root.path().to_str().unwrap()])

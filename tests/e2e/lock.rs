@@ -2,7 +2,7 @@
 //! the PID that holds the lock; when the first finishes in time, the second goes on.
 
 use foreman_box_tests::mirror::Mirror;
-use foreman_box_tests::{artifact, debian_root, foreman_box, sha256_hex, Run};
+use foreman_box_tests::{artifact, debian_root, sha256_hex, Run};
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -23,19 +23,8 @@ fn slow_release(size: usize, pause: Duration) -> Mirror {
 }
 
 fn install(root: &Path, mirror: &Mirror) -> std::process::Command {
-    let mut cmd = foreman_box(&[
-        "install",
-        "--root",
-        root.to_str().unwrap(),
-        "--skip-start",
-        "--only",
-        "preflight,k3s",
-        "--ignore-preflight",
-        "all",
-        "--hostname",
-        "foreman.example.test",
-    ]);
-    cmd.arg("--k3s-release-url").arg(mirror.url());
+    let mut cmd = foreman_box_tests::k3s_only("install", root, &mirror.url());
+    cmd.arg("--skip-start");
     cmd
 }
 

@@ -10,6 +10,7 @@ mod host;
 mod image;
 mod k3s;
 mod lock;
+mod messages;
 mod operator;
 mod postgres;
 mod pulp;

@@ -2,7 +2,7 @@
 //! bash against a loopback release server (a stand-in binary that records how it was run).
 
 use foreman_box_tests::mirror::Mirror;
-use foreman_box_tests::{binary, mode, sha256_hex, Run};
+use foreman_box_tests::{binary, foreman_box, foreman_box_at, mode, run, sha256_hex, Run};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -28,11 +28,23 @@ fn arch() -> &'static str {
     }
 }
 
-/// A stand-in foreman-box: prints a small uninstall script when asked, otherwise records its
-/// arguments (one per line) and the FOREMAN_BOX_* variables it got into $STANDIN_LOG.
+/// A stand-in foreman-box: prints a small uninstall script, bash completion or man page when
+/// asked (`completions bash` fails when $STANDIN_FAIL is `completions`), otherwise records its
+/// arguments (one per line) and the FOREMAN_BOX_* variables it got into $STANDIN_LOG. The real
+/// binary's completion and man page are installed by
+/// `install_sh_installs_the_real_binary_from_a_local_path_with_its_uninstall_script`.
 const STANDIN: &str = r#"#!/bin/sh
 if [ "$1" = uninstall ] && [ "$2" = --print-script ]; then
     printf '#!/bin/sh\necho stand-in uninstall\n'
+    exit 0
+fi
+if [ "$1" = completions ] && [ "$2" = bash ]; then
+    [ "${STANDIN_FAIL:-}" = completions ] && exit 1
+    printf 'complete -F _standin foreman-box\n'
+    exit 0
+fi
+if [ "$1" = man ] && [ $# = 1 ]; then
+    printf '.TH FOREMAN-BOX 1 stand-in\n'
     exit 0
 fi
 printf '%s\n' "$@" >"$STANDIN_LOG"
@@ -71,6 +83,16 @@ impl Scene {
         self.dir.path().join("standin.log")
     }
 
+    /// FOREMAN_BOX_COMPLETION_DIR: install.sh creates it when asked to write there.
+    fn completion_dir(&self) -> PathBuf {
+        self.dir.path().join("share/bash-completion/completions")
+    }
+
+    /// FOREMAN_BOX_MAN_DIR.
+    fn man_dir(&self) -> PathBuf {
+        self.dir.path().join("share/man/man1")
+    }
+
     /// `SHELL -s -- ARGS` with SCRIPT on stdin, in a clean FOREMAN_BOX_* environment.
     fn command(&self, shell: &str, args: &[&str]) -> Command {
         let mut cmd = Command::new(shell);
@@ -86,14 +108,16 @@ impl Scene {
             .env("TMPDIR", self.dir.path().join("tmp"))
             .env("STANDIN_LOG", self.log())
             .env("FOREMAN_BOX_DOWNLOAD_URL", self.mirror.url())
-            .env("FOREMAN_BOX_BIN_DIR", self.bin_dir());
+            .env("FOREMAN_BOX_BIN_DIR", self.bin_dir())
+            .env("FOREMAN_BOX_COMPLETION_DIR", self.completion_dir())
+            .env("FOREMAN_BOX_MAN_DIR", self.man_dir());
         cmd
     }
 
     /// Everything the script could have left: installed files, the stand-in's log, temp files.
     fn leftovers(&self) -> Vec<PathBuf> {
         let mut out = Vec::new();
-        for p in [self.bin_dir(), self.log()] {
+        for p in [self.bin_dir(), self.log(), self.dir.path().join("share")] {
             if p.exists() {
                 out.push(p);
             }
@@ -116,6 +140,16 @@ fn pipe(mut cmd: Command, script: &[u8]) -> Run {
         .expect("the shell runs");
     child.stdin.take().unwrap().write_all(script).unwrap();
     child.wait_with_output().unwrap().into()
+}
+
+/// The names in DIR, sorted.
+fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
 }
 
 fn lines(path: &Path) -> Vec<String> {
@@ -225,15 +259,38 @@ fn install_sh_verifies_installs_and_runs_the_binary_with_the_script_arguments() 
             ["FOREMAN_BOX_DYNFLOW_WORKERS=3"],
             "{shell}"
         );
-        let mut names: Vec<String> = std::fs::read_dir(scene.bin_dir())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
         assert_eq!(
-            names,
+            names(&scene.bin_dir()),
             ["foreman-box", "foreman-box-uninstall.sh"],
             "no temp file left"
+        );
+        // The bash completion and the man page the binary printed, in the asked directories
+        // (created), readable by everyone, and no temp file beside them.
+        let completion = scene.completion_dir().join("foreman-box");
+        assert_eq!(
+            std::fs::read_to_string(&completion).unwrap(),
+            "complete -F _standin foreman-box\n",
+            "{shell}"
+        );
+        assert_eq!(mode(&completion), 0o644);
+        assert_eq!(names(&scene.completion_dir()), ["foreman-box"], "{shell}");
+        let man = scene.man_dir().join("foreman-box.1");
+        assert_eq!(
+            std::fs::read_to_string(&man).unwrap(),
+            ".TH FOREMAN-BOX 1 stand-in\n",
+            "{shell}"
+        );
+        assert_eq!(mode(&man), 0o644);
+        assert_eq!(names(&scene.man_dir()), ["foreman-box.1"], "{shell}");
+        assert!(
+            out.stdout.contains(&format!(
+                "installed the bash completion: {}",
+                completion.display()
+            )) && out
+                .stdout
+                .contains(&format!("installed the man page: {}", man.display())),
+            "{shell}: {}",
+            out.all()
         );
         assert_eq!(
             std::fs::read_dir(scene.dir.path().join("tmp"))
@@ -241,6 +298,51 @@ fn install_sh_verifies_installs_and_runs_the_binary_with_the_script_arguments() 
                 .count(),
             0,
             "the download dir is cleaned up"
+        );
+    }
+}
+
+#[test]
+fn install_sh_that_cannot_write_the_completion_or_man_page_warns_and_still_installs_and_runs() {
+    for shell in SHELLS {
+        let scene = Scene::new(STANDIN.as_bytes());
+        // The man directory cannot be created (a file is in its way); the completion command
+        // fails.
+        std::fs::create_dir_all(scene.dir.path().join("share")).unwrap();
+        std::fs::write(scene.dir.path().join("share/man"), "a file").unwrap();
+        let mut cmd = scene.command(shell, &["--katello=false"]);
+        cmd.env("STANDIN_FAIL", "completions");
+        let out = pipe(cmd, &install_sh());
+        assert_eq!(out.code, 0, "{shell}: {}", out.all());
+        assert!(
+            out.stderr.contains(
+                "warning: foreman-box completions bash failed or printed nothing: the bash completion is not installed"
+            ),
+            "{shell}: {}",
+            out.all()
+        );
+        assert!(
+            out.stderr.contains(&format!(
+                "warning: cannot create {}: the man page is not installed",
+                scene.man_dir().display()
+            )),
+            "{shell}: {}",
+            out.all()
+        );
+        assert_eq!(
+            names(&scene.completion_dir()),
+            Vec::<String>::new(),
+            "{shell}: no completion and no temp file"
+        );
+        assert_eq!(
+            names(&scene.bin_dir()),
+            ["foreman-box", "foreman-box-uninstall.sh"],
+            "{shell}"
+        );
+        assert_eq!(
+            lines(&scene.log()),
+            ["install", "--katello=false"],
+            "{shell}"
         );
     }
 }
@@ -388,4 +490,80 @@ fn install_sh_installs_the_real_binary_from_a_local_path_with_its_uninstall_scri
         "the installed uninstall script is scripts/uninstall.sh, as embedded in the binary"
     );
     assert!(scene.mirror.requests().is_empty(), "nothing downloaded");
+    // The bash completion and the man page are the real binary's own.
+    for (file, args) in [
+        (
+            scene.completion_dir().join("foreman-box"),
+            ["completions", "bash"].as_slice(),
+        ),
+        (scene.man_dir().join("foreman-box.1"), ["man"].as_slice()),
+    ] {
+        let printed = run(&mut foreman_box(args));
+        assert_eq!(printed.code, 0, "{}", printed.all());
+        assert_eq!(
+            std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display())),
+            printed.stdout,
+            "{} is what `foreman-box {}` prints",
+            file.display(),
+            args.join(" ")
+        );
+    }
+    assert!(
+        std::fs::read_to_string(scene.completion_dir().join("foreman-box"))
+            .unwrap()
+            .contains("complete -F _foreman__box")
+    );
+}
+
+#[test]
+fn release_sh_writes_the_man_page_and_completions_of_the_built_binary_listed_in_sha256sums() {
+    let dist = tempfile::tempdir().unwrap();
+    let out: Run = Command::new("sh")
+        .arg(workspace().join("scripts/release.sh"))
+        .env("DIST", dist.path())
+        .output()
+        .expect("sh runs scripts/release.sh")
+        .into();
+    assert_eq!(out.code, 0, "release.sh:\n{}", out.all());
+    let d = dist.path();
+    let sums: Vec<(String, String)> = lines(&d.join("SHA256SUMS"))
+        .iter()
+        .map(|l| {
+            let (hash, name) = l.split_once("  ").expect("`HASH  NAME` lines");
+            (name.to_string(), hash.to_string())
+        })
+        .collect();
+    let binary = format!("foreman-box-{}", arch());
+    for name in [
+        binary.as_str(),
+        "foreman-box-uninstall.sh",
+        "install.sh",
+        "foreman-box.1",
+        "completions/foreman-box.bash",
+        "completions/_foreman-box",
+        "completions/foreman-box.fish",
+    ] {
+        let hash = sums
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, h)| h.as_str())
+            .unwrap_or_else(|| panic!("SHA256SUMS lacks {name}: {sums:?}"));
+        let file = std::fs::read(d.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(sha256_hex(&file), hash, "{name}");
+    }
+    // What the released binary prints, and every subcommand in it.
+    let bin = d.join(&binary);
+    for (file, shell) in [
+        ("completions/foreman-box.bash", "bash"),
+        ("completions/_foreman-box", "zsh"),
+        ("completions/foreman-box.fish", "fish"),
+    ] {
+        let text = std::fs::read_to_string(d.join(file)).unwrap();
+        let printed = run(&mut foreman_box_at(&bin, &["completions", shell]));
+        assert_eq!(text, printed.stdout, "{file}");
+        crate::terminal::assert_completion_offers_every_subcommand(shell, &text);
+    }
+    let man = std::fs::read_to_string(d.join("foreman-box.1")).unwrap();
+    assert_eq!(man, run(&mut foreman_box_at(&bin, &["man"])).stdout);
+    crate::terminal::assert_man_page_mentions_every_subcommand(&man);
 }

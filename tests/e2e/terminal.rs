@@ -2,7 +2,7 @@
 //! by a terminal emulator (vt100) into the final screen and compared with snapshots in
 //! `e2e/snapshots/` (paths, times and the mirror's port replaced; `UPDATE_SNAPSHOTS=1` rewrites
 //! them); the plain form when stdout is not a terminal; the run log; JSON output; completions
-//! and the man page.
+//! and the man page against the clap definitions.
 
 use foreman_box_tests::mirror::Mirror;
 use foreman_box_tests::pg::Pg;
@@ -133,7 +133,7 @@ fn on_terminal(args: &[String], env: &[(&str, &str)]) -> Screen {
 
 /// Replaces what differs between runs: the root, the mirror's address, times, the log's name,
 /// and the preflight warnings of checks that depend on this machine.
-fn scrub(text: &str, root: &Path, mirror: Option<&Mirror>) -> String {
+pub(crate) fn scrub(text: &str, root: &Path, mirror: Option<&Mirror>) -> String {
     let mut t = text.replace(root.to_str().unwrap(), "<root>");
     if let Some(m) = mirror {
         t = t.replace(&m.url(), "<mirror>");
@@ -195,7 +195,7 @@ fn scrub_word(w: &str) -> String {
 }
 
 /// Compares with `e2e/snapshots/NAME.txt`; `UPDATE_SNAPSHOTS=1` writes it instead.
-fn assert_snapshot(name: &str, actual: &str) {
+pub(crate) fn assert_snapshot(name: &str, actual: &str) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("e2e/snapshots")
         .join(format!("{name}.txt"));
@@ -482,58 +482,107 @@ fn plan_and_status_print_one_json_document() {
     assert_eq!(a["k3s"]["installed"], false);
 }
 
-#[test]
-fn completions_and_man_page_mention_every_subcommand() {
-    let help = run(&mut foreman_box(&["--help"]));
-    // The subcommands, as clap lists them under "Commands:".
-    let commands: Vec<String> = help
-        .stdout
-        .split("Commands:")
-        .nth(1)
-        .expect("help lists commands")
-        .lines()
-        .skip(1)
-        .take_while(|l| !l.trim().is_empty())
-        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
-        .filter(|c| c != "help")
-        .collect();
-    for c in [
-        "install",
-        "plan",
-        "preflight",
-        "status",
-        "render",
-        "operator",
-        "completions",
-        "man",
-    ] {
-        assert!(commands.iter().any(|x| x == c), "{c} not in {commands:?}");
+/// Every subcommand in the clap definitions (`CommandFactory`, not a list kept by hand), at every
+/// depth, as (its parent's names, its name): `([], "install")`, `(["operator"], "crd")`.
+pub(crate) fn subcommands() -> Vec<(Vec<String>, String)> {
+    use clap::CommandFactory;
+    fn walk(cmd: &clap::Command, parents: &[String], out: &mut Vec<(Vec<String>, String)>) {
+        for sub in cmd.get_subcommands() {
+            let name = sub.get_name().to_string();
+            out.push((parents.to_vec(), name.clone()));
+            let mut path = parents.to_vec();
+            path.push(name);
+            walk(sub, &path, out);
+        }
     }
+    let mut out = Vec::new();
+    walk(&foreman_box::cli::Cli::command(), &[], &mut out);
+    out
+}
+
+/// The completion script for SHELL offers every subcommand where it completes its parent's
+/// subcommands: bash's `opts="..."` word lists, zsh's `'NAME:description'` entries, fish's
+/// `-a "NAME"`.
+pub(crate) fn assert_completion_offers_every_subcommand(shell: &str, script: &str) {
+    for (parents, name) in subcommands() {
+        let offered = match shell {
+            "bash" => script.lines().any(|l| {
+                l.trim()
+                    .strip_prefix("opts=\"")
+                    .and_then(|o| o.strip_suffix('"'))
+                    .is_some_and(|o| o.split(' ').any(|w| w == name))
+            }),
+            "zsh" => script.lines().any(|l| l.starts_with(&format!("'{name}:"))),
+            "fish" => script.lines().any(|l| {
+                l.contains(&format!("-a \"{name}\""))
+                    && parents.iter().all(|p| l.contains(p.as_str()))
+            }),
+            other => panic!("no check for {other}"),
+        };
+        assert!(
+            offered,
+            "the {shell} completion does not offer `{}`",
+            [parents.join(" "), name].join(" ").trim()
+        );
+    }
+}
+
+/// The man page names every top-level subcommand in its SUBCOMMANDS section, and every nested
+/// one somewhere.
+pub(crate) fn assert_man_page_mentions_every_subcommand(page: &str) {
+    assert!(
+        page.contains(".TH foreman-box 1"),
+        "not a man(1) page: {page}"
+    );
+    let section = page
+        .split(".SH SUBCOMMANDS")
+        .nth(1)
+        .and_then(|s| s.split(".SH ").next())
+        .expect("a SUBCOMMANDS section");
+    for (parents, name) in subcommands() {
+        if parents.is_empty() {
+            assert!(
+                section.contains(&format!("foreman\\-box\\-{name}(1)")),
+                "the man page's SUBCOMMANDS section lacks {name}"
+            );
+        }
+    }
+}
+
+#[test]
+fn completions_and_man_page_offer_every_subcommand_of_the_clap_definitions() {
+    let all = subcommands();
+    // The enumeration itself sees the tree: top-level commands and the operator's tools.
+    for c in ["install", "plan", "uninstall", "completions", "man"] {
+        assert!(all.contains(&(vec![], c.to_string())), "{c} in {all:?}");
+    }
+    assert!(all.contains(&(vec!["operator".to_string()], "crd".to_string())));
     for shell in ["bash", "zsh", "fish"] {
         let out = run(&mut foreman_box(&["completions", shell]));
         assert_eq!(out.code, 0, "{}", out.all());
-        for c in &commands {
-            assert!(
-                out.stdout.contains(c.as_str()),
-                "{shell} completion lacks {c}"
-            );
-        }
+        assert_completion_offers_every_subcommand(shell, &out.stdout);
         // Flags made from the key table are completed too.
         assert!(out.stdout.contains("k3s-release-url"), "{shell}");
     }
     let man = run(&mut foreman_box(&["man"]));
     assert_eq!(man.code, 0, "{}", man.all());
+    assert_man_page_mentions_every_subcommand(&man.stdout);
+}
+
+#[test]
+fn the_subcommand_checks_fail_when_one_is_missing() {
+    // The checks above are only worth something if they can fail.
+    let bash = run(&mut foreman_box(&["completions", "bash"])).stdout;
+    let without = bash.replace(" uninstall ", " ");
     assert!(
-        man.stdout.starts_with(".ie") || man.stdout.contains(".TH"),
-        "roff: {}",
-        &man.stdout[..200.min(man.stdout.len())]
+        std::panic::catch_unwind(|| assert_completion_offers_every_subcommand("bash", &without))
+            .is_err()
     );
-    for c in &commands {
-        assert!(
-            man.stdout.contains(&format!("foreman-box-{c}")) || man.stdout.contains(c.as_str()),
-            "man page lacks {c}"
-        );
-    }
+    let man = run(&mut foreman_box(&["man"])).stdout;
+    let without = man.replace("foreman\\-box\\-plan(1)", "");
+    assert!(
+        std::panic::catch_unwind(|| assert_man_page_mentions_every_subcommand(&without)).is_err()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -508,3 +508,48 @@ fn uninstall_on_a_booted_host_stops_k3s_keeps_local_databases_and_purge_drops_th
     assert!(!m.path("/etc/foreman-box").exists());
     assert!(!m.path("/usr/local/bin/foreman-box-uninstall.sh").exists());
 }
+
+#[test]
+fn uninstall_removes_the_bash_completion_and_man_page_install_sh_wrote_under_the_root() {
+    // Where install.sh writes them by default, and in the directories its variables choose.
+    let completion = "usr/share/bash-completion/completions/foreman-box";
+    let man = "usr/local/share/man/man1/foreman-box.1";
+    let theirs = "usr/share/bash-completion/completions/git";
+    for (vars, completion, man) in [
+        (None, completion, man),
+        (
+            Some(("/opt/completions", "/opt/man1")),
+            "opt/completions/foreman-box",
+            "opt/man1/foreman-box.1",
+        ),
+    ] {
+        let root = debian_root();
+        let r = root.path();
+        for f in [completion, man, theirs, "usr/local/bin/foreman-box"] {
+            std::fs::create_dir_all(r.join(f).parent().unwrap()).unwrap();
+            std::fs::write(r.join(f), f).unwrap();
+        }
+        let mut cmd = foreman_box(&["uninstall", "--root", r.to_str().unwrap()]);
+        if let Some((c, m)) = vars {
+            cmd.env("FOREMAN_BOX_COMPLETION_DIR", c)
+                .env("FOREMAN_BOX_MAN_DIR", m);
+        }
+        let out = run(&mut cmd);
+        assert_eq!(out.code, 0, "{}", out.all());
+        for gone in [completion, man, "usr/local/bin/foreman-box"] {
+            assert!(
+                !r.join(gone).exists(),
+                "{gone} is still there: {}",
+                out.all()
+            );
+        }
+        assert!(
+            r.join(theirs).exists(),
+            "another program's completion stays"
+        );
+        assert!(
+            r.join(man).parent().unwrap().is_dir(),
+            "the system's directory stays"
+        );
+    }
+}

@@ -101,6 +101,26 @@ pub fn foreman_box(args: &[&str]) -> Command {
     foreman_box_at(binary(), args)
 }
 
+/// `foreman-box VERB` of the k3s step alone under ROOT against the release mirror at URL, as the
+/// k3s scenarios run it: `--only preflight,k3s` with every check ignored (this build machine is
+/// no Foreman host: the checks still run and report, as warnings) and a `.test` hostname.
+/// Callers add their own flags.
+pub fn k3s_only(verb: &str, root: &Path, url: &str) -> Command {
+    foreman_box(&[
+        verb,
+        "--root",
+        root.to_str().unwrap(),
+        "--only",
+        "preflight,k3s",
+        "--ignore-preflight",
+        "all",
+        "--hostname",
+        "foreman.example.test",
+        "--k3s-release-url",
+        url,
+    ])
+}
+
 /// Output with both streams as text, for assertions.
 pub struct Run {
     pub code: i32,

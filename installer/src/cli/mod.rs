@@ -209,7 +209,15 @@ impl Args for ConfigFlags {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // clap's usage errors would exit 2, which is `plan`'s "changes pending": a mistyped
+            // flag exits 1 like every other error. Help and version go to stdout and exit 0.
+            let _ = e.print();
+            return ExitCode::from(u8::from(e.use_stderr()));
+        }
+    };
     if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) {
         console::set_colors_enabled(false);
         console::set_colors_enabled_stderr(false);
@@ -511,12 +519,14 @@ fn prepare(
     reporter: Arc<dyn steps::Reporter>,
 ) -> anyhow::Result<(Context, Vec<Box<dyn steps::Step>>)> {
     let host = Host::new(&args.root, Arc::new(SystemRunner));
-    // An explicit --config must exist; the default file is optional.
+    // An explicit --config must exist; the default file is optional. Messages name the file
+    // that was read: under --root, <root>/etc/foreman-box/config.toml, so that their `help:`
+    // (chmod, chown) never points at the real host's file.
     let (file, shown, required) = match &args.config {
         Some(p) => (p.clone(), p.clone(), true),
         None => (
             host.path(DEFAULT_CONFIG_PATH),
-            PathBuf::from(DEFAULT_CONFIG_PATH),
+            host.path(DEFAULT_CONFIG_PATH),
             false,
         ),
     };

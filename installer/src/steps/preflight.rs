@@ -113,18 +113,22 @@ fn check_arch(f: &Facts, _: &Config) -> Result<(), (String, String)> {
 fn check_os(f: &Facts, _: &Config) -> Result<(), (String, String)> {
     match &f.os {
         None => Err((
-            "/etc/os-release is missing, so the distribution is unknown".into(),
+            format!(
+                "{} is missing, so the distribution is unknown",
+                f.os_release_path.display()
+            ),
             "run on Debian, Ubuntu, a RHEL-family distribution, Fedora or SUSE".into(),
         )),
         Some(os) if os.family().is_none() => Err((
             format!(
-                "{} ({}) is not a supported distribution",
+                "{} ({}) is not a supported distribution (read from {})",
                 if os.pretty_name.is_empty() {
                     &os.id
                 } else {
                     &os.pretty_name
                 },
-                os.id
+                os.id,
+                f.os_release_path.display()
             ),
             "run on Debian, Ubuntu, a RHEL-family distribution, Fedora or SUSE".into(),
         )),
@@ -321,6 +325,7 @@ pub(crate) mod tests {
         Facts {
             arch: Arch::Amd64,
             os: Some(OsRelease::parse("ID=debian\nVERSION_ID=12\n")),
+            os_release_path: "/etc/os-release".into(),
             cpus: 4,
             memory_bytes: 24 * GIB,
             fqdn: "foreman.example.com".into(),
@@ -392,6 +397,27 @@ pub(crate) mod tests {
             spoil(&mut f);
             assert_eq!(failures(&f), vec![check], "spoiling {check}");
         }
+    }
+
+    #[test]
+    fn os_messages_name_the_os_release_file_that_was_read() {
+        let cfg = Layers::new().resolve().unwrap();
+        let mut f = good_facts();
+        f.os_release_path = "/tmp/root/etc/os-release".into();
+        f.os = None;
+        let (missing, _) = check_os(&f, &cfg).unwrap_err();
+        assert_eq!(
+            missing,
+            "/tmp/root/etc/os-release is missing, so the distribution is unknown"
+        );
+        f.os = Some(OsRelease::parse(
+            "ID=alpine\nPRETTY_NAME=\"Alpine Linux\"\n",
+        ));
+        let (other, _) = check_os(&f, &cfg).unwrap_err();
+        assert_eq!(
+            other,
+            "Alpine Linux (alpine) is not a supported distribution (read from /tmp/root/etc/os-release)"
+        );
     }
 
     #[test]
