@@ -8,7 +8,7 @@ mod lock;
 mod runner;
 mod service;
 
-pub use fs::{FileStamp, FileState, HostFs, StatStamp};
+pub use fs::{FileStamp, FileState, HostFs};
 pub use lock::{RunLock, LOCK_PATH, LOCK_WAIT};
 pub use runner::{Cmd, CommandRunner, Output, RecordingRunner, SystemRunner};
 pub use service::{PackageManager, ServiceManager};
