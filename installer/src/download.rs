@@ -12,7 +12,7 @@ use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// The least a download must sustain: fewer bytes than this per second, averaged over a window
@@ -23,8 +23,9 @@ pub const MIN_BYTES_PER_SEC: u64 = 1024;
 
 #[derive(Clone)]
 pub struct Downloader {
-    client: reqwest::Client,
-    no_redirect: reqwest::Client,
+    /// Built on first use: building one loads and parses every CA certificate of the host
+    /// (a few ms each time), which a converged run, needing no network, never pays.
+    clients: Arc<Clients>,
     retries: u32,
     delay: Duration,
     /// Time to the first byte of an answer (and the whole of a small document); the window of
@@ -32,6 +33,26 @@ pub struct Downloader {
     timeout: Duration,
     /// Told each download's progress (the terminal draws a bar).
     reporter: Arc<dyn Reporter>,
+}
+
+/// The HTTP clients of a downloader, made when first needed.
+struct Clients {
+    connect_timeout: Duration,
+    read_timeout: Duration,
+    follow: OnceLock<reqwest::Client>,
+    no_redirect: OnceLock<reqwest::Client>,
+}
+
+impl Clients {
+    fn build(&self, redirects: reqwest::redirect::Policy) -> reqwest::Client {
+        reqwest::Client::builder()
+            .user_agent(concat!("foreman-box/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(self.connect_timeout)
+            .read_timeout(self.read_timeout)
+            .redirect(redirects)
+            .build()
+            .expect("TLS backend initialises")
+    }
 }
 
 /// Where the expected hash of a download came from: a checksum list, maybe cached.
@@ -58,26 +79,35 @@ pub enum Fetched {
 impl Downloader {
     pub fn new(cfg: &crate::config::DownloadConfig) -> Self {
         let timeout = Duration::from_secs(cfg.timeout_secs);
-        let build = |redirects| {
-            reqwest::Client::builder()
-                .user_agent(concat!("foreman-box/", env!("CARGO_PKG_VERSION")))
-                .connect_timeout(Duration::from_secs(cfg.connect_timeout_secs))
+        Downloader {
+            clients: Arc::new(Clients {
+                connect_timeout: Duration::from_secs(cfg.connect_timeout_secs),
                 // A backstop: no single read waits longer than the window; the throughput
                 // guard in `fetch_once` catches a server that trickles.
                 // (twice the window, so the clearer errors of the guards come first).
-                .read_timeout(timeout.saturating_mul(2))
-                .redirect(redirects)
-                .build()
-                .expect("TLS backend initialises")
-        };
-        Downloader {
-            client: build(reqwest::redirect::Policy::limited(10)),
-            no_redirect: build(reqwest::redirect::Policy::none()),
+                read_timeout: timeout.saturating_mul(2),
+                follow: OnceLock::new(),
+                no_redirect: OnceLock::new(),
+            }),
             retries: cfg.retries,
             delay: Duration::from_millis(cfg.retry_delay_ms),
             timeout,
             reporter: Arc::new(LogReporter),
         }
+    }
+
+    /// The client that follows redirects (release assets sit behind them).
+    fn client(&self) -> &reqwest::Client {
+        let c = &self.clients;
+        c.follow
+            .get_or_init(|| c.build(reqwest::redirect::Policy::limited(10)))
+    }
+
+    /// The client that reports a redirect instead of following it (channel resolution).
+    fn no_redirect(&self) -> &reqwest::Client {
+        let c = &self.clients;
+        c.no_redirect
+            .get_or_init(|| c.build(reqwest::redirect::Policy::none()))
     }
 
     /// The same downloader, telling `reporter` its progress.
@@ -107,7 +137,7 @@ impl Downloader {
     /// A small text document (checksum lists), with retries; the whole of it within the timeout.
     pub async fn text(&self, url: &str) -> Result<String> {
         self.with_retries(url, || async {
-            let resp = self.send(url, self.client.get(url)).await?;
+            let resp = self.send(url, self.client().get(url)).await?;
             let resp = check_status(url, resp)?;
             match tokio::time::timeout(self.timeout, resp.text()).await {
                 Ok(t) => t.map_err(|e| download_err(url, e)),
@@ -193,7 +223,7 @@ impl Downloader {
     /// The target of a redirect (the k3s channel service answers with one).
     pub async fn redirect_target(&self, url: &str) -> Result<String> {
         self.with_retries(url, || async {
-            let resp = self.send(url, self.no_redirect.get(url)).await?;
+            let resp = self.send(url, self.no_redirect().get(url)).await?;
             if !resp.status().is_redirection() {
                 return Err(Error::HttpStatus {
                     url: url.to_string(),
@@ -253,7 +283,7 @@ impl Downloader {
     /// One attempt: continue `part` from where it stops; returns its final size and hash.
     async fn fetch_once(&self, fs: &HostFs, url: &str, part: &Path) -> Result<(u64, String)> {
         let mut have = fs.size(part)?.unwrap_or(0);
-        let mut request = self.client.get(url);
+        let mut request = self.client().get(url);
         if have > 0 {
             request = request.header(RANGE, format!("bytes={have}-"));
         }
