@@ -148,12 +148,7 @@ impl Facts {
         let node_ip = cfg
             .node_ip
             .or_else(|| default_route_iface.as_deref().and_then(iface_ipv4));
-        let mut listening_ports = BTreeSet::new();
-        for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-            if let Some(t) = read_proc(table) {
-                listening_ports.extend(listening(&t));
-            }
-        }
+        let listening_ports = crate::host::listening_tcp_ports();
         let mut free_disk = BTreeMap::new();
         for dir in ["/var/lib/rancher", "/var/lib/postgresql", "/var/lib/pgsql"]
             .into_iter()
@@ -245,22 +240,6 @@ pub fn default_route(route: &str) -> Option<String> {
     })
 }
 
-/// Ports in LISTEN state (0A) in a /proc/net/tcp{,6} table.
-pub fn listening(table: &str) -> Vec<u16> {
-    table
-        .lines()
-        .skip(1)
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            if f.len() < 4 || f[3] != "0A" {
-                return None;
-            }
-            let port = f[1].rsplit(':').next()?;
-            u16::from_str_radix(port, 16).ok()
-        })
-        .collect()
-}
-
 fn iface_ipv4(iface: &str) -> Option<IpAddr> {
     nix::ifaddrs::getifaddrs().ok()?.find_map(|a| {
         if a.interface_name != iface {
@@ -314,7 +293,7 @@ mod tests {
             "Iface\tDestination\tGateway\nlo\t0000007F\t00000000\neth0\t00000000\t0101A8C0\n";
         assert_eq!(default_route(route).as_deref(), Some("eth0"));
         let tcp = "  sl  local_address rem_address   st\n   0: 00000000:1A0B 00000000:0000 0A 0\n   1: 0100007F:0050 0100007F:9000 01 0\n";
-        assert_eq!(listening(tcp), vec![0x1A0B]);
+        assert_eq!(crate::host::listening_in_proc_table(tcp), vec![0x1A0B]);
         assert_eq!(mem_total("MemTotal:       16384 kB\n"), Some(16384 * 1024));
     }
 }
