@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 /// of `downloads.timeout_secs` (30 s by default), and the attempt fails as stalled. 1 KiB/s is
 /// far below any usable link (a 70 MB k3s binary would take 19 hours), so only a dead or
 /// trickling server trips it.
-pub const MIN_BYTES_PER_SEC: u64 = 1024;
+pub(crate) const MIN_BYTES_PER_SEC: u64 = 1024;
 
 #[derive(Clone)]
 pub struct Downloader {
@@ -57,7 +57,7 @@ impl Clients {
 
 /// Where the expected hash of a download came from: a checksum list, maybe cached.
 #[derive(Debug, Clone)]
-pub struct Listed {
+pub(crate) struct Listed {
     /// The list on the server.
     pub url: String,
     /// Our cached copy of it.
@@ -111,7 +111,7 @@ impl Downloader {
     }
 
     /// The same downloader, telling `reporter` its progress.
-    pub fn with_reporter(mut self, reporter: Arc<dyn Reporter>) -> Self {
+    pub(crate) fn with_reporter(mut self, reporter: Arc<dyn Reporter>) -> Self {
         self.reporter = reporter;
         self
     }
@@ -135,7 +135,7 @@ impl Downloader {
     }
 
     /// A small text document (checksum lists), with retries; the whole of it within the timeout.
-    pub async fn text(&self, url: &str) -> Result<String> {
+    pub(crate) async fn text(&self, url: &str) -> Result<String> {
         self.with_retries(url, || async {
             let resp = self.send(url, self.client().get(url)).await?;
             let resp = check_status(url, resp)?;
@@ -156,7 +156,7 @@ impl Downloader {
     /// A checksum list: our cached copy when it is well-formed, else (missing, unreadable,
     /// a malformed line, two lines for one asset) fetched again from `url`. A list fetched that
     /// fails the same checks is an error. Returns the text and its (name, hash) pairs.
-    pub async fn checksums(
+    pub(crate) async fn checksums(
         &self,
         fs: &HostFs,
         cache: &Path,
@@ -184,7 +184,7 @@ impl Downloader {
     /// download does not match and the list came from our cache, the cached list is removed and
     /// fetched again, and the download is tried against the fresh hash. A poisoned cache can so
     /// never win for good.
-    pub async fn fetch_listed(
+    pub(crate) async fn fetch_listed(
         &self,
         fs: &HostFs,
         url: &str,
@@ -221,7 +221,7 @@ impl Downloader {
     }
 
     /// The target of a redirect (the k3s channel service answers with one).
-    pub async fn redirect_target(&self, url: &str) -> Result<String> {
+    pub(crate) async fn redirect_target(&self, url: &str) -> Result<String> {
         self.with_retries(url, || async {
             let resp = self.send(url, self.no_redirect().get(url)).await?;
             if !resp.status().is_redirection() {
@@ -416,14 +416,14 @@ impl Downloader {
     }
 }
 
-pub fn part_path(dest: &Path) -> PathBuf {
+pub(crate) fn part_path(dest: &Path) -> PathBuf {
     let mut name = dest.file_name().unwrap_or_default().to_os_string();
     name.push(".part");
     dest.with_file_name(name)
 }
 
 /// Parses a `sha256sum` listing into (file name, hash) pairs.
-pub fn parse_sha256sums(text: &str) -> Vec<(String, String)> {
+pub(crate) fn parse_sha256sums(text: &str) -> Vec<(String, String)> {
     text.lines()
         .filter_map(|l| {
             let mut it = l.split_whitespace();
@@ -437,7 +437,7 @@ pub fn parse_sha256sums(text: &str) -> Vec<(String, String)> {
 
 /// An error with all its causes, for a log line: `download of URL failed: error sending
 /// request: connection refused`.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string().lines().next().unwrap_or("").to_string();
     let mut cause = e.source();
     while let Some(c) = cause {
@@ -450,7 +450,9 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 
 /// Lines of a `sha256sum` listing, refusing what a well-formed one never has: a malformed line
 /// or two lines for the same asset.
-pub fn parse_sha256sums_strict(text: &str) -> std::result::Result<Vec<(String, String)>, String> {
+pub(crate) fn parse_sha256sums_strict(
+    text: &str,
+) -> std::result::Result<Vec<(String, String)>, String> {
     let mut out: Vec<(String, String)> = Vec::new();
     for (n, line) in text.lines().enumerate() {
         if line.trim().is_empty() {

@@ -7,17 +7,17 @@ use std::fmt;
 pub struct Secret(String);
 
 impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
+    pub(crate) fn new(value: impl Into<String>) -> Self {
         Secret(value.into())
     }
 
     /// The value itself, for the few places that must hand it on (stdin, a 0600 file, a client).
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 
     /// A fresh random value: 32 characters from [A-Za-z0-9], about 190 bits from the OS RNG.
-    pub fn generate() -> Self {
+    pub(crate) fn generate() -> Self {
         use rand::{Rng, TryRngCore};
         const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
         let mut rng = rand::rngs::OsRng.unwrap_err();
@@ -45,7 +45,7 @@ impl fmt::Display for Secret {
 /// at 0644 (or a folder at 0755) is noticed and repaired by `apply`, never silently. `dir` and
 /// `files` are host paths (`/etc/foreman-box/secrets/...`); missing ones are skipped. The
 /// PostgreSQL step calls this in its plan.
-pub fn mode_repairs(
+pub(crate) fn mode_repairs(
     cx: &crate::steps::Context,
     dir: &str,
     files: &[String],

@@ -11,7 +11,7 @@ mod service;
 
 pub use fs::{FileStamp, FileState, HostFs};
 pub use lock::{RunLock, LOCK_PATH, LOCK_WAIT};
-pub use net::{listening_in_proc_table, listening_tcp_ports};
+pub(crate) use net::listening_tcp_ports;
 pub use runner::{Cmd, CommandRunner, Output, RecordingRunner, SystemRunner};
 pub use service::{PackageManager, ServiceManager};
 

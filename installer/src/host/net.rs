@@ -20,7 +20,7 @@ const NLMSG_HDR: usize = 16;
 const REQ_LEN: usize = 56;
 
 /// Ports with a TCP socket in LISTEN, IPv4 and IPv6.
-pub fn listening_tcp_ports() -> BTreeSet<u16> {
+pub(crate) fn listening_tcp_ports() -> BTreeSet<u16> {
     let mut ports = BTreeSet::new();
     for family in [nix::libc::AF_INET, nix::libc::AF_INET6] {
         match diag_listening(family as u8) {
@@ -91,7 +91,7 @@ fn diag_listening(family: u8) -> Option<Vec<u16>> {
 }
 
 /// Ports in LISTEN state (0A) in a /proc/net/tcp{,6} table.
-pub fn listening_in_proc_table(table: &str) -> Vec<u16> {
+pub(crate) fn listening_in_proc_table(table: &str) -> Vec<u16> {
     table
         .lines()
         .skip(1)
@@ -109,6 +109,12 @@ pub fn listening_in_proc_table(table: &str) -> Vec<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn proc_table_gives_listening_ports_only() {
+        let tcp = "  sl  local_address rem_address   st\n   0: 00000000:1A0B 00000000:0000 0A 0\n   1: 0100007F:0050 0100007F:9000 01 0\n";
+        assert_eq!(listening_in_proc_table(tcp), vec![0x1A0B]);
+    }
 
     #[test]
     fn sock_diag_and_proc_see_the_same_listening_ports() {

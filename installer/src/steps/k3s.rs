@@ -10,29 +10,29 @@ use crate::host::{Cmd, FileStamp};
 use futures::future::BoxFuture;
 use std::time::{Duration, Instant};
 
-pub const BINARY: &str = "/usr/local/bin/k3s";
-pub const CONFIG: &str = "/etc/rancher/k3s/config.yaml";
-pub const UNIT: &str = "/etc/systemd/system/k3s.service";
-pub const ENV_FILE: &str = "/etc/systemd/system/k3s.service.env";
-pub const IMAGES_DIR: &str = "/var/lib/rancher/k3s/agent/images";
-pub const KUBECONFIG: &str = "/etc/rancher/k3s/k3s.yaml";
-pub const VERSION_STAMP: &str = "/var/lib/foreman-box/k3s-version";
+pub(crate) const BINARY: &str = "/usr/local/bin/k3s";
+pub(crate) const CONFIG: &str = "/etc/rancher/k3s/config.yaml";
+pub(crate) const UNIT: &str = "/etc/systemd/system/k3s.service";
+pub(crate) const ENV_FILE: &str = "/etc/systemd/system/k3s.service.env";
+pub(crate) const IMAGES_DIR: &str = "/var/lib/rancher/k3s/agent/images";
+pub(crate) const KUBECONFIG: &str = "/etc/rancher/k3s/k3s.yaml";
+pub(crate) const VERSION_STAMP: &str = "/var/lib/foreman-box/k3s-version";
 /// The installed binary's hash and the stat fields it had when verified.
-pub const BINARY_STAMP: &str = "/var/lib/foreman-box/k3s-binary.stamp";
-pub const CACHE_DIR: &str = "/var/lib/foreman-box/cache/k3s";
+pub(crate) const BINARY_STAMP: &str = "/var/lib/foreman-box/k3s-binary.stamp";
+pub(crate) const CACHE_DIR: &str = "/var/lib/foreman-box/cache/k3s";
 /// The tools k3s answers to by its program name, linked as its own installer does.
 const LINKS: &[&str] = &["kubectl", "crictl", "ctr"];
 
 /// The release assets for one architecture.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Assets {
+pub(crate) struct Assets {
     pub binary: String,
     pub sums: String,
     pub airgap: String,
 }
 
 impl Assets {
-    pub fn for_arch(arch: &Arch) -> Self {
+    pub(crate) fn for_arch(arch: &Arch) -> Self {
         let a = arch.name();
         Assets {
             binary: if *arch == Arch::Amd64 {
@@ -47,7 +47,7 @@ impl Assets {
 }
 
 /// The download URL of a release asset; `+` in tags is sent as `%2B`.
-pub fn asset_url(base: &str, version: &str, asset: &str) -> String {
+pub(crate) fn asset_url(base: &str, version: &str, asset: &str) -> String {
     format!(
         "{}/{}/{}",
         base.trim_end_matches('/'),
@@ -57,7 +57,7 @@ pub fn asset_url(base: &str, version: &str, asset: &str) -> String {
 }
 
 #[derive(Default)]
-pub struct InstallK3s;
+pub(crate) struct InstallK3s;
 
 impl Step for InstallK3s {
     fn name(&self) -> &'static str {
