@@ -21,6 +21,10 @@ use std::time::{Duration, Instant};
 /// trickling server trips it.
 pub(crate) const MIN_BYTES_PER_SEC: u64 = 1024;
 
+/// How many downloaded bytes at a time are handed to the disk's writeback while the download
+/// goes on.
+const WRITEBACK_STEP: u64 = 8 << 20;
+
 #[derive(Clone)]
 pub struct Downloader {
     /// Built on first use: building one loads and parses every CA certificate of the host
@@ -315,12 +319,21 @@ impl Downloader {
         // writing and the network read overlap: one pass, at about the speed of the slowest.
         let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(64);
         let part_owned = part.to_path_buf();
+        let start = have;
         let sink = tokio::task::spawn_blocking(move || -> Result<()> {
             // Chunks arrive at about 100 KiB or more: written as they are, without another copy.
             let mut out = file;
+            // Every WRITEBACK_STEP bytes, the disk is told to start writing them (not waited
+            // for), so the fsync before the k3s binary is linked into place finds them written.
+            let (mut written, mut kicked) = (start, start);
             while let Some(chunk) = rx.blocking_recv() {
                 out.write_all(&chunk)
                     .map_err(|e| write_err(&part_owned, e))?;
+                written += chunk.len() as u64;
+                if written - kicked >= WRITEBACK_STEP {
+                    crate::host::start_writeback(&out, kicked, written - kicked);
+                    kicked = written;
+                }
             }
             // No fsync: every use of a downloaded file checks its hash first (`fetch` on entry,
             // the k3s step's plan), so a file torn by a power cut is fetched again, never used.

@@ -9,6 +9,7 @@ mod net;
 mod runner;
 mod service;
 
+pub(crate) use fs::start_writeback;
 pub use fs::{FileStamp, FileState, HostFs};
 pub use lock::{RunLock, LOCK_PATH, LOCK_WAIT};
 pub(crate) use net::listening_tcp_ports;
