@@ -12,19 +12,24 @@ use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// The least a download must sustain: fewer bytes than this per second, averaged over a window
 /// of `downloads.timeout_secs` (30 s by default), and the attempt fails as stalled. 1 KiB/s is
 /// far below any usable link (a 70 MB k3s binary would take 19 hours), so only a dead or
 /// trickling server trips it.
-pub const MIN_BYTES_PER_SEC: u64 = 1024;
+pub(crate) const MIN_BYTES_PER_SEC: u64 = 1024;
+
+/// How many downloaded bytes at a time are handed to the disk's writeback while the download
+/// goes on.
+const WRITEBACK_STEP: u64 = 8 << 20;
 
 #[derive(Clone)]
 pub struct Downloader {
-    client: reqwest::Client,
-    no_redirect: reqwest::Client,
+    /// Built on first use: building one loads and parses every CA certificate of the host
+    /// (a few ms each time), which a converged run, needing no network, never pays.
+    clients: Arc<Clients>,
     retries: u32,
     delay: Duration,
     /// Time to the first byte of an answer (and the whole of a small document); the window of
@@ -34,9 +39,29 @@ pub struct Downloader {
     reporter: Arc<dyn Reporter>,
 }
 
+/// The HTTP clients of a downloader, made when first needed.
+struct Clients {
+    connect_timeout: Duration,
+    read_timeout: Duration,
+    follow: OnceLock<reqwest::Client>,
+    no_redirect: OnceLock<reqwest::Client>,
+}
+
+impl Clients {
+    fn build(&self, redirects: reqwest::redirect::Policy) -> reqwest::Client {
+        reqwest::Client::builder()
+            .user_agent(concat!("foreman-box/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(self.connect_timeout)
+            .read_timeout(self.read_timeout)
+            .redirect(redirects)
+            .build()
+            .expect("TLS backend initialises")
+    }
+}
+
 /// Where the expected hash of a download came from: a checksum list, maybe cached.
 #[derive(Debug, Clone)]
-pub struct Listed {
+pub(crate) struct Listed {
     /// The list on the server.
     pub url: String,
     /// Our cached copy of it.
@@ -58,21 +83,16 @@ pub enum Fetched {
 impl Downloader {
     pub fn new(cfg: &crate::config::DownloadConfig) -> Self {
         let timeout = Duration::from_secs(cfg.timeout_secs);
-        let build = |redirects| {
-            reqwest::Client::builder()
-                .user_agent(concat!("foreman-box/", env!("CARGO_PKG_VERSION")))
-                .connect_timeout(Duration::from_secs(cfg.connect_timeout_secs))
+        Downloader {
+            clients: Arc::new(Clients {
+                connect_timeout: Duration::from_secs(cfg.connect_timeout_secs),
                 // A backstop: no single read waits longer than the window; the throughput
                 // guard in `fetch_once` catches a server that trickles.
                 // (twice the window, so the clearer errors of the guards come first).
-                .read_timeout(timeout.saturating_mul(2))
-                .redirect(redirects)
-                .build()
-                .expect("TLS backend initialises")
-        };
-        Downloader {
-            client: build(reqwest::redirect::Policy::limited(10)),
-            no_redirect: build(reqwest::redirect::Policy::none()),
+                read_timeout: timeout.saturating_mul(2),
+                follow: OnceLock::new(),
+                no_redirect: OnceLock::new(),
+            }),
             retries: cfg.retries,
             delay: Duration::from_millis(cfg.retry_delay_ms),
             timeout,
@@ -80,8 +100,22 @@ impl Downloader {
         }
     }
 
+    /// The client that follows redirects (release assets sit behind them).
+    fn client(&self) -> &reqwest::Client {
+        let c = &self.clients;
+        c.follow
+            .get_or_init(|| c.build(reqwest::redirect::Policy::limited(10)))
+    }
+
+    /// The client that reports a redirect instead of following it (channel resolution).
+    fn no_redirect(&self) -> &reqwest::Client {
+        let c = &self.clients;
+        c.no_redirect
+            .get_or_init(|| c.build(reqwest::redirect::Policy::none()))
+    }
+
     /// The same downloader, telling `reporter` its progress.
-    pub fn with_reporter(mut self, reporter: Arc<dyn Reporter>) -> Self {
+    pub(crate) fn with_reporter(mut self, reporter: Arc<dyn Reporter>) -> Self {
         self.reporter = reporter;
         self
     }
@@ -105,9 +139,9 @@ impl Downloader {
     }
 
     /// A small text document (checksum lists), with retries; the whole of it within the timeout.
-    pub async fn text(&self, url: &str) -> Result<String> {
+    pub(crate) async fn text(&self, url: &str) -> Result<String> {
         self.with_retries(url, || async {
-            let resp = self.send(url, self.client.get(url)).await?;
+            let resp = self.send(url, self.client().get(url)).await?;
             let resp = check_status(url, resp)?;
             match tokio::time::timeout(self.timeout, resp.text()).await {
                 Ok(t) => t.map_err(|e| download_err(url, e)),
@@ -126,7 +160,7 @@ impl Downloader {
     /// A checksum list: our cached copy when it is well-formed, else (missing, unreadable,
     /// a malformed line, two lines for one asset) fetched again from `url`. A list fetched that
     /// fails the same checks is an error. Returns the text and its (name, hash) pairs.
-    pub async fn checksums(
+    pub(crate) async fn checksums(
         &self,
         fs: &HostFs,
         cache: &Path,
@@ -154,7 +188,7 @@ impl Downloader {
     /// download does not match and the list came from our cache, the cached list is removed and
     /// fetched again, and the download is tried against the fresh hash. A poisoned cache can so
     /// never win for good.
-    pub async fn fetch_listed(
+    pub(crate) async fn fetch_listed(
         &self,
         fs: &HostFs,
         url: &str,
@@ -191,9 +225,9 @@ impl Downloader {
     }
 
     /// The target of a redirect (the k3s channel service answers with one).
-    pub async fn redirect_target(&self, url: &str) -> Result<String> {
+    pub(crate) async fn redirect_target(&self, url: &str) -> Result<String> {
         self.with_retries(url, || async {
-            let resp = self.send(url, self.no_redirect.get(url)).await?;
+            let resp = self.send(url, self.no_redirect().get(url)).await?;
             if !resp.status().is_redirection() {
                 return Err(Error::HttpStatus {
                     url: url.to_string(),
@@ -253,7 +287,7 @@ impl Downloader {
     /// One attempt: continue `part` from where it stops; returns its final size and hash.
     async fn fetch_once(&self, fs: &HostFs, url: &str, part: &Path) -> Result<(u64, String)> {
         let mut have = fs.size(part)?.unwrap_or(0);
-        let mut request = self.client.get(url);
+        let mut request = self.client().get(url);
         if have > 0 {
             request = request.header(RANGE, format!("bytes={have}-"));
         }
@@ -285,12 +319,21 @@ impl Downloader {
         // writing and the network read overlap: one pass, at about the speed of the slowest.
         let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(64);
         let part_owned = part.to_path_buf();
+        let start = have;
         let sink = tokio::task::spawn_blocking(move || -> Result<()> {
             // Chunks arrive at about 100 KiB or more: written as they are, without another copy.
             let mut out = file;
+            // Every WRITEBACK_STEP bytes, the disk is told to start writing them (not waited
+            // for), so the fsync before the k3s binary is linked into place finds them written.
+            let (mut written, mut kicked) = (start, start);
             while let Some(chunk) = rx.blocking_recv() {
                 out.write_all(&chunk)
                     .map_err(|e| write_err(&part_owned, e))?;
+                written += chunk.len() as u64;
+                if written - kicked >= WRITEBACK_STEP {
+                    crate::host::start_writeback(&out, kicked, written - kicked);
+                    kicked = written;
+                }
             }
             // No fsync: every use of a downloaded file checks its hash first (`fetch` on entry,
             // the k3s step's plan), so a file torn by a power cut is fetched again, never used.
@@ -386,14 +429,14 @@ impl Downloader {
     }
 }
 
-pub fn part_path(dest: &Path) -> PathBuf {
+pub(crate) fn part_path(dest: &Path) -> PathBuf {
     let mut name = dest.file_name().unwrap_or_default().to_os_string();
     name.push(".part");
     dest.with_file_name(name)
 }
 
 /// Parses a `sha256sum` listing into (file name, hash) pairs.
-pub fn parse_sha256sums(text: &str) -> Vec<(String, String)> {
+pub(crate) fn parse_sha256sums(text: &str) -> Vec<(String, String)> {
     text.lines()
         .filter_map(|l| {
             let mut it = l.split_whitespace();
@@ -407,7 +450,7 @@ pub fn parse_sha256sums(text: &str) -> Vec<(String, String)> {
 
 /// An error with all its causes, for a log line: `download of URL failed: error sending
 /// request: connection refused`.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string().lines().next().unwrap_or("").to_string();
     let mut cause = e.source();
     while let Some(c) = cause {
@@ -420,7 +463,9 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 
 /// Lines of a `sha256sum` listing, refusing what a well-formed one never has: a malformed line
 /// or two lines for the same asset.
-pub fn parse_sha256sums_strict(text: &str) -> std::result::Result<Vec<(String, String)>, String> {
+pub(crate) fn parse_sha256sums_strict(
+    text: &str,
+) -> std::result::Result<Vec<(String, String)>, String> {
     let mut out: Vec<(String, String)> = Vec::new();
     for (n, line) in text.lines().enumerate() {
         if line.trim().is_empty() {

@@ -11,14 +11,14 @@ use std::net::{IpAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Arch {
+pub(crate) enum Arch {
     Amd64,
     Arm64,
     Other(String),
 }
 
 impl Arch {
-    pub fn from_uname(machine: &str) -> Self {
+    pub(crate) fn from_uname(machine: &str) -> Self {
         match machine {
             "x86_64" | "amd64" => Arch::Amd64,
             "aarch64" | "arm64" => Arch::Arm64,
@@ -26,7 +26,7 @@ impl Arch {
         }
     }
 
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         match self {
             Arch::Amd64 => "amd64",
             Arch::Arm64 => "arm64",
@@ -36,7 +36,7 @@ impl Arch {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct OsRelease {
+pub(crate) struct OsRelease {
     pub id: String,
     pub id_like: Vec<String>,
     pub version_id: String,
@@ -44,14 +44,14 @@ pub struct OsRelease {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OsFamily {
+pub(crate) enum OsFamily {
     Debian,
     RedHat,
     Suse,
 }
 
 impl OsRelease {
-    pub fn parse(text: &str) -> Self {
+    pub(crate) fn parse(text: &str) -> Self {
         let mut os = OsRelease::default();
         for line in text.lines() {
             let Some((k, v)) = line.split_once('=') else {
@@ -69,7 +69,7 @@ impl OsRelease {
         os
     }
 
-    pub fn family(&self) -> Option<OsFamily> {
+    pub(crate) fn family(&self) -> Option<OsFamily> {
         let ids = std::iter::once(self.id.as_str()).chain(self.id_like.iter().map(String::as_str));
         for id in ids {
             match id {
@@ -86,7 +86,7 @@ impl OsRelease {
         None
     }
 
-    pub fn package_manager(&self) -> Option<PackageManager> {
+    pub(crate) fn package_manager(&self) -> Option<PackageManager> {
         self.family().map(|f| match f {
             OsFamily::Debian => PackageManager::Apt,
             OsFamily::RedHat => PackageManager::Dnf,
@@ -96,7 +96,7 @@ impl OsRelease {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SelinuxMode {
+pub(crate) enum SelinuxMode {
     Enforcing,
     Permissive,
     Disabled,
@@ -104,34 +104,34 @@ pub enum SelinuxMode {
 
 #[derive(Debug, Clone)]
 pub struct Facts {
-    pub arch: Arch,
-    pub os: Option<OsRelease>,
+    pub(crate) arch: Arch,
+    pub(crate) os: Option<OsRelease>,
     /// Where `os` was read: /etc/os-release under the host root (`<root>/etc/os-release` with
     /// --root), so a message about it names the file that was looked at.
-    pub os_release_path: PathBuf,
-    pub cpus: usize,
-    pub memory_bytes: u64,
+    pub(crate) os_release_path: PathBuf,
+    pub(crate) cpus: usize,
+    pub(crate) memory_bytes: u64,
     /// The FQDN we will serve Foreman on, and whether it resolves.
-    pub fqdn: String,
+    pub(crate) fqdn: String,
     /// The node's name in Kubernetes: k3s takes the host name, lowercased.
-    pub node_name: String,
-    pub fqdn_resolves: bool,
-    pub default_route_iface: Option<String>,
-    pub node_ip: Option<IpAddr>,
-    pub memory_cgroup: bool,
-    pub selinux: SelinuxMode,
-    pub firewalld_running: bool,
-    pub listening_ports: BTreeSet<u16>,
+    pub(crate) node_name: String,
+    pub(crate) fqdn_resolves: bool,
+    pub(crate) default_route_iface: Option<String>,
+    pub(crate) node_ip: Option<IpAddr>,
+    pub(crate) memory_cgroup: bool,
+    pub(crate) selinux: SelinuxMode,
+    pub(crate) firewalld_running: bool,
+    pub(crate) listening_ports: BTreeSet<u16>,
     /// Free bytes for each directory we will fill, by host path.
-    pub free_disk: BTreeMap<PathBuf, u64>,
+    pub(crate) free_disk: BTreeMap<PathBuf, u64>,
     /// True when k3s already runs here (its ports in use are then ours, not a conflict).
     pub k3s_active: bool,
     /// True when the distribution's PostgreSQL service runs here.
-    pub postgres_active: bool,
+    pub(crate) postgres_active: bool,
 }
 
 impl Facts {
-    pub fn gather(host: &Host, cfg: &Config) -> Facts {
+    pub(crate) fn gather(host: &Host, cfg: &Config) -> Facts {
         let os_release_path = host.path("/etc/os-release");
         let os = host
             .fs()
@@ -152,12 +152,7 @@ impl Facts {
         let node_ip = cfg
             .node_ip
             .or_else(|| default_route_iface.as_deref().and_then(iface_ipv4));
-        let mut listening_ports = BTreeSet::new();
-        for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-            if let Some(t) = read_proc(table) {
-                listening_ports.extend(listening(&t));
-            }
-        }
+        let listening_ports = crate::host::listening_tcp_ports();
         let mut free_disk = BTreeMap::new();
         for dir in ["/var/lib/rancher", "/var/lib/postgresql", "/var/lib/pgsql"]
             .into_iter()
@@ -234,7 +229,7 @@ fn system_fqdn(host: &Host) -> String {
         .unwrap_or(short)
 }
 
-pub fn mem_total(meminfo: &str) -> Option<u64> {
+pub(crate) fn mem_total(meminfo: &str) -> Option<u64> {
     meminfo.lines().find_map(|l| {
         let rest = l.strip_prefix("MemTotal:")?;
         let kib: u64 = rest.trim().trim_end_matches("kB").trim().parse().ok()?;
@@ -243,27 +238,11 @@ pub fn mem_total(meminfo: &str) -> Option<u64> {
 }
 
 /// The interface of the default IPv4 route in /proc/net/route.
-pub fn default_route(route: &str) -> Option<String> {
+pub(crate) fn default_route(route: &str) -> Option<String> {
     route.lines().skip(1).find_map(|l| {
         let f: Vec<&str> = l.split_whitespace().collect();
         (f.len() > 2 && f[1] == "00000000").then(|| f[0].to_string())
     })
-}
-
-/// Ports in LISTEN state (0A) in a /proc/net/tcp{,6} table.
-pub fn listening(table: &str) -> Vec<u16> {
-    table
-        .lines()
-        .skip(1)
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            if f.len() < 4 || f[3] != "0A" {
-                return None;
-            }
-            let port = f[1].rsplit(':').next()?;
-            u16::from_str_radix(port, 16).ok()
-        })
-        .collect()
 }
 
 fn iface_ipv4(iface: &str) -> Option<IpAddr> {
@@ -318,8 +297,6 @@ mod tests {
         let route =
             "Iface\tDestination\tGateway\nlo\t0000007F\t00000000\neth0\t00000000\t0101A8C0\n";
         assert_eq!(default_route(route).as_deref(), Some("eth0"));
-        let tcp = "  sl  local_address rem_address   st\n   0: 00000000:1A0B 00000000:0000 0A 0\n   1: 0100007F:0050 0100007F:9000 01 0\n";
-        assert_eq!(listening(tcp), vec![0x1A0B]);
         assert_eq!(mem_total("MemTotal:       16384 kB\n"), Some(16384 * 1024));
     }
 }

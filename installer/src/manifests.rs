@@ -7,11 +7,11 @@ use crate::error::{Error, Result};
 use crate::steps::DesiredFile;
 use serde_json::{json, Value};
 
-pub const MANIFESTS_DIR: &str = "/var/lib/rancher/k3s/server/manifests";
-pub const NAMESPACE: &str = "foreman";
+pub(crate) const MANIFESTS_DIR: &str = "/var/lib/rancher/k3s/server/manifests";
+pub(crate) const NAMESPACE: &str = "foreman";
 
 /// Labels every object we create carries.
-pub fn labels(component: &str) -> Value {
+pub(crate) fn labels(component: &str) -> Value {
     json!({
         "app.kubernetes.io/part-of": "foreman",
         "app.kubernetes.io/component": component,
@@ -19,7 +19,7 @@ pub fn labels(component: &str) -> Value {
     })
 }
 
-pub fn namespace() -> Value {
+pub(crate) fn namespace() -> Value {
     json!({
         "apiVersion": "v1",
         "kind": "Namespace",
@@ -28,7 +28,7 @@ pub fn namespace() -> Value {
 }
 
 /// Objects as a multi-document YAML stream.
-pub fn to_yaml(objects: &[Value]) -> Result<String> {
+pub(crate) fn to_yaml(objects: &[Value]) -> Result<String> {
     let mut out = String::new();
     for o in objects {
         out.push_str("---\n");
@@ -45,7 +45,7 @@ pub fn to_yaml(objects: &[Value]) -> Result<String> {
 }
 
 /// A manifest file in k3s's auto-deploy folder. 0600: some hold Secrets.
-pub fn manifest_file(name: &str, objects: &[Value]) -> Result<DesiredFile> {
+pub(crate) fn manifest_file(name: &str, objects: &[Value]) -> Result<DesiredFile> {
     let body = format!(
         "# Written by foreman-box; k3s applies this file and re-applies it when it changes.\n{}",
         to_yaml(objects)?
@@ -58,13 +58,13 @@ pub fn manifest_file(name: &str, objects: &[Value]) -> Result<DesiredFile> {
 }
 
 /// The namespace gets a file of its own, so no step's file owns it alone.
-pub fn namespace_file() -> Result<DesiredFile> {
+pub(crate) fn namespace_file() -> Result<DesiredFile> {
     manifest_file("foreman-box-00-namespace.yaml", &[namespace()])
 }
 
 /// The operator's files: the CRD, and its ServiceAccount, Role, RoleBinding and Deployment of
 /// `image` (with the namespace file they need).
-pub fn operator_files(image: &str) -> Result<Vec<DesiredFile>> {
+pub(crate) fn operator_files(image: &str) -> Result<Vec<DesiredFile>> {
     let crd: Value =
         serde_yaml::from_str(foreman_box_bundle::CRD_YAML).map_err(|source| Error::Render {
             what: "the Foreman CRD".into(),
@@ -92,7 +92,7 @@ struct K3sConfigFile<'a> {
     node_ip: Option<String>,
 }
 
-pub fn k3s_config_yaml(
+pub(crate) fn k3s_config_yaml(
     fqdn: &str,
     cluster_cidr: &str,
     service_cidr: &str,
@@ -112,7 +112,7 @@ pub fn k3s_config_yaml(
 /// A systemd `EnvironmentFile`: `NAME="value"` lines with `\` and `"` escaped, so a value is
 /// always one value. Names must be shell-like identifiers; a value with a newline or another
 /// control character cannot be written safely and is left out (the caller is told which).
-pub fn env_file(vars: &[(&str, String)]) -> (String, Vec<String>) {
+pub(crate) fn env_file(vars: &[(&str, String)]) -> (String, Vec<String>) {
     let mut out = String::from("# Written by foreman-box.\n");
     let mut skipped = Vec::new();
     for (name, value) in vars {

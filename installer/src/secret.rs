@@ -7,17 +7,17 @@ use std::fmt;
 pub struct Secret(String);
 
 impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
+    pub(crate) fn new(value: impl Into<String>) -> Self {
         Secret(value.into())
     }
 
     /// The value itself, for the few places that must hand it on (stdin, a 0600 file, a client).
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 
     /// A fresh random value: 32 characters from [A-Za-z0-9], about 190 bits from the OS RNG.
-    pub fn generate() -> Self {
+    pub(crate) fn generate() -> Self {
         use rand::{Rng, TryRngCore};
         const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
         let mut rng = rand::rngs::OsRng.unwrap_err();
@@ -45,7 +45,7 @@ impl fmt::Display for Secret {
 /// at 0644 (or a folder at 0755) is noticed and repaired by `apply`, never silently. `dir` and
 /// `files` are host paths (`/etc/foreman-box/secrets/...`); missing ones are skipped. The
 /// PostgreSQL step calls this in its plan.
-pub fn mode_repairs(
+pub(crate) fn mode_repairs(
     cx: &crate::steps::Context,
     dir: &str,
     files: &[String],
@@ -81,16 +81,13 @@ mod tests {
     #[tokio::test]
     async fn loose_secret_modes_are_planned_for_repair_and_repaired() {
         use crate::host::{Host, RecordingRunner};
-        use std::os::unix::fs::PermissionsExt;
         let root = tempfile::tempdir().unwrap();
-        let dir = root.path().join("etc/foreman-box/secrets");
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        std::fs::write(dir.join("a"), "x").unwrap();
-        std::fs::set_permissions(dir.join("a"), std::fs::Permissions::from_mode(0o644)).unwrap();
-        std::fs::write(dir.join("b"), "x").unwrap();
-        std::fs::set_permissions(dir.join("b"), std::fs::Permissions::from_mode(0o600)).unwrap();
         let host = Host::new(root.path(), std::sync::Arc::new(RecordingRunner::new()));
+        let fs = *host.fs();
+        let dir = root.path().join("etc/foreman-box/secrets");
+        fs.ensure_dir(&dir, 0o755).unwrap();
+        fs.write_atomic(&dir.join("a"), b"x", 0o644).unwrap();
+        fs.write_atomic(&dir.join("b"), b"x", 0o600).unwrap();
         let config = crate::config::Layers::new().resolve().unwrap();
         let facts = crate::steps::preflight::tests::good_facts();
         let cx = crate::steps::Context::new(host, facts, config, Default::default(), None);
@@ -108,7 +105,7 @@ mod tests {
         crate::steps::run_all(&cx, repairs.into_iter().map(|(a, _)| a).collect())
             .await
             .unwrap();
-        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let mode = |p: &std::path::Path| cx.host.fs().mode(p).unwrap().unwrap();
         assert_eq!(mode(&dir), 0o700);
         assert_eq!(mode(&dir.join("a")), 0o600);
         assert!(mode_repairs(&cx, "/etc/foreman-box/secrets", &files)

@@ -7,7 +7,7 @@ use std::path::{Component, Path, PathBuf};
 
 /// What is wrong with a value, and how to fix it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Invalid {
+pub(crate) struct Invalid {
     pub problem: String,
     pub help: String,
 }
@@ -21,13 +21,13 @@ fn invalid<T>(problem: impl Into<String>, help: impl Into<String>) -> Result<T, 
 
 /// A value as it is shown in an error: quoted, with newlines, quotes and control characters
 /// escaped so the message shows exactly what was given and stays on one line.
-pub fn shown(value: &str) -> String {
+pub(crate) fn shown(value: &str) -> String {
     format!("`{}`", value.escape_debug())
 }
 
 /// The FQDN Foreman is served on: it goes into k3s's TLS SANs, an Ingress host and Foreman's
 /// settings, so it must be a lowercase DNS name (RFC 1123) with at least two labels.
-pub fn hostname(raw: &str) -> Result<String, Invalid> {
+pub(crate) fn hostname(raw: &str) -> Result<String, Invalid> {
     let v = shown(raw);
     let help = "give this host's fully qualified name in lowercase, e.g. foreman.example.com";
     if raw.is_empty() {
@@ -172,7 +172,7 @@ const FORBIDDEN_TREES: &[&str] = &[
 ];
 
 /// The Pulp content directory: absolute, normalized, not a system directory.
-pub fn pulp_dir(raw: &str) -> Result<PathBuf, Invalid> {
+pub(crate) fn pulp_dir(raw: &str) -> Result<PathBuf, Invalid> {
     let v = shown(raw);
     let help = "use a directory of its own, such as /var/lib/pulp or /srv/pulp";
     let path = Path::new(raw);
@@ -222,7 +222,7 @@ pub fn pulp_dir(raw: &str) -> Result<PathBuf, Invalid> {
 
 /// Which network a CIDR is for; the bounds differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Network {
+pub(crate) enum Network {
     /// Pods: k3s gives every node a /24 (IPv4) or /64 (IPv6) of it.
     Cluster,
     /// Services: the API server refuses a range of more than 20 bits (/12 for IPv4).
@@ -231,7 +231,7 @@ pub enum Network {
 
 /// An IP network, its address with no host bits set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
+pub(crate) struct Cidr {
     pub addr: IpAddr,
     pub prefix: u8,
 }
@@ -263,7 +263,7 @@ impl Cidr {
         }
     }
 
-    pub fn contains(&self, ip: IpAddr) -> bool {
+    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
         if ip.is_ipv4() != self.addr.is_ipv4() {
             return false;
         }
@@ -272,7 +272,7 @@ impl Cidr {
         x & Self::mask(self.prefix, width) == net
     }
 
-    pub fn overlaps(&self, other: &Cidr) -> bool {
+    pub(crate) fn overlaps(&self, other: &Cidr) -> bool {
         self.contains(other.addr) || other.contains(self.addr)
     }
 }
@@ -281,7 +281,7 @@ impl Cidr {
 /// /108 for services: pg_hba trusts the pod network, and a wider one (0.0.0.0/0 above all) would
 /// let hosts outside the cluster in; 10.0.0.0/8 is the largest private block. The narrowest is
 /// what still holds one node (/24, /64) or a useful number of services (/28, /120).
-pub fn cidr(raw: &str, network: Network) -> Result<Cidr, Invalid> {
+pub(crate) fn cidr(raw: &str, network: Network) -> Result<Cidr, Invalid> {
     let v = shown(raw);
     let example = match network {
         Network::Cluster => "10.42.0.0/16",
@@ -351,7 +351,7 @@ pub fn cidr(raw: &str, network: Network) -> Result<Cidr, Invalid> {
 }
 
 /// This host's address for pods to reach.
-pub fn node_ip(raw: &str) -> Result<IpAddr, Invalid> {
+pub(crate) fn node_ip(raw: &str) -> Result<IpAddr, Invalid> {
     let v = shown(raw);
     let help = "give this host's address on its main network, e.g. 192.168.1.10";
     let Ok(ip) = raw.parse::<IpAddr>() else {
@@ -369,7 +369,7 @@ pub fn node_ip(raw: &str) -> Result<IpAddr, Invalid> {
 
 /// An http(s) URL without credentials, query or fragment. A URL with a password in it is never
 /// echoed: the password is replaced by `***`.
-pub fn http_url(raw: &str) -> Result<String, Invalid> {
+pub(crate) fn http_url(raw: &str) -> Result<String, Invalid> {
     let trimmed = raw.trim_end_matches('/');
     let help = "give a full URL such as https://mirror.example.com/k3s";
     let Ok(url) = reqwest::Url::parse(trimmed) else {
@@ -407,7 +407,7 @@ pub fn http_url(raw: &str) -> Result<String, Invalid> {
 }
 
 /// A URL for a log line or an error: any password is replaced by `***`.
-pub fn redact_url(raw: &str) -> String {
+pub(crate) fn redact_url(raw: &str) -> String {
     match reqwest::Url::parse(raw) {
         Ok(mut u) if u.password().is_some() => {
             let _ = u.set_password(Some("***"));
@@ -423,7 +423,7 @@ pub fn redact_url(raw: &str) -> String {
 }
 
 /// A k3s release tag: `v1.33.5+k3s1`.
-pub fn k3s_version(raw: &str) -> Result<String, Invalid> {
+pub(crate) fn k3s_version(raw: &str) -> Result<String, Invalid> {
     let ok = raw.len() <= 64
         && raw.strip_prefix('v').is_some_and(|rest| {
             rest.starts_with(|c: char| c.is_ascii_digit())
@@ -442,7 +442,7 @@ pub fn k3s_version(raw: &str) -> Result<String, Invalid> {
 }
 
 /// A k3s channel name: `stable`, `latest`, `v1.33`.
-pub fn k3s_channel(raw: &str) -> Result<String, Invalid> {
+pub(crate) fn k3s_channel(raw: &str) -> Result<String, Invalid> {
     let ok = raw.len() <= 32
         && raw
             .chars()

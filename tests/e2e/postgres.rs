@@ -351,3 +351,126 @@ fn postgres_local_mode_refuses_a_root_run_instead_of_touching_this_machine() {
         out.stderr
     );
 }
+
+/// A run killed during `CREATE DATABASE` leaves its backend creating the database: the server
+/// finishes the statement after the client is gone. The next run sees no database (the row is
+/// not committed), and its own `CREATE DATABASE` waits on that row; when the killed run's
+/// commits, the next run must converge, not end on PostgreSQL's raw `duplicate key value
+/// violates unique constraint "pg_database_datname_index"`. To hold the killed run's statement
+/// between its insert and its commit every time, it copies with STRATEGY FILE_COPY, which waits
+/// for a checkpoint after inserting its row, while the checkpointer is stopped (SIGSTOP); no
+/// other session needs the checkpointer.
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_rerun_converges_while_a_killed_runs_create_database_commits() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    use std::time::{Duration, Instant};
+
+    let pg = Pg::start();
+    let root = debian_root();
+    let out = install(root.path(), &pg);
+    assert_eq!(out.code, 0, "{}", out.all());
+    let admin = pg.admin().await;
+    admin.batch_execute("DROP DATABASE foreman").await.unwrap();
+
+    let checkpointer: i32 = admin
+        .query_one(
+            "SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let checkpointer = Pid::from_raw(checkpointer);
+    kill(checkpointer, Signal::SIGSTOP).unwrap();
+    // Resumed whatever happens, so the server can stop at the end of the test.
+    struct Resume(Pid);
+    impl Drop for Resume {
+        fn drop(&mut self) {
+            let _ = kill(self.0, Signal::SIGCONT);
+        }
+    }
+    let resume = Resume(checkpointer);
+
+    // The killed run's statement (its client is gone; the server goes on).
+    let killed_run = pg.admin().await;
+    let killed_pid: i32 = killed_run
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let creating = tokio::spawn(async move {
+        killed_run
+            .batch_execute(
+                "CREATE DATABASE foreman OWNER foreman ENCODING 'UTF8' TEMPLATE template0 STRATEGY FILE_COPY",
+            )
+            .await
+    });
+    let wait_for = |what: &'static str, sql: &'static str| {
+        let admin = &admin;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let n: i64 = admin
+                    .query_one(sql, &[&killed_pid])
+                    .await
+                    .unwrap()
+                    .get(0);
+                if n > 0 {
+                    return;
+                }
+                assert!(Instant::now() < deadline, "waited 60s for {what}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    wait_for(
+        "the killed run's CREATE DATABASE to insert its row and wait for the checkpoint",
+        "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND wait_event LIKE 'Checkpoint%' AND backend_xid IS NOT NULL",
+    )
+    .await;
+    let visible: i64 = admin
+        .query_one("SELECT count(*) FROM pg_database WHERE datname = 'foreman'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(visible, 0, "the killed run's row is not committed yet");
+
+    // The next run starts now; its own CREATE DATABASE waits for the killed run's transaction.
+    let mut cmd = postgres_cmd("install", root.path(), &pg, &pg.password);
+    let rerun = std::thread::spawn(move || run(&mut cmd));
+    wait_for(
+        "the re-run's CREATE DATABASE to wait on the killed run's row",
+        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) \
+         WHERE l.locktype = 'transactionid' AND NOT l.granted AND a.pid <> $1 \
+         AND a.query LIKE 'CREATE DATABASE%'",
+    )
+    .await;
+
+    // The killed run's statement commits.
+    drop(resume);
+    creating.await.unwrap().unwrap();
+    let out = tokio::task::spawn_blocking(move || rerun.join().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        !out.all().contains("duplicate key") && !out.all().contains("pg_database_datname_index"),
+        "{}",
+        out.all()
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+
+    let row = admin
+        .query_one(
+            "SELECT pg_get_userbyid(datdba)::text, pg_encoding_to_char(encoding)::text FROM pg_database WHERE datname = 'foreman'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, String>(1)),
+        ("foreman".to_string(), "UTF8".to_string())
+    );
+    let plan = run(&mut postgres_cmd("plan", root.path(), &pg, &pg.password));
+    assert_eq!(plan.code, 0, "a converged host plans nothing: {}", plan.all());
+}

@@ -328,23 +328,6 @@ impl HostFs {
             .map_err(io_err("flush", path))
     }
 
-    /// The stat fields that change whenever a file's content may have (git's index trusts the
-    /// same), or None when the file is missing.
-    pub fn stat_stamp(&self, path: &Path) -> Result<Option<StatStamp>, HostError> {
-        use std::os::unix::fs::MetadataExt;
-        match fs::symlink_metadata(path) {
-            Ok(m) => Ok(Some(StatStamp {
-                size: m.size(),
-                mtime_ns: m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
-                ctime_ns: m.ctime() as i128 * 1_000_000_000 + m.ctime_nsec() as i128,
-                ino: m.ino(),
-                dev: m.dev(),
-            })),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_err("inspect", path)(e)),
-        }
-    }
-
     /// Temp files of `path` (`.NAME.foreman-box-PID.tmp` beside it) left by runs that no longer
     /// live.
     pub fn stale_temps_of(&self, path: &Path) -> Vec<PathBuf> {
@@ -377,7 +360,9 @@ impl HostFs {
 }
 
 /// What identifies a file's content cheaply, as git's index does: while none of these change,
-/// the content is taken to be the same (ctime cannot be set back by a user).
+/// the content is taken to be the same (ctime cannot be set back by a user). Recorded next to
+/// a file whose content was verified (the k3s binary's hash, the operator image's layer) so a
+/// later run trusts it unread while its stamp is unchanged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FileStamp {
     pub dev: u64,
@@ -418,14 +403,24 @@ impl HostFs {
     }
 }
 
-/// Stat fields recorded next to a verified file, to trust it unread while they are unchanged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct StatStamp {
-    pub size: u64,
-    pub mtime_ns: i128,
-    pub ctime_ns: i128,
-    pub ino: u64,
-    pub dev: u64,
+/// Starts writing a range of an open file back to disk, without waiting: a later fsync of it
+/// (the k3s binary's, before it is linked into place) then finds little left to do, because
+/// the disk wrote while the network was still sending.
+pub(crate) fn start_writeback(file: &File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return;
+    };
+    // SAFETY: a plain syscall on a descriptor `file` owns; it touches no memory of ours. Its
+    // result is advisory: on failure the later fsync simply does all the work.
+    unsafe {
+        nix::libc::sync_file_range(
+            file.as_raw_fd(),
+            offset,
+            len,
+            nix::libc::SYNC_FILE_RANGE_WRITE,
+        );
+    }
 }
 
 fn process_alive(pid: u32) -> bool {
@@ -492,5 +487,53 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(leftovers.len(), 1, "temp files left behind: {leftovers:?}");
+    }
+
+    #[test]
+    fn stamp_is_unchanged_while_untouched_and_changes_with_content_mode_or_replacement() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("bin");
+        let fs = HostFs;
+        assert_eq!(fs.stamp(&p).unwrap(), None);
+        fs.write_atomic(&p, b"first", 0o755).unwrap();
+        let first = fs.stamp(&p).unwrap().unwrap();
+        // Reading, hashing and linking to it leave it trusted.
+        fs.sha256(&p).unwrap();
+        assert_eq!(fs.stamp(&p).unwrap(), Some(first));
+        assert_eq!(first.mode, 0o755);
+        assert_eq!(first.size, 5);
+
+        // Same size, other bytes, written in place: ctime (which no one can set back) moves.
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .write_all(b"other")
+            .unwrap();
+        let rewritten = fs.stamp(&p).unwrap().unwrap();
+        assert_ne!(rewritten, first);
+        assert_eq!(rewritten.size, first.size);
+
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        fs.set_mode(&p, 0o700).unwrap();
+        let chmodded = fs.stamp(&p).unwrap().unwrap();
+        assert_ne!(chmodded, rewritten);
+        assert_eq!(chmodded.mode, 0o700);
+
+        // Replaced by another file (a new inode) with the same content and mode.
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        let keep = dir.path().join("old");
+        std::fs::hard_link(&p, &keep).unwrap(); // the old inode stays taken
+        std::fs::remove_file(&p).unwrap();
+        fs.write_atomic(&p, b"other", 0o700).unwrap();
+        let replaced = fs.stamp(&p).unwrap().unwrap();
+        assert_ne!(replaced.ino, chmodded.ino);
+        assert_ne!(replaced, chmodded);
+
+        // A symlink gives its target's stamp.
+        let link = dir.path().join("link");
+        fs.ensure_symlink(Path::new("bin"), &link).unwrap();
+        assert_eq!(fs.stamp(&link).unwrap(), fs.stamp(&p).unwrap());
     }
 }

@@ -5,11 +5,14 @@
 
 mod fs;
 mod lock;
+mod net;
 mod runner;
 mod service;
 
-pub use fs::{FileStamp, FileState, HostFs, StatStamp};
+pub(crate) use fs::start_writeback;
+pub use fs::{FileStamp, FileState, HostFs};
 pub use lock::{RunLock, LOCK_PATH, LOCK_WAIT};
+pub(crate) use net::listening_tcp_ports;
 pub use runner::{Cmd, CommandRunner, Output, RecordingRunner, SystemRunner};
 pub use service::{PackageManager, ServiceManager};
 

@@ -6,33 +6,33 @@ use super::{Action, Context, DesiredFile, Step};
 use crate::download::Fetched;
 use crate::error::{Error, Result};
 use crate::facts::Arch;
-use crate::host::{Cmd, StatStamp};
+use crate::host::{Cmd, FileStamp};
 use futures::future::BoxFuture;
 use std::time::{Duration, Instant};
 
-pub const BINARY: &str = "/usr/local/bin/k3s";
-pub const CONFIG: &str = "/etc/rancher/k3s/config.yaml";
-pub const UNIT: &str = "/etc/systemd/system/k3s.service";
-pub const ENV_FILE: &str = "/etc/systemd/system/k3s.service.env";
-pub const IMAGES_DIR: &str = "/var/lib/rancher/k3s/agent/images";
-pub const KUBECONFIG: &str = "/etc/rancher/k3s/k3s.yaml";
-pub const VERSION_STAMP: &str = "/var/lib/foreman-box/k3s-version";
+pub(crate) const BINARY: &str = "/usr/local/bin/k3s";
+pub(crate) const CONFIG: &str = "/etc/rancher/k3s/config.yaml";
+pub(crate) const UNIT: &str = "/etc/systemd/system/k3s.service";
+pub(crate) const ENV_FILE: &str = "/etc/systemd/system/k3s.service.env";
+pub(crate) const IMAGES_DIR: &str = "/var/lib/rancher/k3s/agent/images";
+pub(crate) const KUBECONFIG: &str = "/etc/rancher/k3s/k3s.yaml";
+pub(crate) const VERSION_STAMP: &str = "/var/lib/foreman-box/k3s-version";
 /// The installed binary's hash and the stat fields it had when verified.
-pub const BINARY_STAMP: &str = "/var/lib/foreman-box/k3s-binary.stamp";
-pub const CACHE_DIR: &str = "/var/lib/foreman-box/cache/k3s";
+pub(crate) const BINARY_STAMP: &str = "/var/lib/foreman-box/k3s-binary.stamp";
+pub(crate) const CACHE_DIR: &str = "/var/lib/foreman-box/cache/k3s";
 /// The tools k3s answers to by its program name, linked as its own installer does.
 const LINKS: &[&str] = &["kubectl", "crictl", "ctr"];
 
 /// The release assets for one architecture.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Assets {
+pub(crate) struct Assets {
     pub binary: String,
     pub sums: String,
     pub airgap: String,
 }
 
 impl Assets {
-    pub fn for_arch(arch: &Arch) -> Self {
+    pub(crate) fn for_arch(arch: &Arch) -> Self {
         let a = arch.name();
         Assets {
             binary: if *arch == Arch::Amd64 {
@@ -47,7 +47,7 @@ impl Assets {
 }
 
 /// The download URL of a release asset; `+` in tags is sent as `%2B`.
-pub fn asset_url(base: &str, version: &str, asset: &str) -> String {
+pub(crate) fn asset_url(base: &str, version: &str, asset: &str) -> String {
     format!(
         "{}/{}/{}",
         base.trim_end_matches('/'),
@@ -57,7 +57,7 @@ pub fn asset_url(base: &str, version: &str, asset: &str) -> String {
 }
 
 #[derive(Default)]
-pub struct InstallK3s;
+pub(crate) struct InstallK3s;
 
 impl Step for InstallK3s {
     fn name(&self) -> &'static str {
@@ -106,7 +106,7 @@ async fn resolve_version(cx: &Context) -> Result<String> {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct BinaryStamp {
     sha256: String,
-    stat: StatStamp,
+    stat: FileStamp,
 }
 
 /// The binary's hash: taken from the stamp while the stat fields are those recorded with it
@@ -115,7 +115,7 @@ struct BinaryStamp {
 fn installed_binary_sha(cx: &Context) -> Result<Option<(String, bool)>> {
     let fs = cx.host.fs();
     let path = cx.host.path(BINARY);
-    let Some(stat) = fs.stat_stamp(&path)? else {
+    let Some(stat) = fs.stamp(&path)? else {
         return Ok(None);
     };
     let stamp: Option<BinaryStamp> = fs
@@ -338,7 +338,7 @@ async fn plan(cx: &Context) -> Result<Vec<Action>> {
 /// Records the binary's hash with its current stat fields.
 fn write_binary_stamp(cx: &Context, sha: &str) -> Result<()> {
     let fs = cx.host.fs();
-    let Some(stat) = fs.stat_stamp(&cx.host.path(BINARY))? else {
+    let Some(stat) = fs.stamp(&cx.host.path(BINARY))? else {
         return Ok(());
     };
     let stamp = BinaryStamp {
@@ -596,6 +596,82 @@ mod tests {
             actions
                 .iter()
                 .any(|a| a.change.what == "restart k3s and wait until it is ready"),
+            "{actions:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn binary_hash_is_trusted_from_its_stamp_until_its_stat_changes() {
+        let runner = Arc::new(RecordingRunner::new());
+        let (_root, cx) = context(runner.clone());
+        let binary_actions = |actions: &[Action]| -> Vec<String> {
+            actions
+                .iter()
+                .map(|a| a.change.what.clone())
+                .filter(|w| w.contains(BINARY))
+                .collect()
+        };
+        // Hashed by reading it: the stamp is recorded.
+        answer(&runner, "systemctl is-active k3s", 0, "active\n");
+        let actions = InstallK3s.plan(&cx).await.unwrap();
+        assert_eq!(
+            binary_actions(&actions),
+            [format!(
+                "record the stat stamp of {BINARY} in {BINARY_STAMP}"
+            )]
+        );
+        answer_ready(&runner);
+        run_all(&cx, actions).await.unwrap();
+        answer(&runner, "systemctl is-active k3s", 0, "active\n");
+        assert_eq!(
+            binary_actions(&InstallK3s.plan(&cx).await.unwrap()),
+            Vec::<String>::new()
+        );
+
+        // The stamp is believed, not the bytes: a stamp naming another hash for the same stat
+        // makes the binary count as another one (proof that it was not read).
+        let stamp_path = cx.host.path(BINARY_STAMP);
+        let mut stamp: BinaryStamp =
+            serde_json::from_slice(&cx.host.fs().read(&stamp_path).unwrap().unwrap()).unwrap();
+        let recorded = stamp.sha256.clone();
+        stamp.sha256 = "0".repeat(64);
+        cx.host
+            .fs()
+            .write_atomic(&stamp_path, &serde_json::to_vec(&stamp).unwrap(), 0o644)
+            .unwrap();
+        answer(&runner, "systemctl is-active k3s", 0, "active\n");
+        let actions = InstallK3s.plan(&cx).await.unwrap();
+        assert!(
+            actions
+                .iter()
+                .any(|a| a.change.what.starts_with("install /usr/local/bin/k3s")
+                    && a.change.why == "installed binary has another hash"),
+            "{actions:?}"
+        );
+
+        // Same size, other bytes, written in place: the stat changed, so it is read again.
+        stamp.sha256 = recorded;
+        cx.host
+            .fs()
+            .write_atomic(&stamp_path, &serde_json::to_vec(&stamp).unwrap(), 0o644)
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(10));
+        std::io::Write::write_all(
+            &mut cx
+                .host
+                .fs()
+                .open_truncate(&cx.host.path(BINARY), 0o755)
+                .unwrap(),
+            b"STAND-IN K3S",
+        )
+        .unwrap();
+        answer(&runner, "systemctl is-active k3s", 0, "active\n");
+        let actions = InstallK3s.plan(&cx).await.unwrap();
+        assert!(
+            actions
+                .iter()
+                .any(|a| a.change.what.starts_with("install /usr/local/bin/k3s")
+                    && a.change.why == "installed binary has another hash"),
             "{actions:?}"
         );
     }

@@ -11,9 +11,9 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
 /// The uid and gid the Pulp images run as.
-pub const PULP_UID: u32 = 700;
-pub const PULP_GID: u32 = 700;
-pub const SUBDIRS: &[&str] = &[
+pub(crate) const PULP_UID: u32 = 700;
+pub(crate) const PULP_GID: u32 = 700;
+pub(crate) const SUBDIRS: &[&str] = &[
     "media",
     "tmp",
     "assets",
@@ -21,16 +21,16 @@ pub const SUBDIRS: &[&str] = &[
     "exports",
     "sync_imports",
 ];
-pub const CLAIM: &str = "pulp-storage";
-pub const VOLUME: &str = "foreman-pulp-storage";
+pub(crate) const CLAIM: &str = "pulp-storage";
+pub(crate) const VOLUME: &str = "foreman-pulp-storage";
 /// hostPath volumes are not size-limited; this is what the claim asks for and the volume offers.
-pub const CAPACITY: &str = "100Gi";
+pub(crate) const CAPACITY: &str = "100Gi";
 const DIR_MODE: u32 = 0o750;
 const SELINUX_TYPE: &str = "container_file_t";
-pub const MANIFEST: &str = "foreman-box-storage.yaml";
+pub(crate) const MANIFEST: &str = "foreman-box-storage.yaml";
 
 #[derive(Default)]
-pub struct PrepareStorage;
+pub(crate) struct PrepareStorage;
 
 impl Step for PrepareStorage {
     fn name(&self) -> &'static str {
@@ -43,7 +43,7 @@ impl Step for PrepareStorage {
 }
 
 /// The directories we manage: the Pulp root first, then its subdirectories.
-pub fn directories(pulp_dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn directories(pulp_dir: &Path) -> Vec<PathBuf> {
     std::iter::once(pulp_dir.to_path_buf())
         .chain(SUBDIRS.iter().map(|s| pulp_dir.join(s)))
         .collect()
@@ -141,7 +141,7 @@ fn label_dir(cx: &Context, dir: &Path) -> Result<()> {
 }
 
 /// The PersistentVolume and its pre-bound claim.
-pub fn objects(cx: &Context) -> Vec<Value> {
+pub(crate) fn objects(cx: &Context) -> Vec<Value> {
     let dir = cx.config.storage.pulp_dir.to_string_lossy().into_owned();
     let node = cx.facts.node_name.clone();
     vec![

@@ -28,7 +28,7 @@ pub(super) struct Target {
 }
 
 impl Target {
-    pub fn server(&self) -> String {
+    pub(crate) fn server(&self) -> String {
         format!("{}:{}", self.url.host, self.url.port)
     }
 }
@@ -40,7 +40,7 @@ pub(super) struct Session {
 }
 
 impl Session {
-    pub async fn open(target: Target) -> Result<Self> {
+    pub(crate) async fn open(target: Target) -> Result<Self> {
         let client = connect(&target).await?;
         Ok(Session {
             target,
@@ -49,17 +49,17 @@ impl Session {
     }
 
     /// Forgets the connection (the server is about to restart); the next statement reconnects.
-    pub async fn disconnect(&self) {
+    pub(crate) async fn disconnect(&self) {
         *self.client.lock().await = None;
     }
 
-    pub async fn execute(&self, statement: &str, what: &str) -> Result<()> {
+    pub(crate) async fn execute(&self, statement: &str, what: &str) -> Result<()> {
         let mut guard = self.client.lock().await;
         let client = self.connected(&mut guard).await?;
         self.bounded(what, client.batch_execute(statement)).await
     }
 
-    pub async fn query(
+    pub(crate) async fn query(
         &self,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
@@ -70,7 +70,7 @@ impl Session {
         self.bounded(what, client.query(sql, params)).await
     }
 
-    pub async fn query_opt(
+    pub(crate) async fn query_opt(
         &self,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
@@ -81,7 +81,7 @@ impl Session {
         self.bounded(what, client.query_opt(sql, params)).await
     }
 
-    pub async fn query_one(
+    pub(crate) async fn query_one(
         &self,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],

@@ -14,7 +14,7 @@ const HBA_BEGIN: &str =
 const HBA_END: &str = "# END foreman-box";
 
 /// The managed pg_hba.conf block: loopback and the pod network for our databases, nothing else.
-pub fn hba_block(cx: &Context) -> String {
+pub(crate) fn hba_block(cx: &Context) -> String {
     let pods = &cx.config.k3s.cluster_cidr;
     let mut lines = vec![HBA_BEGIN.to_string()];
     if cx.config.postgres.mode == PostgresMode::Local {
@@ -35,7 +35,7 @@ pub fn hba_block(cx: &Context) -> String {
 }
 
 /// Puts the block first (first match wins), replacing an earlier copy in place.
-pub fn with_hba_block(current: &str, block: &str) -> String {
+pub(crate) fn with_hba_block(current: &str, block: &str) -> String {
     if let (Some(start), Some(end)) = (current.find(HBA_BEGIN), current.find(HBA_END)) {
         if start < end {
             let after = &current[end + HBA_END.len()..];

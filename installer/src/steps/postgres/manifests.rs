@@ -23,7 +23,7 @@ pub(super) fn plan(cx: &Context, t: &Target, passwords: &[Secret]) -> Result<Vec
 
 /// Where pods reach the server: an address for the EndpointSlice, or a name for ExternalName.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Endpoint {
+pub(crate) enum Endpoint {
     Address(IpAddr, u16),
     Name(String, u16),
 }
@@ -52,7 +52,7 @@ fn files(cx: &Context, t: &Target, passwords: &[Secret]) -> Result<Vec<DesiredFi
 }
 
 /// The Service, EndpointSlice and one Secret per database.
-pub fn objects(ep: &Endpoint, passwords: &[Secret]) -> Vec<Value> {
+pub(crate) fn objects(ep: &Endpoint, passwords: &[Secret]) -> Vec<Value> {
     let mut objs = Vec::new();
     let port = match ep {
         Endpoint::Address(_, p) | Endpoint::Name(_, p) => *p,

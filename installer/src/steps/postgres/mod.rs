@@ -17,9 +17,7 @@ mod roles;
 mod settings;
 
 pub use crate::postgres_error::PostgresError;
-pub use hba::{hba_block, with_hba_block};
-pub use manifests::{objects, Endpoint};
-pub use roles::{read_secret, scram_matches, secret_path};
+pub(crate) use roles::{read_secret, secret_path};
 
 use super::{Action, Context, Step};
 use crate::config::PostgresMode;
@@ -30,15 +28,15 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 /// The databases Foreman needs; each has a role of the same name that owns it.
-pub const DATABASES: &[&str] = &["foreman", "candlepin", "pulp"];
+pub(crate) const DATABASES: &[&str] = &["foreman", "candlepin", "pulp"];
 /// Local mode's own superuser, created once through the `postgres` OS user.
-pub const ADMIN_ROLE: &str = "foreman_box_admin";
-pub const SECRETS_DIR: &str = "/etc/foreman-box/secrets";
-pub const MANIFEST: &str = "foreman-box-postgres.yaml";
-pub const SERVICE: &str = "postgres";
+pub(crate) const ADMIN_ROLE: &str = "foreman_box_admin";
+pub(crate) const SECRETS_DIR: &str = "/etc/foreman-box/secrets";
+pub(crate) const MANIFEST: &str = "foreman-box-postgres.yaml";
+pub(crate) const SERVICE: &str = "postgres";
 
 #[derive(Default)]
-pub struct ConfigurePostgres;
+pub(crate) struct ConfigurePostgres;
 
 impl Step for ConfigurePostgres {
     fn name(&self) -> &'static str {

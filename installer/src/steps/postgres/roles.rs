@@ -221,7 +221,7 @@ async fn password_state(db: &Session, role: &str, password: &Secret) -> Result<P
 
 /// Checks a `SCRAM-SHA-256$<iter>:<salt>$<StoredKey>:<ServerKey>` verifier against a password
 /// (RFC 5802: StoredKey = H(HMAC(Hi(password, salt, i), "Client Key"))).
-pub fn scram_matches(verifier: &str, password: &str) -> bool {
+pub(crate) fn scram_matches(verifier: &str, password: &str) -> bool {
     use base64::Engine;
     use hmac::{Hmac, Mac};
     use sha2::{Digest, Sha256};
@@ -262,11 +262,11 @@ pub fn scram_matches(verifier: &str, password: &str) -> bool {
     Sha256::digest(client_key).as_slice() == stored.as_slice()
 }
 
-pub fn secret_path(name: &str) -> String {
+pub(crate) fn secret_path(name: &str) -> String {
     format!("{SECRETS_DIR}/postgres-{name}")
 }
 
-pub fn read_secret(host: &Host, name: &str) -> Result<Option<Secret>> {
+pub(crate) fn read_secret(host: &Host, name: &str) -> Result<Option<Secret>> {
     Ok(host
         .fs()
         .read_string(&host.path(secret_path(name)))?
