@@ -358,9 +358,12 @@ pub(crate) mod tests {
         assert!(failures(&good_facts()).is_empty());
     }
 
+    /// A check's name and how to spoil the facts for it.
+    type Spoil = (&'static str, Box<dyn Fn(&mut Facts)>);
+
     #[test]
     fn each_unfit_fact_fails_its_own_check() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut Facts)>)> = vec![
+        let cases: Vec<Spoil> = vec![
             ("arch", Box::new(|f| f.arch = Arch::Other("riscv64".into()))),
             (
                 "os",
