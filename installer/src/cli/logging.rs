@@ -209,7 +209,6 @@ mod tests {
 
     #[test]
     fn run_log_is_private_and_old_ones_are_pruned() {
-        use std::os::unix::fs::PermissionsExt;
         let root = tempfile::tempdir().unwrap();
         let host = Host::new(root.path(), Arc::new(crate::host::RecordingRunner::new()));
         let dir = host.path(LOG_DIR);
@@ -222,7 +221,7 @@ mod tests {
             .write_atomic(&dir.join("notes.txt"), b"kept", 0o644)
             .unwrap();
         let log = open_run_log(&host, "install").unwrap();
-        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let mode = |p: &std::path::Path| host.fs().mode(p).unwrap().unwrap() & 0o777;
         assert_eq!(mode(&log.path), 0o600);
         assert_eq!(mode(&dir), 0o700);
         let names = host.fs().list_dir(&dir).unwrap();
