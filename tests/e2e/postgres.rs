@@ -411,11 +411,7 @@ async fn postgres_rerun_converges_while_a_killed_runs_create_database_commits() 
         async move {
             let deadline = Instant::now() + Duration::from_secs(60);
             loop {
-                let n: i64 = admin
-                    .query_one(sql, &[&killed_pid])
-                    .await
-                    .unwrap()
-                    .get(0);
+                let n: i64 = admin.query_one(sql, &[&killed_pid]).await.unwrap().get(0);
                 if n > 0 {
                     return;
                 }
@@ -430,7 +426,10 @@ async fn postgres_rerun_converges_while_a_killed_runs_create_database_commits() 
     )
     .await;
     let visible: i64 = admin
-        .query_one("SELECT count(*) FROM pg_database WHERE datname = 'foreman'", &[])
+        .query_one(
+            "SELECT count(*) FROM pg_database WHERE datname = 'foreman'",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
@@ -472,5 +471,10 @@ async fn postgres_rerun_converges_while_a_killed_runs_create_database_commits() 
         ("foreman".to_string(), "UTF8".to_string())
     );
     let plan = run(&mut postgres_cmd("plan", root.path(), &pg, &pg.password));
-    assert_eq!(plan.code, 0, "a converged host plans nothing: {}", plan.all());
+    assert_eq!(
+        plan.code,
+        0,
+        "a converged host plans nothing: {}",
+        plan.all()
+    );
 }
