@@ -86,7 +86,7 @@ fn second_install_waits_then_fails_naming_the_pid_that_holds_the_lock() {
     assert!(
         second
             .stderr
-            .contains(&format!("another foreman-box run holds")),
+            .contains("another foreman-box run holds"),
         "{}",
         second.stderr
     );
