@@ -84,9 +84,7 @@ fn second_install_waits_then_fails_naming_the_pid_that_holds_the_lock() {
     assert_eq!(second.code, 1, "{}", second.all());
     let holder = format!("PID {}, running `install`", first.id());
     assert!(
-        second
-            .stderr
-            .contains("another foreman-box run holds"),
+        second.stderr.contains("another foreman-box run holds"),
         "{}",
         second.stderr
     );
