@@ -95,7 +95,7 @@ pub enum ConfigError {
         location: Option<(usize, usize)>,
         message: String,
     },
-    #[error("configuration file {path} does not exist\nhelp: check the path given to --config (or FOREMAN_BOX_CONFIG), or leave it out to use {DEFAULT_CONFIG_PATH} when present")]
+    #[error("configuration file {path} does not exist\nhelp: check the path given to --config (or FOREMAN_BOX_CONFIG), or leave it out to use {DEFAULT_CONFIG_PATH} (under --root DIR when given) if it exists")]
     Missing { path: PathBuf },
     #[error("configuration file {path} is {problem}; it chooses what root downloads and runs, so it is not used\nhelp: {help}")]
     Unsafe {
