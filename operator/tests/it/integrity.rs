@@ -119,7 +119,7 @@ fn installer_table_matches_the_installer_source() {
         postgres.push_str(&std::fs::read_to_string(f).unwrap());
     }
     assert!(
-        postgres.contains(r#"pub const DATABASES: &[&str] = &["foreman", "candlepin", "pulp"];"#)
+        postgres.contains(r#"const DATABASES: &[&str] = &["foreman", "candlepin", "pulp"];"#)
     );
     assert!(postgres.contains(r#""name": format!("{db}-db")"#));
     for k in INSTALLER_DB_KEYS {
@@ -130,7 +130,7 @@ fn installer_table_matches_the_installer_source() {
     }
     let storage = std::fs::read_to_string(root.join("installer/src/steps/storage.rs")).unwrap();
     for c in INSTALLER_CLAIMS {
-        assert!(storage.contains(&format!("pub const CLAIM: &str = \"{c}\";")));
+        assert!(storage.contains(&format!("const CLAIM: &str = \"{c}\";")));
     }
 }
 
