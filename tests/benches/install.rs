@@ -18,7 +18,7 @@
 use foreman_box::download::Downloader;
 use foreman_box::host::HostFs;
 use foreman_box_tests::mirror::Mirror;
-use foreman_box_tests::{artifact, foreman_box, sha256_hex};
+use foreman_box_tests::{artifact, k3s_only, sha256_hex};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -157,21 +157,7 @@ fn main() {
         root
     };
     let install_into = |root: &std::path::Path| {
-        let o = foreman_box(&[
-            "install",
-            "--root",
-            root.to_str().unwrap(),
-            "--only",
-            "preflight,k3s",
-            "--ignore-preflight",
-            "all",
-            "--hostname",
-            "foreman.example.test",
-            "--k3s-release-url",
-            &release.url(),
-        ])
-        .output()
-        .unwrap();
+        let o = k3s_only("install", root, &release.url()).output().unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     };
     // Fresh install against the same file fetched by curl alone and curl + sha256sum.
@@ -229,21 +215,9 @@ fn main() {
 
     let root = debian();
     let install = || {
-        let o = foreman_box(&[
-            "install",
-            "--root",
-            root.path().to_str().unwrap(),
-            "--only",
-            "preflight,k3s",
-            "--ignore-preflight",
-            "all",
-            "--hostname",
-            "foreman.example.test",
-            "--k3s-release-url",
-            &release.url(),
-        ])
-        .output()
-        .unwrap();
+        let o = k3s_only("install", root.path(), &release.url())
+            .output()
+            .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     };
     install();

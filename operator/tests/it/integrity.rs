@@ -118,9 +118,7 @@ fn installer_table_matches_the_installer_source() {
     for f in files {
         postgres.push_str(&std::fs::read_to_string(f).unwrap());
     }
-    assert!(
-        postgres.contains(r#"const DATABASES: &[&str] = &["foreman", "candlepin", "pulp"];"#)
-    );
+    assert!(postgres.contains(r#"const DATABASES: &[&str] = &["foreman", "candlepin", "pulp"];"#));
     assert!(postgres.contains(r#""name": format!("{db}-db")"#));
     for k in INSTALLER_DB_KEYS {
         assert!(
