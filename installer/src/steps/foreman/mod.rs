@@ -59,8 +59,9 @@ pub fn desired(cx: &Context) -> Value {
 /// Where to log in, and the command that reads the admin password (never the password).
 pub fn access_text(hostname: &str) -> String {
     format!(
-        "Foreman: https://{hostname}\nuser:    {ADMIN_USER}\npassword: kubectl -n {NAMESPACE} get secret {} -o jsonpath='{{.data.admin-password}}' | base64 -d",
-        foreman_operator::resources::GENERATED_SECRET
+        "Foreman: https://{hostname}\nuser:    {ADMIN_USER}\npassword: kubectl -n {NAMESPACE} get secret {} -o jsonpath='{{.data.admin-password}}' | base64 -d\nkept:    {} (the generated values; keep it with the databases)",
+        foreman_operator::resources::GENERATED_SECRET,
+        copy_path(foreman_operator::resources::GENERATED_SECRET)
     )
 }
 
@@ -488,6 +489,9 @@ mod tests {
         assert!(t.contains("user:    admin"));
         assert!(t.contains(
             "kubectl -n foreman get secret foreman-generated -o jsonpath='{.data.admin-password}' | base64 -d"
+        ));
+        assert!(t.contains(
+            "kept:    /etc/foreman-box/secrets/foreman-generated.yaml (the generated values; keep it with the databases)"
         ));
     }
 }
