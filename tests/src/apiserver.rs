@@ -6,14 +6,14 @@
 //! `details.causes` name the field and the manager, unless the request forces it. Every request
 //! is recorded; tests script status transitions by changing objects while a client runs.
 
+use crate::loopback::Loopback;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 /// One request as the server saw it.
 #[derive(Debug, Clone)]
@@ -39,9 +39,8 @@ struct State {
 
 #[derive(Clone)]
 pub struct ApiServer {
-    addr: SocketAddr,
+    server: Loopback,
     state: Arc<Mutex<State>>,
-    _rt: Arc<tokio::runtime::Runtime>,
 }
 
 /// The API path of an object: `/apis/apps/v1/namespaces/foreman/deployments/foreman`.
@@ -71,35 +70,15 @@ fn plural(kind: &str) -> String {
 impl ApiServer {
     /// Starts serving on 127.0.0.1 on a free port, on its own runtime thread.
     pub fn start() -> ApiServer {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
         let state = Arc::new(Mutex::new(State::default()));
-        let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let st = state.clone();
-        rt.spawn(async move {
-            loop {
-                let Ok((sock, _)) = listener.accept().await else {
-                    continue;
-                };
-                let st = st.clone();
-                tokio::spawn(async move {
-                    let _ = serve(sock, st).await;
-                });
-            }
-        });
         ApiServer {
-            addr,
+            server: Loopback::start(1, state.clone(), serve),
             state,
-            _rt: Arc::new(rt),
         }
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url()
     }
 
     /// Writes a kubeconfig for this server into `dir` and returns its path.

@@ -3,6 +3,7 @@
 
 pub mod apiserver;
 pub mod containerd;
+pub mod loopback;
 pub mod mirror;
 pub mod nspawn;
 pub mod pg;

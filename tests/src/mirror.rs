@@ -2,12 +2,12 @@
 //! files with Range support, answers redirects, and misbehaves on request (5xx, a cut
 //! connection, a slow stream) so the downloader's recovery is tested for real.
 
+use crate::loopback::Loopback;
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 #[derive(Default)]
 struct State {
@@ -31,43 +31,22 @@ pub struct Request {
 
 #[derive(Clone)]
 pub struct Mirror {
-    addr: SocketAddr,
+    server: Loopback,
     state: Arc<Mutex<State>>,
-    _rt: Arc<tokio::runtime::Runtime>,
 }
 
 impl Mirror {
     /// Starts serving on 127.0.0.1 on a free port, on its own runtime thread.
     pub fn start() -> Mirror {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
         let state = Arc::new(Mutex::new(State::default()));
-        let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let st = state.clone();
-        rt.spawn(async move {
-            loop {
-                let Ok((sock, _)) = listener.accept().await else {
-                    continue;
-                };
-                let st = st.clone();
-                tokio::spawn(async move {
-                    let _ = serve(sock, st).await;
-                });
-            }
-        });
         Mirror {
-            addr,
+            server: Loopback::start(2, state.clone(), serve),
             state,
-            _rt: Arc::new(rt),
         }
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url()
     }
 
     /// Serves `bytes` at `path` (as it appears on the wire, e.g. `/v1.2.3%2Bk3s1/k3s`).
