@@ -88,9 +88,9 @@ pub enum Error {
         name: String,
         problem: String,
     },
-    #[error("cannot generate Secret foreman/{name}")]
+    #[error("cannot generate {what}\nhelp: this is a bug in foreman-box; please report it with the output of `foreman-box plan`")]
     Generate {
-        name: String,
+        what: String,
         #[source]
         source: foreman_operator::Error,
     },

@@ -843,6 +843,29 @@ fn a_copy_that_differs_from_the_cluster_follows_it_and_the_old_copy_is_kept() {
     assert_eq!(std::fs::read(&replaced).unwrap(), old);
     assert_eq!(mode(&replaced), 0o600);
     assert_eq!(run(&mut foreman_cmd("plan", &c, &[])).code, 0);
+
+    // A second rotation keeps the second old copy next to the first, never over it.
+    let second_old = std::fs::read(&path).unwrap();
+    let mut secret = c.api.get(&format!("{SECRETS}/foreman-generated")).unwrap();
+    secret["data"]["admin-password"] = json!("YWdhaW4=");
+    c.api.put(secret);
+    let out = install(&c, &[]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.all().contains("foreman-generated.yaml.replaced.1"),
+        "{}",
+        out.all()
+    );
+    assert_eq!(
+        std::fs::read(&replaced).unwrap(),
+        old,
+        "the first old copy stays"
+    );
+    assert_eq!(
+        std::fs::read(root.join("etc/foreman-box/secrets/foreman-generated.yaml.replaced.1"))
+            .unwrap(),
+        second_old
+    );
 }
 
 #[test]
@@ -881,4 +904,27 @@ fn a_broken_copy_stops_the_run_names_the_file_and_changes_nothing() {
         std::fs::read_to_string(&path).unwrap(),
         "kind: Secret\nmetadata: {name: someone-else}\ndata: {a: YQ==}\n"
     );
+
+    // A copy that does not parse: where, never what (the text holds secrets).
+    let unreadable =
+        "kind: Secret\nmetadata: {name: foreman-tls}\ndata: {tls.key: 'hunter2 is not base64!'}\n";
+    std::fs::write(&path, unreadable).unwrap();
+    let out = install(&c, &[]);
+    assert_ne!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stderr.contains("is not a usable copy of Secret foreman/foreman-tls: it does not read as a Secret manifest (line "),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.all().contains("hunter2"),
+        "the copy's content was shown: {}",
+        out.all()
+    );
+    assert_eq!(
+        c.api.writes().len(),
+        before,
+        "nothing written to the cluster"
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), unreadable);
 }

@@ -1,5 +1,6 @@
-//! ApplyForeman: the `Foreman` resource from the configuration, applied through the API with
-//! server-side apply under our own field manager and without force, then a bounded wait for
+//! ApplyForeman: the generated Secrets from the copies kept in /etc/foreman-box/secrets
+//! ([`secrets`]), then the `Foreman` resource from the configuration, applied through the API
+//! with server-side apply under our own field manager and without force, then a bounded wait for
 //! `Ready` with one line per component.
 //!
 //! The step talks to the cluster only when k3s is meant to run (no `--skip-start`, which

@@ -11,7 +11,8 @@
 //! - only the Secret: the copy written from it (made by an operator before the installer kept
 //!   copies, or the copy was removed);
 //! - both, the same values: nothing; different: the cluster's values are the ones Foreman runs
-//!   with, so the copy follows them and the old copy is kept next to it as `NAME.yaml.replaced`.
+//!   with, so the copy follows them and the old copy is kept next to it as `NAME.yaml.replaced`
+//!   (`.replaced.N` when an earlier one is there: no copy is ever overwritten).
 //!
 //! The cluster's Secrets are only ever created, never replaced.
 
@@ -39,7 +40,7 @@ pub fn copy_path(name: &str) -> String {
 /// The typed resource the operator will see, for the generators.
 pub fn resource(desired: &Value) -> Result<Foreman> {
     serde_json::from_value(desired.clone()).map_err(|e| Error::Generate {
-        name: "(all)".into(),
+        what: "the generated Secrets: the configuration does not make a Foreman resource".into(),
         source: foreman_operator::Error::Invalid {
             path: "Foreman".into(),
             message: e.to_string(),
@@ -67,7 +68,7 @@ fn copy_file(fm: &Foreman, g: Generated, data: &Data) -> Result<DesiredFile> {
     Ok(DesiredFile::new(copy_path(g.name), body, 0o600))
 }
 
-/// The kept copy's data, checked: a Secret manifest named `name` with every key.
+/// The kept copy's data and text, checked: a Secret manifest named `name` with values.
 fn read_copy(cx: &Context, name: &str) -> Result<Option<(Data, String)>> {
     let path = copy_path(name);
     let Some(text) = cx.host.fs().read_string(&cx.host.path(&path))? else {
@@ -78,8 +79,17 @@ fn read_copy(cx: &Context, name: &str) -> Result<Option<(Data, String)>> {
         name: name.to_string(),
         problem,
     };
-    let secret: Secret =
-        serde_yaml::from_str(&text).map_err(|e| bad(format!("not a Secret manifest ({e})")))?;
+    // Only where it failed: serde's message can quote the value it choked on, a secret here.
+    let secret: Secret = serde_yaml::from_str(&text).map_err(|e| {
+        bad(match e.location() {
+            Some(l) => format!(
+                "it does not read as a Secret manifest (line {}, column {})",
+                l.line(),
+                l.column()
+            ),
+            None => "it does not read as a Secret manifest".into(),
+        })
+    })?;
     if secret.metadata.name.as_deref() != Some(name) {
         return Err(bad(format!(
             "it names Secret {:?}",
@@ -94,6 +104,22 @@ fn read_copy(cx: &Context, name: &str) -> Result<Option<(Data, String)>> {
         return Err(bad("it holds no values".into()));
     }
     Ok(Some((data, text)))
+}
+
+/// Where an old copy goes: `NAME.yaml.replaced`, or `.replaced.N` when an earlier one is there
+/// with other content, so no copy ever replaces another.
+fn replaced_path(cx: &Context, path: &str, old: &str) -> Result<String> {
+    let mut n = 0;
+    loop {
+        let candidate = match n {
+            0 => format!("{path}.replaced"),
+            n => format!("{path}.replaced.{n}"),
+        };
+        match cx.host.fs().read_string(&cx.host.path(&candidate))? {
+            Some(text) if text != old => n += 1,
+            _ => return Ok(candidate),
+        }
+    }
 }
 
 fn as_data(values: BTreeMap<String, String>) -> Data {
@@ -114,7 +140,7 @@ fn create_action(
 ) -> Result<Action> {
     let secret: Secret =
         serde_json::from_value(object(fm, g, data)).map_err(|e| Error::Generate {
-            name: g.name.into(),
+            what: format!("Secret {NAMESPACE}/{}", g.name),
             source: foreman_operator::Error::Invalid {
                 path: format!("Secret {}", g.name),
                 message: e.to_string(),
@@ -144,7 +170,7 @@ pub async fn plan(cx: &Context, cluster: &Cluster, fm: &Foreman) -> Result<Vec<A
         match (copy, live) {
             (None, None) => {
                 let values = generated::generate(fm, g.name).map_err(|source| Error::Generate {
-                    name: g.name.into(),
+                    what: format!("Secret {NAMESPACE}/{}", g.name),
                     source,
                 })?;
                 let data = as_data(values);
@@ -188,18 +214,19 @@ pub async fn plan(cx: &Context, cluster: &Cluster, fm: &Foreman) -> Result<Vec<A
                         actions.push(Action::write_file(file, change.why))
                     }
                     Some((_, old)) => {
+                        let kept = replaced_path(cx, &path, &old)?;
                         let why = format!(
-                            "it holds other values than Secret {NAMESPACE}/{}, which Foreman runs with; the old copy is kept as {path}.replaced",
+                            "it holds other values than Secret {NAMESPACE}/{}, which Foreman runs with; the old copy is kept as {kept}",
                             g.name
                         );
                         cx.reporter.warning(
                             STEP,
                             &format!(
-                                "{path} holds other values than Secret {NAMESPACE}/{} in the cluster; the copy will follow the cluster, which Foreman runs with, and the old copy is kept as {path}.replaced",
+                                "{path} holds other values than Secret {NAMESPACE}/{} in the cluster; the copy will follow the cluster, which Foreman runs with, and the old copy is kept as {kept}",
                                 g.name
                             ),
                         );
-                        let old = DesiredFile::new(format!("{path}.replaced"), old, 0o600);
+                        let old = DesiredFile::new(kept, old, 0o600);
                         actions.push(Action::sync(format!("write {path}"), why, move |cx| {
                             old.write(&cx.host)?;
                             file.write(&cx.host)?;
