@@ -36,6 +36,28 @@ fn loadavg() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
+/// `curl -sSf -o OUT URL`, the yardstick every figure is compared with.
+fn curl_o(url: &str, out: &std::path::Path) {
+    assert!(Command::new("curl")
+        .args(["-sSf", "-o"])
+        .arg(out)
+        .arg(url)
+        .status()
+        .unwrap()
+        .success());
+}
+
+/// `sha256sum FILE`'s hash.
+fn sha256sum(file: &std::path::Path) -> String {
+    let s = Command::new("sha256sum").arg(file).output().unwrap();
+    assert!(s.status.success());
+    String::from_utf8_lossy(&s.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
 fn main() {
     // SAFETY: set before any thread that reads the environment is started.
     unsafe { std::env::set_var("FOREMAN_BOX_BENCH", "1") };
@@ -76,37 +98,18 @@ fn main() {
 
         let _ = std::fs::remove_file(&out);
         let t = Instant::now();
-        assert!(Command::new("curl")
-            .args(["-sSf", "-o"])
-            .arg(&out)
-            .arg(&url)
-            .status()
-            .unwrap()
-            .success());
+        curl_o(&url, &out);
         curl.push(t.elapsed());
 
         let _ = std::fs::remove_file(&out);
         let t = Instant::now();
-        assert!(Command::new("curl")
-            .args(["-sSf", "-o"])
-            .arg(&out)
-            .arg(&url)
-            .status()
-            .unwrap()
-            .success());
-        let s = Command::new("sha256sum").arg(&out).output().unwrap();
-        assert!(String::from_utf8_lossy(&s.stdout).starts_with(&sha));
+        curl_o(&url, &out);
+        assert_eq!(sha256sum(&out), sha);
         pair.push(t.elapsed());
 
         // curl with the fsync our download does before its rename, for a like-for-like figure.
         let t = Instant::now();
-        assert!(Command::new("curl")
-            .args(["-sSf", "-o"])
-            .arg(&out)
-            .arg(&url)
-            .status()
-            .unwrap()
-            .success());
+        curl_o(&url, &out);
         std::fs::File::open(&out).unwrap().sync_all().unwrap();
         synced.push(t.elapsed());
     }
@@ -172,30 +175,13 @@ fn main() {
 
         let _ = std::fs::remove_file(&out);
         let t = Instant::now();
-        assert!(Command::new("curl")
-            .args(["-sSf", "-o"])
-            .arg(&out)
-            .arg(&bin_url)
-            .status()
-            .unwrap()
-            .success());
+        curl_o(&bin_url, &out);
         fresh_curl.push(t.elapsed());
 
         let _ = std::fs::remove_file(&out);
         let t = Instant::now();
-        assert!(Command::new("curl")
-            .args(["-sSf", "-o"])
-            .arg(&out)
-            .arg(&bin_url)
-            .status()
-            .unwrap()
-            .success());
-        assert!(Command::new("sha256sum")
-            .arg(&out)
-            .output()
-            .unwrap()
-            .status
-            .success());
+        curl_o(&bin_url, &out);
+        assert_eq!(sha256sum(&out).len(), 64);
         fresh_pair.push(t.elapsed());
     }
     let (f, fc, fp) = (median(fresh), median(fresh_curl), median(fresh_pair));
