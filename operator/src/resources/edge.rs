@@ -215,9 +215,10 @@ fn maps(fm: &Foreman) -> Vec<Directive> {
         block(
             "map",
             vec![word("$http_upgrade"), word("$edge_connection")],
+            // (nginx tries no regex on an empty value: the default is the empty case.)
             vec![
-                directive("default", vec![word("upgrade")]),
-                directive("~^$", vec![quoted("")]),
+                directive("default", vec![quoted("")]),
+                directive("~.", vec![word("upgrade")]),
             ],
         ),
         verified("$edge_client_s_dn", "$ssl_client_s_dn"),
