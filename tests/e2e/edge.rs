@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 const HOST: &str = "foreman.example.com";
 
-fn default_resource() -> Foreman {
+pub fn default_resource() -> Foreman {
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../operator/tests/golden/default.cr.yaml"
@@ -71,7 +71,7 @@ fn certificate_files(fm: &Foreman, dir: &Path) -> BTreeMap<String, PathBuf> {
     files
 }
 
-struct Edge {
+pub struct Edge {
     _nginx: Nginx,
     foreman: Puma,
     content: Echo,
@@ -84,6 +84,12 @@ struct Edge {
 
 impl Edge {
     fn start(fm: &Foreman) -> Edge {
+        Edge::start_with(fm, &edge::config(fm), None)
+    }
+
+    /// `conf` (a rendered edge configuration) in front of Puma, an echo content app, and the
+    /// Pulp API on `pulp_api` (an echo server when None).
+    pub fn start_with(fm: &Foreman, conf: &str, pulp_api: Option<u16>) -> Edge {
         let dir = tempfile::Builder::new()
             .prefix("fb-edge-")
             .tempdir()
@@ -93,8 +99,9 @@ impl Edge {
         let (content, api) = (Echo::start(), Echo::start());
         let (http, https) = (free_port(), free_port());
         let d = dir.path().display();
+        let api_port = pulp_api.unwrap_or(api.port);
         let conf = localize(
-            &edge::config(fm),
+            conf,
             &[
                 ("listen 8080;", format!("listen 127.0.0.1:{http};")),
                 ("listen 8443 ssl;", format!("listen 127.0.0.1:{https} ssl;")),
@@ -110,7 +117,7 @@ impl Edge {
                 ),
                 (
                     "http://pulp-api.foreman.svc:24817",
-                    format!("http://127.0.0.1:{}", api.port),
+                    format!("http://127.0.0.1:{api_port}"),
                 ),
             ],
         );
@@ -127,7 +134,8 @@ impl Edge {
         }
     }
 
-    fn https(&self, path: &str, cert: Option<&str>, extra: &[&str]) -> nginx::Answer {
+    /// A request to the edge over HTTPS as a host makes it, with the named certificate.
+    pub fn https(&self, path: &str, cert: Option<&str>, extra: &[&str]) -> nginx::Answer {
         let c = cert.map(|n| {
             (
                 self.files[&format!("{n}.crt")].as_path(),
