@@ -533,3 +533,64 @@ fn pulp_control_lets_the_status_ping_in_without_a_certificate_and_only_foreman_i
     assert_eq!(seen[1].all("remote-user"), ["admin"], "{seen:?}");
     assert!(!seen[1].headers.iter().any(|(_, v)| v.contains("intruder")));
 }
+
+/// The DNS names in a PEM certificate's subjectAltName, as openssl prints them.
+fn sans(pem: &str) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("c.pem");
+    std::fs::write(&f, pem).unwrap();
+    let out = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-ext", "subjectAltName", "-in"])
+        .arg(&f)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .split([',', '\n'])
+        .filter_map(|s| s.trim().strip_prefix("DNS:").map(str::to_string))
+        .collect()
+}
+
+fn host_of(url: &str) -> String {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let host_port = rest.split('/').next().unwrap();
+    host_port.split(':').next().unwrap().to_string()
+}
+
+#[test]
+fn every_name_a_server_is_called_by_is_in_its_certificate() {
+    use foreman_operator::resources::proxy;
+    let fm = default_resource();
+    let certs = certificates::generate(&fm).unwrap();
+    let edge_sans = sans(&certs[certificates::SERVER_CRT]);
+    // Hosts call the edge by the hostname, pods (the proxy's callbacks) by its Service.
+    for name in edge::names(&fm)
+        .into_iter()
+        .chain([host_of(&edge::internal_url(&fm))])
+    {
+        assert!(
+            edge_sans.contains(&name),
+            "edge: {name} not in {edge_sans:?}"
+        );
+    }
+    // Foreman calls the proxy at its registered URL, and admits its callbacks when a name of
+    // its certificate is that URL's host (smart_proxy_auth.rb).
+    let proxy_sans = sans(&certs[certificates::PROXY_CRT]);
+    let registered = host_of(&proxy::registered_url(&fm));
+    assert!(
+        proxy_sans.contains(&registered),
+        "proxy: {registered} not in {proxy_sans:?}"
+    );
+    assert_eq!(proxy::registered_name(&fm), registered);
+    // Katello calls pulp-control at the Pulp smart proxy's pulp_url.
+    let control_sans = sans(&certs[certificates::PULP_CONTROL_CRT]);
+    let control = host_of(&pulp::control_url(&fm));
+    assert!(
+        control_sans.contains(&control),
+        "pulp-control: {control} not in {control_sans:?}"
+    );
+}
