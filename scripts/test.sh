@@ -29,6 +29,7 @@ main() {
 #   python3-venv redis-server       pulpcore's venv and a throwaway Redis for the Pulp scenario
 #   curl vagrant       install.sh's download, and `vagrant validate` on vagrant/Vagrantfile
 #   nginx-light        the operator's Pulp mTLS front end config, run for real (operator tests)
+#   zstd               GNU tar reads back the .tar.zst of `backup --archive` and `support-bundle`
 PACKAGES="
 postgresql
 containerd
@@ -44,6 +45,7 @@ redis-server
 curl
 vagrant
 nginx-light
+zstd
 "
 
 install_packages() {

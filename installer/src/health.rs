@@ -323,7 +323,8 @@ pub fn cert_findings(key: &str, pem: &[u8], now: i64) -> Vec<(Status, String)> {
             Err(e) => out.push((Status::Failed, format!("{key}: cannot read the certificate: {e}"))),
             Ok(cert) => {
                 let not_after = cert.validity().not_after.timestamp();
-                let days = (not_after - now).div_euclid(86_400);
+                // To the nearest day: a certificate made with `-days 10` expires "in 10 days".
+                let days = (not_after - now + 43_200).div_euclid(86_400);
                 let subject = cert.subject().to_string();
                 let when = k8s_openapi::jiff::Timestamp::from_second(not_after)
                     .map(|t| t.strftime("%Y-%m-%d").to_string())
@@ -547,7 +548,12 @@ mod tests {
         assert_eq!(soon.len(), 1);
         assert_eq!(soon[0].0, Status::Warning);
         assert!(soon[0].1.starts_with("tls.crt ("), "{}", soon[0].1);
-        assert!(soon[0].1.ends_with("in 10 days"), "{}", soon[0].1);
+        // rcgen sets whole dates: 10 days and a half from now is midnight of that day.
+        assert!(
+            ["in 10 days", "in 11 days"].iter().any(|d| soon[0].1.ends_with(d)),
+            "{}",
+            soon[0].1
+        );
         let later = cert_findings("ca.crt", cert_expiring_in(400).as_bytes(), now);
         assert_eq!(later[0].0, Status::Ok);
         let bundle = format!("{}{}", cert_expiring_in(400), cert_expiring_in(3));

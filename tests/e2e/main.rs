@@ -5,6 +5,7 @@
 
 mod bad_input;
 mod crash;
+mod daytwo;
 mod foreman;
 mod host;
 mod image;
