@@ -28,6 +28,20 @@ pub(crate) fn hba_block(cx: &Context) -> String {
         }
     }
     let all = DATABASES.join(",");
+    // The admin role reaches our databases from this host only: backup dumps them, restore
+    // rebuilds them and health counts Foreman's tasks, all as the admin. Its name is ours in
+    // local mode; external mode's comes from admin_url, whose parser allows only letters,
+    // digits, `_`, `-` and `.` (nothing pg_hba.conf would read as syntax).
+    let admin = match (&cx.config.postgres.mode, &cx.config.postgres.admin_url) {
+        (PostgresMode::Local, _) => Some(ADMIN_ROLE.to_string()),
+        (_, Some(url)) => Some(url.user.clone()),
+        (_, None) => None,
+    };
+    if let Some(admin) = admin {
+        for net in ["127.0.0.1/32", "::1/128"] {
+            lines.push(format!("host    {all} {admin} {net} scram-sha-256"));
+        }
+    }
     lines.push(format!("host    {all} all 0.0.0.0/0 reject"));
     lines.push(format!("host    {all} all ::/0 reject"));
     lines.push(HBA_END.to_string());
