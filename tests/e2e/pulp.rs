@@ -23,7 +23,7 @@ const DEPLOYMENTS: [&str; 3] = ["pulp-api", "pulp-content", "pulp-worker"];
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pulp_render_migrates_serves_status_and_serves_an_uploaded_file_back() {
-    let _ports = PULP_PORTS.lock().unwrap_or_else(|p| p.into_inner());
+    let _ports = PULP_PORTS.lock().await;
     let started = Instant::now();
     let venv = pulp::venv();
     let pg = Pg::start();
@@ -249,7 +249,7 @@ async fn pulp_render_migrates_serves_status_and_serves_an_uploaded_file_back() {
 
 /// The Pulp processes share this machine's network and the image's fixed ports: one scenario
 /// that runs them at a time.
-pub(crate) static PULP_PORTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+pub(crate) static PULP_PORTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Everything a Pulp pod can read: the operator's render of the product's default resource, the
 /// installer's manifests under `root`, and the Secrets the controller generates at reconcile.
@@ -428,7 +428,11 @@ pub(crate) async fn wait_task(
 }
 
 /// Polls `/pulp/api/v3/status/` until the database, a worker and a content app are reported.
-pub(crate) async fn wait_for_status(http: &reqwest::Client, api: &str, running: &mut [Running]) -> Value {
+pub(crate) async fn wait_for_status(
+    http: &reqwest::Client,
+    api: &str,
+    running: &mut [Running],
+) -> Value {
     let url = format!("{api}/pulp/api/v3/status/");
     let deadline = Instant::now() + STATUS_TIMEOUT;
     loop {

@@ -10,7 +10,19 @@ use tokio::net::{TcpListener, TcpStream};
 #[derive(Clone)]
 pub struct Loopback {
     pub addr: SocketAddr,
-    _rt: Arc<tokio::runtime::Runtime>,
+    _rt: Arc<OwnRuntime>,
+}
+
+/// The server's runtime, shut down without waiting when the last handle goes: a test may start
+/// and drop a server from inside its own async runtime, where a blocking shutdown panics.
+struct OwnRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for OwnRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 impl Loopback {
@@ -26,9 +38,12 @@ impl Loopback {
             .enable_all()
             .build()
             .unwrap();
-        let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
-        let addr = listener.local_addr().unwrap();
+        // Bound without the runtime's block_on, which panics when the caller is itself async.
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        std_listener.set_nonblocking(true).unwrap();
+        let addr = std_listener.local_addr().unwrap();
         rt.spawn(async move {
+            let listener = TcpListener::from_std(std_listener).expect("a loopback listener");
             loop {
                 let Ok((sock, _)) = listener.accept().await else {
                     continue;
@@ -41,7 +56,7 @@ impl Loopback {
         });
         Loopback {
             addr,
-            _rt: Arc::new(rt),
+            _rt: Arc::new(OwnRuntime(Some(rt))),
         }
     }
 
