@@ -253,12 +253,10 @@ impl HostFs {
                     }
                     stats.symlinks += 1;
                 }
-                other => {
-                    return Err(bad(format!(
-                        "{} is a {other:?} entry; only files, directories and symlinks are restored",
-                        path.display()
-                    )))
-                }
+                other => return Err(bad(format!(
+                    "{} is a {other:?} entry; only files, directories and symlinks are restored",
+                    path.display()
+                ))),
             }
             let at = dest.join(&path);
             if !write {
@@ -345,7 +343,10 @@ mod tests {
             std::fs::read(out.join("media/artifact/ab/cdef")).unwrap(),
             b"content"
         );
-        assert_eq!(fs_.mode(&out.join("media/artifact/ab/cdef")).unwrap(), Some(0o640));
+        assert_eq!(
+            fs_.mode(&out.join("media/artifact/ab/cdef")).unwrap(),
+            Some(0o640)
+        );
         assert_eq!(
             fs_.symlink_target(&out.join("media/link")).unwrap(),
             PathBuf::from("artifact/ab/cdef")
@@ -364,7 +365,7 @@ mod tests {
         let mut h = tar::Header::from_byte_slice(&raw).clone();
         h.set_cksum();
         let mut data = h.as_bytes().to_vec();
-        data.extend_from_slice(&[b'x']);
+        data.extend_from_slice(b"x");
         data.resize(512 * 2, 0);
         data.extend_from_slice(&[0u8; 1024]);
         let dest = tempfile::tempdir().unwrap();
