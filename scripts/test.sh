@@ -29,6 +29,8 @@ main() {
 #   python3-venv redis-server       pulpcore's venv and a throwaway Redis for the Pulp scenario
 #   curl vagrant       install.sh's download, and `vagrant validate` on vagrant/Vagrantfile
 #   nginx-light        the operator's Pulp mTLS front end config, run for real (operator tests)
+#   openjdk-17-jdk-headless ruby   Candlepin's key and stores read by Java 17 (javac, keytool) as
+#                      Candlepin 4 reads them; keys read by Ruby's OpenSSL as Katello does
 PACKAGES="
 postgresql
 containerd
@@ -44,6 +46,8 @@ redis-server
 curl
 vagrant
 nginx-light
+openjdk-17-jdk-headless
+ruby
 "
 
 install_packages() {
