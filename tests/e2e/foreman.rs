@@ -609,8 +609,9 @@ fn every_step_of_the_default_order_installs_under_root_and_a_rerun_changes_no_fi
 // /etc/foreman-box/secrets/NAME.yaml, and brought back from there into a new cluster.
 
 const SECRETS: &str = "/api/v1/namespaces/foreman/secrets";
-const GENERATED: [&str; 4] = [
+const GENERATED: [&str; 5] = [
     "foreman-generated",
+    "foreman-ca",
     "foreman-tls",
     "pulp-symmetric-key",
     "foreman-proxy-ssh",
@@ -691,7 +692,7 @@ fn generated_secrets_are_created_before_the_resource_and_kept_in_0600_copies() {
     assert_eq!(created(&c.api), GENERATED, "{writes:?}");
     let first_apply = writes.iter().position(|r| r.path == FOREMAN).unwrap();
     assert_eq!(
-        first_apply, 4,
+        first_apply, 5,
         "the Secrets come before the resource: {writes:?}"
     );
 
@@ -711,8 +712,11 @@ fn generated_secrets_are_created_before_the_resource_and_kept_in_0600_copies() {
     let admin = decoded(&generated, "admin-password");
     assert_eq!(admin.len(), 48);
     let key = decoded(&generated, "encryption-key");
+    let ca = live_data(&c.api, "foreman-ca");
+    assert!(decoded(&ca, "ca.key").starts_with("-----BEGIN PRIVATE KEY-----"));
     let tls = live_data(&c.api, "foreman-tls");
-    assert!(decoded(&tls, "ca.key").contains("PRIVATE KEY"));
+    assert!(tls.get("ca.key").is_none(), "the CA key is kept apart from the edge's Secret");
+    assert_eq!(decoded(&tls, "ca.crt"), decoded(&ca, "ca.crt"));
     let shown = everything_shown(root, &out);
     for secret in [&admin, &key] {
         assert!(
@@ -746,7 +750,10 @@ fn without_plugins_only_the_core_secrets_are_made() {
     let out = install(&c, &["--katello", "false", "--remote-execution", "false"]);
     op.join().unwrap();
     assert_eq!(out.code, 0, "{}", out.all());
-    assert_eq!(created(&c.api), ["foreman-generated", "foreman-tls"]);
+    assert_eq!(
+        created(&c.api),
+        ["foreman-generated", "foreman-ca", "foreman-tls"]
+    );
     assert!(!copy_of(c.root.path(), "pulp-symmetric-key").exists());
     assert!(!copy_of(c.root.path(), "foreman-proxy-ssh").exists());
 }

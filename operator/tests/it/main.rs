@@ -4,6 +4,7 @@
 
 mod contract;
 mod integrity;
+mod keys;
 mod pulp_control;
 mod read;
 mod reconcile;
