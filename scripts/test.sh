@@ -28,7 +28,9 @@ main() {
 #   debootstrap systemd-container   the booted Debian host of tests/e2e/host.rs
 #   python3-venv redis-server       pulpcore's venv and a throwaway Redis for the Pulp scenario
 #   curl vagrant       install.sh's download, and `vagrant validate` on vagrant/Vagrantfile
-#   nginx-light        the operator's Pulp mTLS front end config, run for real (operator tests)
+#   nginx-light        the operator's nginx front ends (the edge, pulp-control), run for real
+#   puma               Foreman's HTTP server, reading the headers the edge passes (tests/e2e/edge.rs)
+#   zstd               GNU tar reads back the .tar.zst of `backup --archive` and `support-bundle`
 #   openjdk-17-jdk-headless ruby   Candlepin's key and stores read by Java 17 (javac, keytool) as
 #                      Candlepin 4 reads them; keys read by Ruby's OpenSSL as Katello does
 PACKAGES="
@@ -46,6 +48,8 @@ redis-server
 curl
 vagrant
 nginx-light
+puma
+zstd
 openjdk-17-jdk-headless
 ruby
 "

@@ -229,7 +229,7 @@ fn every_mount_has_its_volume_and_every_key_read_exists() {
 }
 
 #[test]
-fn every_service_selects_a_pod_port_and_every_ingress_backend_a_service_port() {
+fn every_service_selects_a_pod_port_and_every_edge_backend_a_service_port() {
     for (case, objs) in every_render() {
         let templates: Vec<(&Value, &Value)> = objs
             .iter()
@@ -279,23 +279,50 @@ fn every_service_selects_a_pod_port_and_every_ingress_backend_a_service_port() {
                 p["metadata"]["name"]
             );
         }
-        let ingress = objs.iter().find(|o| o["kind"] == "Ingress").unwrap();
-        for rule in ingress["spec"]["rules"].as_array().unwrap() {
-            for path in rule["http"]["paths"].as_array().unwrap() {
-                let b = &path["backend"]["service"];
-                let (name, port) = (
-                    b["name"].as_str().unwrap(),
-                    b["port"]["number"].as_u64().unwrap(),
-                );
+        assert!(
+            !objs.iter().any(|o| o["kind"] == "Ingress"),
+            "{case}: the edge replaced the Ingress"
+        );
+        // Every backend an nginx configuration (the edge, pulp-control) proxies to is a Service
+        // port of this render, by its in-cluster name.
+        let ns = objs[0]["metadata"]["namespace"].as_str().unwrap();
+        let mut backends = 0;
+        for cm in objs.iter().filter(|o| o["kind"] == "ConfigMap") {
+            let Some(conf) = cm["data"]["default.conf"].as_str() else {
+                continue;
+            };
+            for line in conf.lines().map(str::trim) {
+                let target = line
+                    .strip_prefix("proxy_pass http://")
+                    .or_else(|| line.strip_prefix("server "))
+                    .map(|t| t.trim_end_matches(';'));
+                let Some(target) = target.filter(|t| t.contains(':')) else {
+                    continue;
+                };
+                let host_port = target.split('/').next().unwrap();
+                let (host, port) = host_port.rsplit_once(':').unwrap();
+                let name = host
+                    .strip_suffix(&format!(".{ns}.svc"))
+                    .unwrap_or_else(|| panic!("{case}: {line} names no Service of {ns}"));
+                let port: u64 = port.parse().unwrap();
                 assert!(
                     service_ports
                         .get(name)
                         .is_some_and(|ports| ports.contains(&port)),
-                    "{case}: Ingress path {} goes to {name}:{port}, which no Service offers",
-                    path["path"]
+                    "{case}: {} sends {line} to {name}:{port}, which no Service offers",
+                    cm["metadata"]["name"]
                 );
+                backends += 1;
             }
         }
+        assert!(backends > 0, "{case}: no nginx backend found to check");
+        // The edge is published on the host's 80 and 443 (ServiceLB binds a LoadBalancer's ports).
+        let edge = objs
+            .iter()
+            .find(|o| o["kind"] == "Service" && o["metadata"]["name"] == "foreman")
+            .unwrap_or_else(|| panic!("{case}: no edge Service"));
+        assert_eq!(edge["spec"]["type"], "LoadBalancer", "{case}");
+        assert_eq!(service_ports["foreman"], [80, 443], "{case}");
     }
 }
 
@@ -428,7 +455,7 @@ fn pulp_control_image_can_be_overridden_since_its_default_is_unconfirmed() {
 
 /// The names a pod is reached under over TLS are in the certificate it presents: for every
 /// Service, the leaves of the certificate Secret its pod mounts (server certificates, not the
-/// client one) include `name.namespace.svc`; the Ingress's TLS hosts are in `tls.crt`. The
+/// client one) include `name.namespace.svc`; the edge's names are in `tls.crt`. The
 /// leaves' names are those the operator signs (`certificates::leaves`).
 #[test]
 fn every_name_a_pod_serves_tls_under_is_in_the_certificate_it_mounts() {
@@ -479,24 +506,25 @@ fn every_name_a_pod_serves_tls_under_is_in_the_certificate_it_mounts() {
                     );
                     checked.insert(name.to_string());
                 }
-                for ing in objs.iter().filter(|o| o["kind"] == "Ingress") {
-                    for tls in ing["spec"]["tls"].as_array().into_iter().flatten() {
-                        assert_eq!(tls["secretName"], TLS_SECRET, "{case}");
-                        for h in tls["hosts"].as_array().unwrap() {
-                            let h = h.as_str().unwrap().to_string();
-                            assert!(
-                                names_of(certificates::SERVER_CRT).contains(&h),
-                                "{case}: the Ingress serves {h} with tls.crt, which lacks it"
-                            );
-                            checked.insert(format!("ingress {h}"));
-                        }
-                    }
+                // The edge presents tls.crt under every name clients reach it by.
+                for name in foreman_operator::resources::edge::names(&fm) {
+                    assert!(
+                        names_of(certificates::SERVER_CRT).contains(&name),
+                        "{case}: the edge is reached as {name}, which tls.crt lacks"
+                    );
+                    checked.insert(format!("edge {name}"));
                 }
             }
         }
     }
-    // The services that terminate TLS themselves, and the hostname at the Ingress.
-    for name in ["candlepin", "foreman-proxy", "pulp-control", "ingress foreman.example.com"] {
+    // The edge, the services that terminate TLS themselves, and the hostname at the edge.
+    for name in [
+        "foreman",
+        "candlepin",
+        "foreman-proxy",
+        "pulp-control",
+        "edge foreman.example.com",
+    ] {
         assert!(checked.contains(name), "{name} was never checked: {checked:?}");
     }
 }

@@ -5,7 +5,6 @@
 mod contract;
 mod integrity;
 mod keys;
-mod pulp_control;
 mod read;
 mod reconcile;
 mod render;
