@@ -317,7 +317,10 @@ async fn complete_certificates(
     mut have: BTreeMap<String, String>,
     known: &generated::Known,
 ) -> Result<BTreeMap<String, String>, Error> {
-    let ca = known.get(certificates::CA_SECRET).cloned().unwrap_or_default();
+    let ca = known
+        .get(certificates::CA_SECRET)
+        .cloned()
+        .unwrap_or_default();
     let update = certificates::renew(fm, &ca, &have, std::time::SystemTime::now())?;
     if let Some(update) = update {
         let removed: BTreeMap<&String, Value> =
@@ -328,7 +331,9 @@ async fn complete_certificates(
             &Patch::Merge(json!({ "stringData": update.set, "data": removed })),
         )
         .await
-        .map_err(kube_err(format!("renewing certificates in Secret {TLS_SECRET}")))?;
+        .map_err(kube_err(format!(
+            "renewing certificates in Secret {TLS_SECRET}"
+        )))?;
         tracing::info!(secret = TLS_SECRET, why = %update.why.join("; "), "certificates renewed");
         for k in &update.remove {
             have.remove(k);

@@ -74,14 +74,21 @@ pub fn inputs(name: &str) -> &'static [&'static str] {
 }
 
 /// Fresh values for the Secret `name`, from the OS RNG, or from the [`inputs`] it needs.
-pub fn generate(fm: &Foreman, name: &str, known: &Known) -> Result<BTreeMap<String, String>, Error> {
+pub fn generate(
+    fm: &Foreman,
+    name: &str,
+    known: &Known,
+) -> Result<BTreeMap<String, String>, Error> {
     let now = std::time::SystemTime::now();
     match name {
         GENERATED_SECRET => Ok(GENERATED_KEYS
             .iter()
             .map(|k| (k.to_string(), crate::secrets::token(48)))
             .collect()),
-        CA_SECRET => match known.get(TLS_SECRET).and_then(certificates::ca_from_older_tls) {
+        CA_SECRET => match known
+            .get(TLS_SECRET)
+            .and_then(certificates::ca_from_older_tls)
+        {
             Some(kept) => Ok(kept),
             None => certificates::new_ca(now),
         },
@@ -192,11 +199,22 @@ mod tests {
     fn certificates_are_signed_by_the_ca_that_was_made_before_them() {
         let fm = foreman(false, false);
         let known = make_all(&fm);
-        assert_eq!(known[TLS_SECRET][certificates::CA_CRT], known[CA_SECRET][certificates::CA_CRT]);
+        assert_eq!(
+            known[TLS_SECRET][certificates::CA_CRT],
+            known[CA_SECRET][certificates::CA_CRT]
+        );
         let now = std::time::SystemTime::now();
-        assert_eq!(certificates::due(&fm, &known[CA_SECRET], &known[TLS_SECRET], now), []);
-        let err = generate(&fm, TLS_SECRET, &Known::new()).unwrap_err().to_string();
-        assert!(err.contains("Secret foreman-ca, which must be made first"), "{err}");
+        assert_eq!(
+            certificates::due(&fm, &known[CA_SECRET], &known[TLS_SECRET], now),
+            []
+        );
+        let err = generate(&fm, TLS_SECRET, &Known::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("Secret foreman-ca, which must be made first"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -715,7 +715,10 @@ fn generated_secrets_are_created_before_the_resource_and_kept_in_0600_copies() {
     let ca = live_data(&c.api, "foreman-ca");
     assert!(decoded(&ca, "ca.key").starts_with("-----BEGIN PRIVATE KEY-----"));
     let tls = live_data(&c.api, "foreman-tls");
-    assert!(tls.get("ca.key").is_none(), "the CA key is kept apart from the edge's Secret");
+    assert!(
+        tls.get("ca.key").is_none(),
+        "the CA key is kept apart from the edge's Secret"
+    );
     assert_eq!(decoded(&tls, "ca.crt"), decoded(&ca, "ca.crt"));
     let shown = everything_shown(root, &out);
     for secret in [&admin, &key] {

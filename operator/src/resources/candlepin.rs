@@ -102,8 +102,16 @@ fn pod(fm: &Foreman) -> Value {
         &["/usr/libexec/tomcat/server", "start"],
     );
     c.mounts = vec![
-        file_mount("ca", "/etc/candlepin/certs/candlepin-ca.crt", "candlepin-ca.crt"),
-        file_mount("ca", "/etc/candlepin/certs/candlepin-ca.key", "candlepin-ca.key"),
+        file_mount(
+            "ca",
+            "/etc/candlepin/certs/candlepin-ca.crt",
+            "candlepin-ca.crt",
+        ),
+        file_mount(
+            "ca",
+            "/etc/candlepin/certs/candlepin-ca.key",
+            "candlepin-ca.key",
+        ),
         file_mount("generated", "/etc/candlepin/certs/keystore", "keystore"),
         file_mount("generated", "/etc/candlepin/certs/truststore", "truststore"),
         file_mount(

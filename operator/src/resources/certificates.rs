@@ -348,9 +348,9 @@ pub fn renew(
     let mut update = Update::default();
     if tls.get(CA_CRT) != ca.get(CA_CRT) {
         update.set.insert(CA_CRT.into(), ca[CA_CRT].clone());
-        update
-            .why
-            .push(format!("{CA_CRT} is not the certificate of Secret {CA_SECRET}"));
+        update.why.push(format!(
+            "{CA_CRT} is not the certificate of Secret {CA_SECRET}"
+        ));
     }
     let due = due(fm, ca, tls, now);
     if !due.is_empty() {
@@ -389,8 +389,7 @@ pub fn stamp(objs: &mut [Value], tls: &Values) {
         if !mounts_tls {
             continue;
         }
-        o["spec"]["template"]["metadata"]["annotations"][CERTIFICATES_ANNOTATION] =
-            json!(digest);
+        o["spec"]["template"]["metadata"]["annotations"][CERTIFICATES_ANNOTATION] = json!(digest);
         let hash = o["metadata"]["annotations"][HASH_ANNOTATION].clone();
         o["metadata"]["annotations"][HASH_ANNOTATION] = json!(short_hash(&json!([hash, digest])));
     }
@@ -441,11 +440,13 @@ fn leaf_params(leaf: &Leaf, now: SystemTime) -> Result<rcgen::CertificateParams,
 
 /// The signer of a [`CA_SECRET`]'s values: an RSA key and a certificate that is its own.
 fn usable_ca(ca: &Values) -> Result<rcgen::Issuer<'static, rcgen::KeyPair>, Error> {
-    let bad = |message: &str| Error::Generate {
+    let bad = |message: &str| {
+        Error::Generate {
         what: format!("certificates from the CA in Secret {CA_SECRET}"),
         message: format!(
             "{message}\nhelp: restore {CA_CRT} and {CA_KEY} from the copy foreman-box keeps in /etc/foreman-box/secrets/{CA_SECRET}.yaml"
         ),
+    }
     };
     let (Some(crt), Some(key)) = (ca.get(CA_CRT), ca.get(CA_KEY)) else {
         return Err(bad(&format!("it lacks {CA_CRT} or {CA_KEY}")));
@@ -457,7 +458,8 @@ fn usable_ca(ca: &Values) -> Result<rcgen::Issuer<'static, rcgen::KeyPair>, Erro
             "{CA_KEY} is not an RSA key, and Candlepin reads only RSA"
         )));
     }
-    let der = Der::from_pem(crt).ok_or_else(|| bad(&format!("{CA_CRT} is not a PEM certificate")))?;
+    let der =
+        Der::from_pem(crt).ok_or_else(|| bad(&format!("{CA_CRT} is not a PEM certificate")))?;
     let Ok((_, cert)) = x509_parser::parse_x509_certificate(&der.0) else {
         return Err(bad(&format!("{CA_CRT} is not an X.509 certificate")));
     };

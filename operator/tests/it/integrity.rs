@@ -4,8 +4,8 @@
 //! backends), users the kubelet can verify, and images from the release-stream table.
 
 use foreman_operator::resources::{
-    certificates, desired, proxy, pulp, read_foreman, CA_SECRET, GENERATED_KEYS,
-    GENERATED_SECRET, PULP_KEY_SECRET, REX_SSH_SECRET, STREAMS, TLS_SECRET,
+    certificates, desired, proxy, pulp, read_foreman, CA_SECRET, GENERATED_KEYS, GENERATED_SECRET,
+    PULP_KEY_SECRET, REX_SSH_SECRET, STREAMS, TLS_SECRET,
 };
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -478,9 +478,8 @@ fn every_name_a_pod_serves_tls_under_is_in_the_certificate_it_mounts() {
                         .iter()
                         .filter(|o| o["kind"] == "Deployment")
                         .find(|o| {
-                            sel.iter().all(|(k, v)| {
-                                o["spec"]["template"]["metadata"]["labels"][k] == *v
-                            })
+                            sel.iter()
+                                .all(|(k, v)| o["spec"]["template"]["metadata"]["labels"][k] == *v)
                         })
                         .unwrap_or_else(|| panic!("{case}: Service {name} selects no Deployment"));
                     let served: Vec<&str> = pod["spec"]["template"]["spec"]["volumes"]
@@ -491,9 +490,9 @@ fn every_name_a_pod_serves_tls_under_is_in_the_certificate_it_mounts() {
                         .flat_map(|v| v["secret"]["items"].as_array().unwrap())
                         .map(|i| i["key"].as_str().unwrap())
                         .filter(|k| {
-                            leaves.iter().any(|l| {
-                                l.crt == *k && l.usage != certificates::Usage::Client
-                            })
+                            leaves
+                                .iter()
+                                .any(|l| l.crt == *k && l.usage != certificates::Usage::Client)
                         })
                         .collect();
                     if served.is_empty() {
@@ -525,6 +524,9 @@ fn every_name_a_pod_serves_tls_under_is_in_the_certificate_it_mounts() {
         "pulp-control",
         "edge foreman.example.com",
     ] {
-        assert!(checked.contains(name), "{name} was never checked: {checked:?}");
+        assert!(
+            checked.contains(name),
+            "{name} was never checked: {checked:?}"
+        );
     }
 }

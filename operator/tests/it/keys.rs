@@ -7,9 +7,9 @@
 //! Each reader is also shown an ECDSA key, what the operator made before its keys were RSA: it
 //! must refuse it, so these tests fail on such keys.
 
+use foreman_operator::crd::Foreman;
 use foreman_operator::resources::certificates::{self, Reason, Values};
 use foreman_operator::resources::{desired, read_foreman};
-use foreman_operator::crd::Foreman;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -139,7 +139,10 @@ fn java_checker() -> &'static Path {
 
 fn java(args: &[&Path], first: &str, password: Option<&str>) -> Output {
     let mut cmd = Command::new("java");
-    cmd.arg("-cp").arg(java_checker()).arg("CandlepinKeys").arg(first);
+    cmd.arg("-cp")
+        .arg(java_checker())
+        .arg("CandlepinKeys")
+        .arg(first);
     cmd.args(args);
     if let Some(p) = password {
         cmd.env("STORE_PASSWORD", p);
@@ -234,7 +237,14 @@ fn candlepin_stores_open_with_their_password_in_keytool_and_java() {
         let file = dir.0.join("generated").join(store);
         let keytool = |pass: &str| {
             run(Command::new("keytool")
-                .args(["-list", "-storetype", "PKCS12", "-storepass:env", "STORE_PASSWORD", "-keystore"])
+                .args([
+                    "-list",
+                    "-storetype",
+                    "PKCS12",
+                    "-storepass:env",
+                    "STORE_PASSWORD",
+                    "-keystore",
+                ])
                 .arg(&file)
                 .env("STORE_PASSWORD", pass))
         };
@@ -243,12 +253,18 @@ fn candlepin_stores_open_with_their_password_in_keytool_and_java() {
             listed.contains(&format!("{alias}, ")) && listed.contains("PrivateKeyEntry"),
             "{store}: {listed}"
         );
-        assert!(!keytool("wrong").status.success(), "{store} opened with a wrong password");
+        assert!(
+            !keytool("wrong").status.success(),
+            "{store} opened with a wrong password"
+        );
         let line = ok(
             &java(&[&file, Path::new(alias), &ca], "store", Some(password)),
             store,
         );
-        assert!(line.starts_with(&format!("ok {alias}: RSA 4096 bits")), "{line}");
+        assert!(
+            line.starts_with(&format!("ok {alias}: RSA 4096 bits")),
+            "{line}"
+        );
     }
 }
 
@@ -292,14 +308,26 @@ fn every_leaf_chains_to_the_ca_under_each_of_its_names_for_two_years() {
     let dir = Dir::new("verify");
     let ca = dir.write("ca.crt", &values[certificates::CA_CRT]);
     let text = ok(
-        &run(Command::new("openssl").args(["x509", "-noout", "-text", "-in"]).arg(&ca)),
+        &run(Command::new("openssl")
+            .args(["x509", "-noout", "-text", "-in"])
+            .arg(&ca)),
         "ca",
     );
-    assert!(text.contains("Public-Key: (4096 bit)") && text.contains("CA:TRUE, pathlen:0"), "{text}");
+    assert!(
+        text.contains("Public-Key: (4096 bit)") && text.contains("CA:TRUE, pathlen:0"),
+        "{text}"
+    );
     let (start, end) = validity(&values[certificates::CA_CRT]);
     let made = unix(*made);
-    assert!((made - 3700..=made).contains(&start), "the CA starts about now");
-    assert_eq!((end - start) / DAY as i64, certificates::CA_DAYS as i64, "CA lifetime");
+    assert!(
+        (made - 3700..=made).contains(&start),
+        "the CA starts about now"
+    );
+    assert_eq!(
+        (end - start) / DAY as i64,
+        certificates::CA_DAYS as i64,
+        "CA lifetime"
+    );
     for leaf in certificates::leaves(fm) {
         let pem = &values[leaf.crt];
         let path = dir.write(leaf.crt, pem);
@@ -312,9 +340,15 @@ fn every_leaf_chains_to_the_ca_under_each_of_its_names_for_two_years() {
             ok(&out, &format!("{} for {name}", leaf.crt));
         }
         let out = openssl_verify(&ca, &path, purpose, Some("someone-else.example.com"));
-        assert!(!out.status.success(), "{} verified for a name it lacks", leaf.crt);
+        assert!(
+            !out.status.success(),
+            "{} verified for a name it lacks",
+            leaf.crt
+        );
         let text = ok(
-            &run(Command::new("openssl").args(["x509", "-noout", "-text", "-in"]).arg(&path)),
+            &run(Command::new("openssl")
+                .args(["x509", "-noout", "-text", "-in"])
+                .arg(&path)),
             leaf.crt,
         );
         assert!(
@@ -337,7 +371,9 @@ fn every_leaf_chains_to_the_ca_under_each_of_its_names_for_two_years() {
     let other = certificates::new_ca(SystemTime::now()).unwrap();
     let other = dir.write("other.crt", &other[certificates::CA_CRT]);
     let leaf = dir.0.join(certificates::SERVER_CRT);
-    assert!(!openssl_verify(&other, &leaf, "sslserver", None).status.success());
+    assert!(!openssl_verify(&other, &leaf, "sslserver", None)
+        .status
+        .success());
 }
 
 #[test]
@@ -367,7 +403,10 @@ fn nothing_is_due_until_a_leaf_nears_its_end_then_every_leaf_is_signed_again_by_
     assert!(update.remove.is_empty(), "{update:?}");
     assert_eq!(update.why.len(), due.len(), "{:?}", update.why);
     assert!(update.why[0].contains("ends in"), "{:?}", update.why);
-    assert!(!update.set.contains_key(certificates::CA_CRT), "the CA is kept");
+    assert!(
+        !update.set.contains_key(certificates::CA_CRT),
+        "the CA is kept"
+    );
     let mut renewed = tls.clone();
     renewed.extend(update.set.clone());
     assert_eq!(certificates::due(fm, &ca, &renewed, later), []);
@@ -386,7 +425,11 @@ fn nothing_is_due_until_a_leaf_nears_its_end_then_every_leaf_is_signed_again_by_
             leaf.crt,
         );
         let (start, _) = validity(&renewed[leaf.crt]);
-        assert!(start > unix(later) - 3700, "{} starts at its renewal", leaf.crt);
+        assert!(
+            start > unix(later) - 3700,
+            "{} starts at its renewal",
+            leaf.crt
+        );
     }
 }
 
@@ -410,7 +453,10 @@ fn a_changed_hostname_is_signed_into_the_certificates_that_carry_it_only() {
         ]
     );
     for d in &due {
-        assert_eq!(d.reason, Reason::LacksNames(vec!["foreman.example.org".into()]));
+        assert_eq!(
+            d.reason,
+            Reason::LacksNames(vec!["foreman.example.org".into()])
+        );
     }
 }
 
@@ -452,16 +498,27 @@ fn the_ca_key_an_older_operator_kept_with_the_certificates_leaves_them_once_the_
     let (ca, _) = split(values);
     let older = values.clone(); // ca.key inside the certificate Secret
     assert_eq!(certificates::ca_from_older_tls(&older), Some(ca.clone()));
-    let update = certificates::renew(fm, &ca, &older, *made).unwrap().unwrap();
+    let update = certificates::renew(fm, &ca, &older, *made)
+        .unwrap()
+        .unwrap();
     assert_eq!(update.remove, [certificates::CA_KEY]);
     assert!(update.set.is_empty(), "{update:?}");
-    assert!(update.why[0].contains("belongs in Secret foreman-ca"), "{:?}", update.why);
+    assert!(
+        update.why[0].contains("belongs in Secret foreman-ca"),
+        "{:?}",
+        update.why
+    );
 
     // Not yet copied (the CA Secret holds another CA): the key stays where it is.
     let other = certificates::new_ca(*made).unwrap();
-    let update = certificates::renew(fm, &other, &older, *made).unwrap().unwrap();
+    let update = certificates::renew(fm, &other, &older, *made)
+        .unwrap()
+        .unwrap();
     assert!(update.remove.is_empty(), "{update:?}");
-    assert_eq!(update.set[certificates::CA_CRT], other[certificates::CA_CRT]);
+    assert_eq!(
+        update.set[certificates::CA_CRT],
+        other[certificates::CA_CRT]
+    );
 }
 
 #[test]

@@ -298,7 +298,13 @@ async fn fresh_resource_applies_every_object_once_with_ssa() {
     );
     assert_eq!(posted[1]["type"], "Opaque");
     for k in foreman_operator::resources::certificates::CA_KEYS {
-        assert!(posted[1]["stringData"][k].as_str().unwrap().starts_with("-----BEGIN"), "{k}");
+        assert!(
+            posted[1]["stringData"][k]
+                .as_str()
+                .unwrap()
+                .starts_with("-----BEGIN"),
+            "{k}"
+        );
     }
     assert_eq!(posted[2]["type"], "kubernetes.io/tls");
     assert!(

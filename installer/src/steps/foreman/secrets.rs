@@ -173,7 +173,11 @@ pub async fn plan(cx: &Context, cluster: &Cluster, fm: &Foreman) -> Result<Vec<A
     // (`generated::inputs`), whatever their order.
     let mut found = Vec::new();
     for g in generated::needed(fm) {
-        found.push((g, read_copy(cx, g.name)?, cluster.secret_data(g.name).await?));
+        found.push((
+            g,
+            read_copy(cx, g.name)?,
+            cluster.secret_data(g.name).await?,
+        ));
     }
     let mut known: generated::Known = found
         .iter()
@@ -186,12 +190,11 @@ pub async fn plan(cx: &Context, cluster: &Cluster, fm: &Foreman) -> Result<Vec<A
         let path = copy_path(g.name);
         match (copy, live) {
             (None, None) => {
-                let values = generated::generate(fm, g.name, &known).map_err(|source| {
-                    Error::Generate {
+                let values =
+                    generated::generate(fm, g.name, &known).map_err(|source| Error::Generate {
                         what: format!("Secret {NAMESPACE}/{}", g.name),
                         source,
-                    }
-                })?;
+                    })?;
                 known.insert(g.name.to_string(), values.clone());
                 let data = as_data(values);
                 let copy = copy_file(fm, g, &data)?;
