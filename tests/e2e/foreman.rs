@@ -118,7 +118,9 @@ fn operator_rolls_out(api: &ApiServer, after: Duration) -> std::thread::JoinHand
     let api = api.clone();
     std::thread::spawn(move || {
         let fm = api
-            .wait_for(FOREMAN, Duration::from_secs(30))
+            // The installer makes seven RSA 4096 keys before it applies the resource: about 4 s
+            // of CPU, 15 s and more on a loaded machine (operator/benches/certificates.rs).
+            .wait_for(FOREMAN, Duration::from_secs(120))
             .expect("foreman-box creates the resource");
         let generation = fm["metadata"]["generation"].as_i64().unwrap();
         api.put(deployment("foreman", 0));
@@ -353,7 +355,8 @@ fn component_stuck_in_image_pull_backoff_times_out_naming_it_and_why() {
     let op = {
         let api = c.api.clone();
         std::thread::spawn(move || {
-            let fm = api.wait_for(FOREMAN, Duration::from_secs(30)).unwrap();
+            // After the installer's RSA keys (see operator_rolls_out).
+            let fm = api.wait_for(FOREMAN, Duration::from_secs(120)).unwrap();
             let g = fm["metadata"]["generation"].as_i64().unwrap();
             api.set_status(
                 FOREMAN,
