@@ -31,6 +31,8 @@ main() {
 #   nginx-light        the operator's nginx front ends (the edge, pulp-control), run for real
 #   puma               Foreman's HTTP server, reading the headers the edge passes (tests/e2e/edge.rs)
 #   zstd               GNU tar reads back the .tar.zst of `backup --archive` and `support-bundle`
+#   openjdk-17-jdk-headless ruby   Candlepin's key and stores read by Java 17 (javac, keytool) as
+#                      Candlepin 4 reads them; keys read by Ruby's OpenSSL as Katello does
 PACKAGES="
 postgresql
 containerd
@@ -48,6 +50,8 @@ vagrant
 nginx-light
 puma
 zstd
+openjdk-17-jdk-headless
+ruby
 "
 
 install_packages() {

@@ -145,17 +145,17 @@ pub async fn reconcile(fm: Arc<Foreman>, ctx: Arc<Context>) -> Result<Action, Er
         return Ok(Action::requeue(Duration::from_secs(60)));
     }
 
-    // 2. Generated values, made once and never rotated by the operator (foreman-box's installer
-    //    may have created them already, from the copies it keeps outside the cluster).
+    // 2. Generated values, made once (foreman-box's installer may have created them already,
+    //    from the copies it keeps outside the cluster); only certificates are renewed.
+    let mut known = generated::Known::new();
     for g in generated::needed(&fm) {
-        ensure_secret(&secrets, &fm, g.name, g.type_, || {
-            generated::generate(&fm, g.name)
-        })
-        .await?;
+        let values = ensure_secret(&secrets, &fm, g, &mut known).await?;
+        known.insert(g.name.to_string(), values);
     }
 
     // 3. Apply what differs, 4. prune what is no longer wanted.
     let mut desired = resources::desired(&fm);
+    certificates::stamp(&mut desired, &known[TLS_SECRET]);
     if let Some(uid) = fm.uid() {
         for o in &mut desired {
             o["metadata"]["ownerReferences"][0]["uid"] = json!(uid);
@@ -238,33 +238,33 @@ pub async fn reconcile(fm: Arc<Foreman>, ctx: Arc<Context>) -> Result<Action, Er
     }))
 }
 
-/// Creates the Secret with generated data unless it exists; existing values are never
-/// replaced. The token Secret made by an older operator gets the keys it lacks added (one merge
-/// patch with only those keys).
+/// Creates the Secret with generated data unless it exists, and returns its values; existing
+/// values are never replaced. The token Secret made by an older operator gets the keys it lacks
+/// added (one merge patch with only those keys); the certificates are renewed.
 async fn ensure_secret(
     api: &Api<Secret>,
     fm: &Foreman,
-    name: &str,
-    type_: &str,
-    generate: impl FnOnce() -> Result<BTreeMap<String, String>, Error>,
-) -> Result<(), Error> {
+    g: generated::Generated,
+    known: &mut generated::Known,
+) -> Result<BTreeMap<String, String>, Error> {
+    let name = g.name;
     if let Some(existing) = api
         .get_opt(name)
         .await
         .map_err(kube_err(format!("reading Secret {name}")))?
     {
-        let have = existing.data.unwrap_or_default();
+        let mut have = strings(existing.data.unwrap_or_default());
         if name == TLS_SECRET {
-            return complete_certificates(api, fm, have).await;
+            return complete_certificates(api, fm, have, known).await;
         }
         let wanted = wanted_keys(name);
         if wanted.iter().all(|k| have.contains_key(*k)) {
-            return Ok(());
+            return Ok(have);
         }
-        let fresh = generate()?;
-        let missing: BTreeMap<&String, &String> = fresh
-            .iter()
-            .filter(|(k, _)| !have.contains_key(*k))
+        let fresh = generated::generate(fm, name, known)?;
+        let missing: BTreeMap<String, String> = fresh
+            .into_iter()
+            .filter(|(k, _)| !have.contains_key(k))
             .collect();
         api.patch(
             name,
@@ -273,51 +273,78 @@ async fn ensure_secret(
         )
         .await
         .map_err(kube_err(format!("adding keys to Secret {name}")))?;
-        return Ok(());
+        have.extend(missing);
+        return Ok(have);
     }
+    for input in generated::inputs(name) {
+        if known.contains_key(*input) {
+            continue;
+        }
+        if let Some(s) = api
+            .get_opt(input)
+            .await
+            .map_err(kube_err(format!("reading Secret {input}")))?
+        {
+            known.insert(input.to_string(), strings(s.data.unwrap_or_default()));
+        }
+    }
+    let values = generated::generate(fm, name, known)?;
     let secret: Secret = serde_json::from_value(json!({
         "metadata": {"name": name, "labels": generated::labels(fm), "ownerReferences": owner_refs(fm)},
-        "type": type_,
-        "stringData": generate()?,
+        "type": g.type_,
+        "stringData": values,
     }))
     .expect("a generated Secret is well-formed");
     api.create(&PostParams::default(), &secret)
         .await
         .map_err(kube_err(format!("creating Secret {name}")))?;
-    Ok(())
+    Ok(values)
 }
 
-/// A certificate Secret from an older operator lacks the pulp-control certificate: it is signed
-/// with the Secret's own CA key and added (one merge patch with only those keys); nothing in
-/// the Secret is replaced.
+fn strings(data: BTreeMap<String, k8s_openapi::ByteString>) -> BTreeMap<String, String> {
+    data.into_iter()
+        .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+        .collect()
+}
+
+/// The certificate Secret brought in line with the CA Secret ([`certificates::renew`]): leaves
+/// that are missing, expiring, lacking a name or from another CA signed again, an older
+/// operator's `ca.key` removed once the CA Secret holds it. One merge patch with only those
+/// keys; returns the values after it.
 async fn complete_certificates(
     api: &Api<Secret>,
     fm: &Foreman,
-    data: BTreeMap<String, k8s_openapi::ByteString>,
-) -> Result<(), Error> {
-    let have: BTreeMap<String, String> = data
-        .into_iter()
-        .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
-        .collect();
-    let missing = certificates::complete(fm, &have).map_err(|e| Error::Generate {
-        what: format!("the pulp-control certificate from the CA in Secret {TLS_SECRET}"),
-        message: e.to_string(),
-    })?;
-    if let Some(missing) = missing {
+    mut have: BTreeMap<String, String>,
+    known: &generated::Known,
+) -> Result<BTreeMap<String, String>, Error> {
+    let ca = known
+        .get(certificates::CA_SECRET)
+        .cloned()
+        .unwrap_or_default();
+    let update = certificates::renew(fm, &ca, &have, std::time::SystemTime::now())?;
+    if let Some(update) = update {
+        let removed: BTreeMap<&String, Value> =
+            update.remove.iter().map(|k| (k, Value::Null)).collect();
         api.patch(
             TLS_SECRET,
             &PatchParams::default(),
-            &Patch::Merge(json!({ "stringData": missing })),
+            &Patch::Merge(json!({ "stringData": update.set, "data": removed })),
         )
         .await
-        .map_err(kube_err(format!("adding keys to Secret {TLS_SECRET}")))?;
+        .map_err(kube_err(format!(
+            "renewing certificates in Secret {TLS_SECRET}"
+        )))?;
+        tracing::info!(secret = TLS_SECRET, why = %update.why.join("; "), "certificates renewed");
+        for k in &update.remove {
+            have.remove(k);
+        }
+        have.extend(update.set);
     }
-    Ok(())
+    Ok(have)
 }
 
 /// The keys an existing generated Secret is completed with. Only the token Secret: its keys
-/// are independent, while certificates must come as one set from one CA (a CA from an older
-/// operator is not reused to sign new ones).
+/// are independent (certificates are completed by [`complete_certificates`]).
 fn wanted_keys(name: &str) -> Vec<&'static str> {
     match name {
         GENERATED_SECRET => GENERATED_KEYS.to_vec(),

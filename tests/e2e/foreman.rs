@@ -118,7 +118,9 @@ fn operator_rolls_out(api: &ApiServer, after: Duration) -> std::thread::JoinHand
     let api = api.clone();
     std::thread::spawn(move || {
         let fm = api
-            .wait_for(FOREMAN, Duration::from_secs(30))
+            // The installer makes seven RSA 4096 keys before it applies the resource: about 4 s
+            // of CPU, 15 s and more on a loaded machine (operator/benches/certificates.rs).
+            .wait_for(FOREMAN, Duration::from_secs(120))
             .expect("foreman-box creates the resource");
         let generation = fm["metadata"]["generation"].as_i64().unwrap();
         api.put(deployment("foreman", 0));
@@ -353,7 +355,8 @@ fn component_stuck_in_image_pull_backoff_times_out_naming_it_and_why() {
     let op = {
         let api = c.api.clone();
         std::thread::spawn(move || {
-            let fm = api.wait_for(FOREMAN, Duration::from_secs(30)).unwrap();
+            // After the installer's RSA keys (see operator_rolls_out).
+            let fm = api.wait_for(FOREMAN, Duration::from_secs(120)).unwrap();
             let g = fm["metadata"]["generation"].as_i64().unwrap();
             api.set_status(
                 FOREMAN,
@@ -609,8 +612,9 @@ fn every_step_of_the_default_order_installs_under_root_and_a_rerun_changes_no_fi
 // /etc/foreman-box/secrets/NAME.yaml, and brought back from there into a new cluster.
 
 const SECRETS: &str = "/api/v1/namespaces/foreman/secrets";
-const GENERATED: [&str; 4] = [
+const GENERATED: [&str; 5] = [
     "foreman-generated",
+    "foreman-ca",
     "foreman-tls",
     "pulp-symmetric-key",
     "foreman-proxy-ssh",
@@ -691,7 +695,7 @@ fn generated_secrets_are_created_before_the_resource_and_kept_in_0600_copies() {
     assert_eq!(created(&c.api), GENERATED, "{writes:?}");
     let first_apply = writes.iter().position(|r| r.path == FOREMAN).unwrap();
     assert_eq!(
-        first_apply, 4,
+        first_apply, 5,
         "the Secrets come before the resource: {writes:?}"
     );
 
@@ -711,8 +715,14 @@ fn generated_secrets_are_created_before_the_resource_and_kept_in_0600_copies() {
     let admin = decoded(&generated, "admin-password");
     assert_eq!(admin.len(), 48);
     let key = decoded(&generated, "encryption-key");
+    let ca = live_data(&c.api, "foreman-ca");
+    assert!(decoded(&ca, "ca.key").starts_with("-----BEGIN PRIVATE KEY-----"));
     let tls = live_data(&c.api, "foreman-tls");
-    assert!(decoded(&tls, "ca.key").contains("PRIVATE KEY"));
+    assert!(
+        tls.get("ca.key").is_none(),
+        "the CA key is kept apart from the edge's Secret"
+    );
+    assert_eq!(decoded(&tls, "ca.crt"), decoded(&ca, "ca.crt"));
     let shown = everything_shown(root, &out);
     for secret in [&admin, &key] {
         assert!(
@@ -746,7 +756,10 @@ fn without_plugins_only_the_core_secrets_are_made() {
     let out = install(&c, &["--katello", "false", "--remote-execution", "false"]);
     op.join().unwrap();
     assert_eq!(out.code, 0, "{}", out.all());
-    assert_eq!(created(&c.api), ["foreman-generated", "foreman-tls"]);
+    assert_eq!(
+        created(&c.api),
+        ["foreman-generated", "foreman-ca", "foreman-tls"]
+    );
     assert!(!copy_of(c.root.path(), "pulp-symmetric-key").exists());
     assert!(!copy_of(c.root.path(), "foreman-proxy-ssh").exists());
 }

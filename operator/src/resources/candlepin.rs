@@ -10,7 +10,8 @@
 //! keytool, which cannot import a PEM key); Candlepin's own image then only reads them.
 
 use super::certificates::{
-    self, CANDLEPIN_CRT, CANDLEPIN_KEY, CA_CRT, CA_KEY, CLIENT_CRT, CLIENT_KEY, TLS_SECRET,
+    self, CANDLEPIN_CRT, CANDLEPIN_KEY, CA_CRT, CA_KEY, CA_SECRET, CLIENT_CRT, CLIENT_KEY,
+    TLS_SECRET,
 };
 use super::{
     config_map, config_volume, db_env, deployment, dir_mount, file_mount, image,
@@ -61,6 +62,11 @@ fn config(fm: &Foreman) -> Value {
             "login.config": LOGIN_CONFIG,
             "cert-roles.properties": "candlepinEventsConsumer=katelloUser\n",
             "cert-users.properties": format!("katelloUser={}\n", certificates::client_dn(fm)),
+            // Logs to the container's output, so `kubectl logs` shows them (FK
+            // S/runtime-config.yaml mounts these two over the image's: Tomcat's JULI with only
+            // a ConsoleHandler, Candlepin's logback with only a console appender).
+            "logging.properties": LOGGING_PROPERTIES,
+            "logback.xml": LOGBACK_XML,
         }),
     )
 }
@@ -89,6 +95,7 @@ fn pod(fm: &Foreman) -> Value {
     ];
 
     // FC roles/candlepin/tasks/main.yml "Deploy Candlepin quadlet": these files at these paths.
+    // The CA pair comes from the CA Secret: Candlepin signs hosts' certificates with it.
     let mut c = Container::new(
         "candlepin",
         image(fm, Component::Candlepin),
@@ -96,12 +103,12 @@ fn pod(fm: &Foreman) -> Value {
     );
     c.mounts = vec![
         file_mount(
-            "certs",
+            "ca",
             "/etc/candlepin/certs/candlepin-ca.crt",
             "candlepin-ca.crt",
         ),
         file_mount(
-            "certs",
+            "ca",
             "/etc/candlepin/certs/candlepin-ca.key",
             "candlepin-ca.key",
         ),
@@ -127,10 +134,15 @@ fn pod(fm: &Foreman) -> Value {
             "cert-users.properties",
         ),
         file_mount("config", "/etc/tomcat/conf.d/jaas.conf", "jaas.conf"),
-        // broker.xml's journal, and the logs FC keeps on the host.
+        // FK S/candlepin.yaml: these two paths.
+        file_mount(
+            "config",
+            "/etc/tomcat/logging.properties",
+            "logging.properties",
+        ),
+        file_mount("config", LOGBACK_PATH, "logback.xml"),
+        // broker.xml's journal.
         dir_mount("artemis", "/var/lib/candlepin/activemq-artemis", false),
-        dir_mount("logs", "/var/log/candlepin", false),
-        dir_mount("tomcat-logs", "/var/log/tomcat", false),
     ];
     c.ports = vec![("https", PORT), ("stomp", STOMP_PORT)];
     // FC healthcheck: `curl --fail --insecure https://localhost:23443/candlepin/status`; FK
@@ -153,11 +165,15 @@ fn pod(fm: &Foreman) -> Value {
         volumes: vec![
             config_volume("config", CONFIG_MAP),
             secret_volume(
+                "ca",
+                CA_SECRET,
+                &[(CA_CRT, "candlepin-ca.crt"), (CA_KEY, "candlepin-ca.key")],
+            ),
+            secret_volume(
                 "certs",
                 TLS_SECRET,
                 &[
                     (CA_CRT, "candlepin-ca.crt"),
-                    (CA_KEY, "candlepin-ca.key"),
                     (CANDLEPIN_CRT, "tomcat.crt"),
                     (CANDLEPIN_KEY, "tomcat.key"),
                     (CLIENT_CRT, "client.crt"),
@@ -166,8 +182,6 @@ fn pod(fm: &Foreman) -> Value {
             ),
             json!({"name": "generated", "emptyDir": {"medium": "Memory"}}),
             json!({"name": "artemis", "emptyDir": {}}),
-            json!({"name": "logs", "emptyDir": {}}),
-            json!({"name": "tomcat-logs", "emptyDir": {}}),
         ],
         restart: "Always",
         grace_seconds: None,
@@ -233,7 +247,9 @@ end
 "##;
 
 /// FC templates/server.xml.j2, with the connector bound to every address (FC binds localhost;
-/// here Foreman reaches it through the Service).
+/// here Foreman reaches it through the Service), and FK's access log to the container's output
+/// (S/runtime-config.yaml: AccessLogValve writing /proc/self/fd/1, not rotated; FC leaves the
+/// valve commented out).
 const SERVER_XML: &str = r##"<Server port="8005" shutdown="SHUTDOWN">
   <Listener className="org.apache.catalina.core.AprLifecycleListener" SSLEngine="on" />
   <Listener className="org.apache.catalina.core.JreMemoryLeakPreventionListener" />
@@ -255,6 +271,8 @@ const SERVER_XML: &str = r##"<Server port="8005" shutdown="SHUTDOWN">
     <Engine name="Catalina" defaultHost="localhost">
       <Realm className="org.apache.catalina.realm.UserDatabaseRealm" resourceName="UserDatabase"/>
       <Host name="localhost" appBase="webapps" unpackWARs="true" autoDeploy="true">
+        <Valve className="org.apache.catalina.valves.AccessLogValve" directory="/proc/self/fd"
+               prefix="1" suffix="" rotatable="false" pattern="common" />
       </Host>
     </Engine>
   </Service>
@@ -355,6 +373,41 @@ const BROKER_XML: &str = r##"<configuration xmlns="urn:activemq" xmlns:xsi="http
       </divert>
     </diverts>
   </core>
+</configuration>
+"##;
+
+/// Where Candlepin's webapp reads its logback configuration (FK S/candlepin.yaml; the RPM
+/// unpacks the webapp under Tomcat's webapps).
+pub const LOGBACK_PATH: &str = "/var/lib/tomcat/webapps/candlepin/WEB-INF/classes/logback.xml";
+
+/// Tomcat's JULI logging with the console as its only handler (FK S/runtime-config.yaml
+/// `logging.properties`): the image's file handlers under /var/log/tomcat are gone.
+const LOGGING_PROPERTIES: &str = "handlers = java.util.logging.ConsoleHandler
+.handlers = java.util.logging.ConsoleHandler
+java.util.logging.ConsoleHandler.level = ALL
+java.util.logging.ConsoleHandler.formatter = org.apache.juli.OneLineFormatter
+java.util.logging.ConsoleHandler.encoding = UTF-8
+org.apache.catalina.core.ContainerBase.[Catalina].[localhost].level = INFO
+org.apache.catalina.core.ContainerBase.[Catalina].[localhost].handlers = java.util.logging.ConsoleHandler
+";
+
+/// Candlepin's logback with one console appender instead of its files under /var/log/candlepin
+/// (candlepin/candlepin src/main/resources/logback.xml: candlepin.log, error.log, audit.log);
+/// the levels are upstream's and FK's (root WARN, org.candlepin INFO), the audit log goes to
+/// the same output.
+const LOGBACK_XML: &str = r##"<?xml version="1.0" encoding="UTF-8"?>
+<configuration>
+  <contextName>candlepin</contextName>
+  <appender name="STDOUT" class="ch.qos.logback.core.ConsoleAppender">
+    <encoder><pattern>%d{ISO8601} [thread=%thread] %-5p %c - %m%n</pattern></encoder>
+  </appender>
+  <appender name="ASYNC" class="ch.qos.logback.classic.AsyncAppender">
+    <appender-ref ref="STDOUT"/>
+  </appender>
+  <logger name="org.candlepin" level="INFO"/>
+  <root level="WARN">
+    <appender-ref ref="ASYNC"/>
+  </root>
 </configuration>
 "##;
 

@@ -49,7 +49,7 @@ pub const HASH_ANNOTATION: &str = "app.theforeman.org/desired-hash";
 pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY: &str = "foreman-operator";
-pub use certificates::TLS_SECRET;
+pub use certificates::{CA_SECRET, TLS_SECRET};
 pub use proxy::REX_SSH_SECRET;
 pub use pulp::PULP_KEY_SECRET;
 

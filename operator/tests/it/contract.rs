@@ -590,6 +590,48 @@ const CANDLEPIN: &[Row] = &[
     (
         "Deployment/candlepin",
         "candlepin",
+        File("/etc/tomcat/logging.properties"),
+        "FK S/candlepin.yaml (Tomcat's logging to the console)",
+    ),
+    (
+        "Deployment/candlepin",
+        "candlepin",
+        File("/var/lib/tomcat/webapps/candlepin/WEB-INF/classes/logback.xml"),
+        "FK S/candlepin.yaml (Candlepin's logging to the console)",
+    ),
+    (
+        "Deployment/candlepin",
+        "candlepin",
+        Config(
+            "candlepin-config",
+            "logging.properties",
+            "handlers = java.util.logging.ConsoleHandler\n.handlers = java.util.logging.ConsoleHandler\n",
+        ),
+        "FK S/runtime-config.yaml logging.properties",
+    ),
+    (
+        "Deployment/candlepin",
+        "candlepin",
+        Config(
+            "candlepin-config",
+            "logback.xml",
+            "<appender name=\"STDOUT\" class=\"ch.qos.logback.core.ConsoleAppender\">",
+        ),
+        "FK S/runtime-config.yaml logback.xml",
+    ),
+    (
+        "Deployment/candlepin",
+        "candlepin",
+        Config(
+            "candlepin-config",
+            "server.xml.in",
+            "className=\"org.apache.catalina.valves.AccessLogValve\" directory=\"/proc/self/fd\"\n               prefix=\"1\" suffix=\"\" rotatable=\"false\"",
+        ),
+        "FK S/runtime-config.yaml server.xml: the access log to stdout",
+    ),
+    (
+        "Deployment/candlepin",
+        "candlepin",
         Config(
             "candlepin-config",
             "setup.rb",
@@ -978,4 +1020,49 @@ fn streams_with_fixed_uids_run_foreman_and_the_proxy_as_994_and_991() {
             ),
         ],
     );
+}
+
+/// The keys and certificates as FC 2.0.0 makes them: each row a fact of the operator's and the
+/// upstream value, pinned here; operator/tests/it/keys.rs shows the generated files carry them.
+#[test]
+fn keys_and_certificates_follow_foremanctl() {
+    use foreman_operator::resources::{certificates, proxy};
+    let rows: &[(&str, String, &str, &str)] = &[
+        (
+            "RSA key size",
+            foreman_operator::secrets::RSA_BITS.to_string(),
+            "4096",
+            "FC src/roles/certificates/templates/openssl.cnf.j2 default_bits; tasks/issue.yml `openssl genrsa 4096`",
+        ),
+        (
+            "CA lifetime (days)",
+            certificates::CA_DAYS.to_string(),
+            "7300",
+            "FC src/roles/certificates/tasks/ca.yml `-days 7300`",
+        ),
+        (
+            "CA subject",
+            certificates::CA_COMMON_NAME.to_string(),
+            "Foreman Self-signed CA",
+            "FC src/roles/certificates/tasks/ca.yml `-subj \"/CN=Foreman Self-signed CA\"`",
+        ),
+        (
+            "REX private key file",
+            proxy::SSH_KEY.to_string(),
+            "id_rsa_foreman_proxy",
+            "FC src/roles/foreman_proxy/tasks/feature/remote_execution_ssh.yaml secret target",
+        ),
+        (
+            "REX public key file",
+            proxy::SSH_PUB.to_string(),
+            "id_rsa_foreman_proxy.pub",
+            "FC src/roles/foreman_proxy/tasks/feature/remote_execution_ssh.yaml secret target",
+        ),
+    ];
+    let wrong: Vec<String> = rows
+        .iter()
+        .filter(|(_, ours, theirs, _)| ours != theirs)
+        .map(|(fact, ours, theirs, source)| format!("{fact}: {ours}, upstream {theirs} ({source})"))
+        .collect();
+    assert!(wrong.is_empty(), "{wrong:#?}");
 }

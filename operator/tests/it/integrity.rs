@@ -4,7 +4,7 @@
 //! backends), users the kubelet can verify, and images from the release-stream table.
 
 use foreman_operator::resources::{
-    certificates, desired, proxy, pulp, read_foreman, GENERATED_KEYS, GENERATED_SECRET,
+    certificates, desired, proxy, pulp, read_foreman, CA_SECRET, GENERATED_KEYS, GENERATED_SECRET,
     PULP_KEY_SECRET, REX_SSH_SECRET, STREAMS, TLS_SECRET,
 };
 use serde_json::Value;
@@ -83,6 +83,7 @@ fn sources(
     let set = |keys: &[&str]| keys.iter().map(|k| k.to_string()).collect::<BTreeSet<_>>();
     secrets.insert(GENERATED_SECRET.into(), set(GENERATED_KEYS));
     secrets.insert(TLS_SECRET.into(), set(certificates::KEYS));
+    secrets.insert(CA_SECRET.into(), set(certificates::CA_KEYS));
     secrets.insert(PULP_KEY_SECRET.into(), set(&[pulp::PULP_KEY]));
     secrets.insert(
         REX_SSH_SECRET.into(),
@@ -450,4 +451,82 @@ fn pulp_control_image_can_be_overridden_since_its_default_is_unconfirmed() {
         d["spec"]["template"]["spec"]["containers"][0]["image"],
         "registry.example.com/nginx-unprivileged:1.28"
     );
+}
+
+/// The names a pod is reached under over TLS are in the certificate it presents: for every
+/// Service, the leaves of the certificate Secret its pod mounts (server certificates, not the
+/// client one) include `name.namespace.svc`; the edge's names are in `tls.crt`. The
+/// leaves' names are those the operator signs (`certificates::leaves`).
+#[test]
+fn every_name_a_pod_serves_tls_under_is_in_the_certificate_it_mounts() {
+    let mut checked = BTreeSet::new();
+    for katello in [false, true] {
+        for rex in [false, true] {
+            for hostname in [true, false] {
+                let fm = read_foreman("t", &cr(katello, rex, 2, STREAMS[0], hostname)).unwrap();
+                let objs = desired(&fm);
+                let case = format!("katello={katello} rex={rex} hostname={hostname}");
+                let leaves = certificates::leaves(&fm);
+                let names_of = |crt: &str| -> &Vec<String> {
+                    &leaves.iter().find(|l| l.crt == crt).unwrap().names
+                };
+                let ns = fm.metadata.namespace.clone().unwrap();
+                for s in objs.iter().filter(|o| o["kind"] == "Service") {
+                    let name = s["metadata"]["name"].as_str().unwrap();
+                    let sel = s["spec"]["selector"].as_object().unwrap();
+                    let pod = objs
+                        .iter()
+                        .filter(|o| o["kind"] == "Deployment")
+                        .find(|o| {
+                            sel.iter()
+                                .all(|(k, v)| o["spec"]["template"]["metadata"]["labels"][k] == *v)
+                        })
+                        .unwrap_or_else(|| panic!("{case}: Service {name} selects no Deployment"));
+                    let served: Vec<&str> = pod["spec"]["template"]["spec"]["volumes"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .filter(|v| v["secret"]["secretName"] == TLS_SECRET)
+                        .flat_map(|v| v["secret"]["items"].as_array().unwrap())
+                        .map(|i| i["key"].as_str().unwrap())
+                        .filter(|k| {
+                            leaves
+                                .iter()
+                                .any(|l| l.crt == *k && l.usage != certificates::Usage::Client)
+                        })
+                        .collect();
+                    if served.is_empty() {
+                        continue;
+                    }
+                    let dns = format!("{name}.{ns}.svc");
+                    assert!(
+                        served.iter().any(|crt| names_of(crt).contains(&dns)),
+                        "{case}: Service {name} reaches a pod that presents {served:?}, none of which names {dns}"
+                    );
+                    checked.insert(name.to_string());
+                }
+                // The edge presents tls.crt under every name clients reach it by.
+                for name in foreman_operator::resources::edge::names(&fm) {
+                    assert!(
+                        names_of(certificates::SERVER_CRT).contains(&name),
+                        "{case}: the edge is reached as {name}, which tls.crt lacks"
+                    );
+                    checked.insert(format!("edge {name}"));
+                }
+            }
+        }
+    }
+    // The edge, the services that terminate TLS themselves, and the hostname at the edge.
+    for name in [
+        "foreman",
+        "candlepin",
+        "foreman-proxy",
+        "pulp-control",
+        "edge foreman.example.com",
+    ] {
+        assert!(
+            checked.contains(name),
+            "{name} was never checked: {checked:?}"
+        );
+    }
 }

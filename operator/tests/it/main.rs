@@ -4,6 +4,7 @@
 
 mod contract;
 mod integrity;
+mod keys;
 mod read;
 mod reconcile;
 mod render;

@@ -204,8 +204,14 @@ fn expected_fresh(fm: &Foreman, db_secrets: &[&str]) -> Vec<String> {
         .iter()
         .map(|s| format!("GET {NS}/secrets/{s}"))
         .collect();
-    for generated in ["foreman-generated", "foreman-tls"] {
+    // The CA Secret reads the certificate Secret first: an older operator kept its CA there.
+    for (generated, inputs) in [
+        ("foreman-generated", &[][..]),
+        ("foreman-ca", &["foreman-tls"][..]),
+        ("foreman-tls", &[]),
+    ] {
         want.push(format!("GET {NS}/secrets/{generated}"));
+        want.extend(inputs.iter().map(|i| format!("GET {NS}/secrets/{i}")));
         want.push(format!("POST {NS}/secrets"));
     }
     if fm.spec.plugins.katello {
@@ -284,17 +290,14 @@ async fn fresh_resource_applies_every_object_once_with_ssa() {
             .collect::<Vec<_>>(),
         [
             "foreman-generated",
+            "foreman-ca",
             "foreman-tls",
             "pulp-symmetric-key",
             "foreman-proxy-ssh"
         ]
     );
-    assert_eq!(posted[1]["type"], "kubernetes.io/tls");
-    assert!(posted[1]["stringData"]["tls.crt"]
-        .as_str()
-        .unwrap()
-        .starts_with("-----BEGIN CERTIFICATE-----"));
-    for k in foreman_operator::resources::certificates::KEYS {
+    assert_eq!(posted[1]["type"], "Opaque");
+    for k in foreman_operator::resources::certificates::CA_KEYS {
         assert!(
             posted[1]["stringData"][k]
                 .as_str()
@@ -303,11 +306,29 @@ async fn fresh_resource_applies_every_object_once_with_ssa() {
             "{k}"
         );
     }
-    let fernet = posted[2]["stringData"]["database_fields.symmetric.key"]
+    assert_eq!(posted[2]["type"], "kubernetes.io/tls");
+    assert!(
+        posted[2]["stringData"].get("ca.key").is_none(),
+        "the CA key is not in the Secret the edge serves from"
+    );
+    assert!(posted[2]["stringData"]["tls.crt"]
+        .as_str()
+        .unwrap()
+        .starts_with("-----BEGIN CERTIFICATE-----"));
+    for k in foreman_operator::resources::certificates::KEYS {
+        assert!(
+            posted[2]["stringData"][k]
+                .as_str()
+                .unwrap()
+                .starts_with("-----BEGIN"),
+            "{k}"
+        );
+    }
+    let fernet = posted[3]["stringData"]["database_fields.symmetric.key"]
         .as_str()
         .unwrap();
     assert_eq!(fernet.trim_end().len(), 44, "32 bytes, base64");
-    assert!(posted[3]["stringData"]["id_rsa_foreman_proxy"]
+    assert!(posted[4]["stringData"]["id_rsa_foreman_proxy"]
         .as_str()
         .unwrap()
         .starts_with("-----BEGIN OPENSSH PRIVATE KEY-----"));
@@ -550,11 +571,16 @@ async fn generated_secret_from_an_older_operator_gets_only_its_missing_keys() {
     }
 }
 
+/// An older operator kept `ca.key` in `foreman-tls` and made no pulp-control certificate: its
+/// CA moves to `foreman-ca` (created first, same certificate and key), then one patch of
+/// `foreman-tls` adds the missing certificate signed by that CA and removes `ca.key`.
 #[tokio::test]
-async fn certificate_secret_from_an_older_operator_gets_a_pulp_control_certificate_from_its_ca() {
+async fn certificate_secret_from_an_older_operator_gives_its_ca_to_the_ca_secret_and_gets_what_it_lacks(
+) {
     use foreman_operator::resources::certificates;
     let fm = foreman(true, false);
     let mut old = certificates::generate(&fm).unwrap();
+    assert!(old.contains_key(certificates::CA_KEY));
     old.remove(certificates::PULP_CONTROL_CRT);
     old.remove(certificates::PULP_CONTROL_KEY);
     let data: BTreeMap<&String, String> = old.iter().map(|(k, v)| (k, b64(v))).collect();
@@ -565,10 +591,24 @@ async fn certificate_secret_from_an_older_operator_gets_a_pulp_control_certifica
     );
     let (reqs, result) = reconcile_once(Arc::new(Mutex::new(c)), fm).await;
     result.unwrap();
-    let patch = reqs
+    let created = reqs
         .iter()
-        .find(|r| r.method == "PATCH" && r.path.contains("/secrets/foreman-tls"))
-        .expect("the pulp-control certificate is added");
+        .position(|r| r.method == "POST" && r.body["metadata"]["name"] == "foreman-ca")
+        .expect("the CA Secret is created");
+    let ca = &reqs[created].body["stringData"];
+    assert_eq!(ca[certificates::CA_CRT], old[certificates::CA_CRT].as_str());
+    assert_eq!(ca[certificates::CA_KEY], old[certificates::CA_KEY].as_str());
+    let patched = reqs
+        .iter()
+        .position(|r| r.method == "PATCH" && r.path.contains("/secrets/foreman-tls"))
+        .expect("the certificate Secret is patched");
+    assert!(created < patched, "the key is copied before it is removed");
+    let patch = &reqs[patched];
+    assert_eq!(
+        patch.body["data"],
+        json!({"ca.key": null}),
+        "ca.key removed, nothing else"
+    );
     let added = patch.body["stringData"].as_object().unwrap();
     let keys: Vec<&String> = added.keys().collect();
     assert_eq!(

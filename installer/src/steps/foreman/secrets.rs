@@ -1,5 +1,5 @@
 //! The Secrets the operator would generate (operator/src/generated.rs: tokens, the admin
-//! password, the CA, Pulp's symmetric key, the REX SSH key) are made here first, and a copy of
+//! password, the CA, the certificates, Pulp's symmetric key, the REX SSH key) are made here first, and a copy of
 //! each is kept in `/etc/foreman-box/secrets/NAME.yaml` (0600, a Secret manifest that
 //! `kubectl apply -f` takes). The databases outlive the cluster: uninstall keeps them and the
 //! copies, and the next install creates the Secrets from the copies before the operator runs, so
@@ -122,6 +122,12 @@ fn replaced_path(cx: &Context, path: &str, old: &str) -> Result<String> {
     }
 }
 
+fn as_strings(data: &Data) -> BTreeMap<String, String> {
+    data.iter()
+        .map(|(k, v)| (k.clone(), String::from_utf8_lossy(&v.0).into_owned()))
+        .collect()
+}
+
 fn as_data(values: BTreeMap<String, String>) -> Data {
     values
         .into_iter()
@@ -163,16 +169,33 @@ fn create_action(
 /// The actions that bring the copies and the cluster's Secrets together (see the module).
 pub async fn plan(cx: &Context, cluster: &Cluster, fm: &Foreman) -> Result<Vec<Action>> {
     let mut actions = Vec::new();
+    // Read every copy and Secret first: the CA and the certificates are made from each other
+    // (`generated::inputs`), whatever their order.
+    let mut found = Vec::new();
     for g in generated::needed(fm) {
+        found.push((
+            g,
+            read_copy(cx, g.name)?,
+            cluster.secret_data(g.name).await?,
+        ));
+    }
+    let mut known: generated::Known = found
+        .iter()
+        .filter_map(|(g, copy, live)| {
+            let data = live.as_ref().or(copy.as_ref().map(|(d, _)| d))?;
+            Some((g.name.to_string(), as_strings(data)))
+        })
+        .collect();
+    for (g, copy, live) in found {
         let path = copy_path(g.name);
-        let copy = read_copy(cx, g.name)?;
-        let live = cluster.secret_data(g.name).await?;
         match (copy, live) {
             (None, None) => {
-                let values = generated::generate(fm, g.name).map_err(|source| Error::Generate {
-                    what: format!("Secret {NAMESPACE}/{}", g.name),
-                    source,
-                })?;
+                let values =
+                    generated::generate(fm, g.name, &known).map_err(|source| Error::Generate {
+                        what: format!("Secret {NAMESPACE}/{}", g.name),
+                        source,
+                    })?;
+                known.insert(g.name.to_string(), values.clone());
                 let data = as_data(values);
                 let copy = copy_file(fm, g, &data)?;
                 actions.push(create_action(
