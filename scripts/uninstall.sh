@@ -596,13 +596,20 @@ help: remove the PostgreSQL server with the distribution's package manager, then
 }
 
 # The server's packages and what apt pulled in for them alone; packages apt would remove anyway
-# (left unneeded before) stay.
+# (left unneeded before) stay. postgresql-common marks every postgresql-* package NeverAutoRemove
+# (/etc/apt/apt.conf.d/02autoremove-postgresql) while a cluster exists, so those that came in as
+# dependencies (marked automatic) are named, besides the postgresql metapackage; a client the
+# person installed by name is manual and stays. The rest (libraries, perl) goes by --auto-remove,
+# as far as apt finds nothing else wants it.
 remove_apt_server() {
     need_cmd apt-get
+    need_cmd apt-mark
     apt-get -s autoremove 2>/dev/null | awk '$1 == "Remv" { print $2 }' | sort -u >"$TMP_DIR/orphans"
-    apt-get -s purge --auto-remove postgresql >"$TMP_DIR/apt-plan" 2>&1 || {
+    { echo postgresql; apt-mark showauto 2>/dev/null | grep -E '^postgresql-'; } >"$TMP_DIR/named"
+    # shellcheck disable=SC2046 # one package name per word
+    apt-get -s purge --auto-remove $(cat "$TMP_DIR/named") >"$TMP_DIR/apt-plan" 2>&1 || {
         cat "$TMP_DIR/apt-plan" >&2
-        err "apt-get cannot plan removing the postgresql package (above)
+        err "apt-get cannot plan removing the postgresql packages (above)
 help: fix apt (apt-get check), then run this again"
     }
     awk '$1 == "Purg" || $1 == "Remv" { print $2 }' "$TMP_DIR/apt-plan" | sort -u \

@@ -337,8 +337,15 @@ async fn uninstall_purge_drops_the_databases_and_roles_and_removes_the_kept_data
     let root = debian_root();
     let r = root.path();
     configure(r, &pg, None, &pg.password);
+    let auto_conf = pg.data().join("postgresql.auto.conf");
+    let theirs = std::fs::read_to_string(&auto_conf).unwrap();
     let out = install(r, "postgres,storage");
     assert_eq!(out.code, 0, "{}", out.all());
+    assert_ne!(
+        std::fs::read_to_string(&auto_conf).unwrap(),
+        theirs,
+        "the install tuned nothing"
+    );
     let passwords = stored_passwords(r);
     assert_eq!(databases_and_roles(&pg).await, (3, 3));
 
@@ -375,6 +382,14 @@ async fn uninstall_purge_drops_the_databases_and_roles_and_removes_the_kept_data
     assert!(!std::fs::read_to_string(pg.hba_path())
         .unwrap()
         .contains("foreman-box"));
+    // The server it found, managed because it is on localhost: its settings are its own again.
+    assert_eq!(std::fs::read_to_string(&auto_conf).unwrap(), theirs);
+    assert!(
+        out.stdout
+            .contains("put back PostgreSQL's settings from before foreman-box"),
+        "{}",
+        out.all()
+    );
 
     // Twice: the configuration is gone now, and there is nothing left to remove.
     let again = uninstall(r, &["--purge"]);
@@ -445,7 +460,12 @@ impl Booted {
         let mut argv = vec!["foreman-box-uninstall.sh"];
         argv.extend_from_slice(args);
         let out = self.m.exec(&argv, &[], None);
-        assert_eq!(out.code, 0, "foreman-box-uninstall.sh {args:?}:\n{}", out.all());
+        assert_eq!(
+            out.code,
+            0,
+            "foreman-box-uninstall.sh {args:?}:\n{}",
+            out.all()
+        );
         out
     }
 
@@ -489,11 +509,13 @@ fn uninstall_keeps_the_postgres_server_it_installed_and_purge_removes_it(
     let b = Booted::boot(release, "fb-uninstall");
     let m = &b.m;
     assert!(!m.has_package("postgresql"), "a fresh host has no server");
-    let before: BTreeSet<String> = m
-        .ok("dpkg-query -W -f='${Package}\\n'")
-        .lines()
-        .map(str::to_string)
-        .collect();
+    let installed = || -> BTreeSet<String> {
+        m.ok("dpkg-query -W -f='${db:Status-Abbrev} ${Package}\\n' | awk '$1 == \"ii\" { print $2 }'")
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    let before = installed();
 
     b.install("preflight,k3s,postgres", &[]);
     assert_eq!(m.ok("systemctl is-active k3s").trim(), "active");
@@ -576,19 +598,27 @@ fn uninstall_keeps_the_postgres_server_it_installed_and_purge_removes_it(
     let out = b.uninstall_sh(&["--purge"]);
     assert!(!out.all().contains(password.trim()));
     assert!(
-        out.stdout.contains("removed the PostgreSQL server and its data"),
+        out.stdout
+            .contains("removed the PostgreSQL server and its data"),
         "{}",
         out.all()
     );
-    let after: BTreeSet<String> = m
-        .ok("dpkg-query -W -f='${db:Status-Abbrev} ${Package}\\n' | awk '$1 == \"ii\" { print $2 }'")
-        .lines()
-        .map(str::to_string)
-        .collect();
+    let after = installed();
+    let brought: Vec<&String> = after.difference(&before).collect();
+    assert!(
+        !brought
+            .iter()
+            .any(|p| p.starts_with("postgresql") || p.starts_with("libpq")),
+        "packages of the server are still there: {brought:?}\n{}",
+        out.all()
+    );
+    // What else came with it is gone as far as apt finds nothing else wants it (perl and locales
+    // stay when other packages recommend them): nothing is left unneeded.
     assert_eq!(
-        after.difference(&before).collect::<Vec<_>>(),
-        Vec::<&String>::new(),
-        "packages installed for the server are still there"
+        m.ok("apt-get -s autoremove | awk '$1 == \"Remv\" { print $2 }'")
+            .trim(),
+        "",
+        "--purge left packages nothing needs"
     );
     assert_eq!(
         before.difference(&after).collect::<Vec<_>>(),
@@ -656,14 +686,21 @@ fn purge_puts_back_the_settings_of_a_postgres_server_it_found(
     let parsed: toml::Table = record.parse().unwrap();
     assert_eq!(parsed["server"].as_str(), Some("found"), "{record}");
     let tuned = show(&b);
-    assert_ne!(tuned[1], theirs[1], "the install did not tune max_connections");
-    assert_ne!(tuned[2], theirs[2], "the install did not tune shared_buffers");
+    assert_ne!(
+        tuned[1], theirs[1],
+        "the install did not tune max_connections"
+    );
+    assert_ne!(
+        tuned[2], theirs[2],
+        "the install did not tune shared_buffers"
+    );
 
     // A plain uninstall keeps the tuning (a reinstall reuses it) and says so; a reinstall with
     // other settings leaves the record as the first run wrote it.
     let out = b.uninstall_sh(&[]);
     assert!(
-        out.stdout.contains("the PostgreSQL settings foreman-box tuned"),
+        out.stdout
+            .contains("the PostgreSQL settings foreman-box tuned"),
         "{}",
         out.all()
     );

@@ -199,6 +199,9 @@ pub fn rootfs(release: Debian) -> Result<PathBuf, String> {
 pub struct Machine {
     _serial: MutexGuard<'static, ()>,
     release: Debian,
+    name: String,
+    /// When it started booting: the test log says how long each scenario held the machine.
+    up: Instant,
     nspawn: Child,
     /// PID (in our namespace) of the container's PID 1.
     init: u32,
@@ -268,6 +271,8 @@ impl Machine {
         let mut machine = Machine {
             _serial: serial,
             release,
+            name: name.to_string(),
+            up: Instant::now(),
             nspawn,
             init: 0,
             scratch,
@@ -406,7 +411,14 @@ impl Machine {
 }
 
 impl Drop for Machine {
+    #[allow(clippy::print_stderr)] // the time a scenario took on each release, for the CI budget
     fn drop(&mut self) {
+        eprintln!(
+            "nspawn: {} (Debian {}) was up {:.0}s",
+            self.name,
+            self.release.version(),
+            self.up.elapsed().as_secs_f64()
+        );
         use nix::sys::signal::{kill, Signal};
         use nix::unistd::Pid;
         // nspawn answers SIGTERM with an orderly poweroff of the container.
