@@ -3,6 +3,12 @@
 # foreman-box's files, the managed pg_hba.conf block and the firewalld entries. Keeps, unless
 # --purge, the PostgreSQL databases and roles, the Pulp content and /etc/foreman-box (configuration
 # and the stored passwords and generated Secrets a later install needs to reuse the kept databases).
+# With --purge the PostgreSQL server also goes back to how it was before the first install, as
+# /etc/foreman-box/postgres-original.toml (written once by the installer) says: a server
+# foreman-box installed from packages is removed with its data; a server it found gets back the
+# settings it tuned (postgresql.auto.conf) and is restarted (local) or reloaded (external).
+#
+# docs/uninstall.md has the table of what each mode leaves.
 #
 # Usage: foreman-box-uninstall.sh [--purge] [--root DIR]
 #        foreman-box uninstall [--purge] [--root DIR]     (the same script, embedded in the binary)
@@ -21,6 +27,10 @@ HBA_BEGIN='# BEGIN foreman-box: managed block, replaced on every `foreman-box in
 HBA_END='# END foreman-box'
 DATABASES='foreman candlepin pulp'
 ADMIN_ROLE='foreman_box_admin'
+# What the installer found before its first change (installer/src/steps/postgres/original.rs).
+PG_RECORD='/etc/foreman-box/postgres-original.toml'
+# The settings it tunes (installer/src/steps/postgres/settings.rs TUNED).
+PG_TUNED='listen_addresses max_connections shared_buffers'
 K3S_LINKS='kubectl crictl ctr'
 # What k3s-uninstall.sh removes (k3s-io/k3s install.sh, create_uninstall and create_killall).
 K3S_DIRS='/etc/rancher/k3s /run/k3s /run/flannel /var/lib/rancher/k3s /var/lib/kubelet /var/lib/cni'
@@ -61,8 +71,10 @@ Usage: foreman-box-uninstall.sh [--purge] [--root DIR]
 Removes k3s, foreman-box and what it configured. Keeps the PostgreSQL databases and roles,
 the Pulp content and /etc/foreman-box unless --purge is given.
 
-  --purge      also drop the databases foreman, candlepin and pulp and their roles, and remove
-               the Pulp content directory and /etc/foreman-box
+  --purge      also drop the databases foreman, candlepin and pulp and their roles, put the
+               PostgreSQL server back as it was before the first install (a server foreman-box
+               installed is removed with its data; one it found gets its settings back), and
+               remove the Pulp content directory, /etc/foreman-box and the run logs
   --root DIR   resolve every path under DIR and touch no service (tests); env FOREMAN_BOX_ROOT
 EOF
 }
@@ -188,6 +200,15 @@ help: it must be local or external" ;;
     esac
     if [ "$PG_MODE" = external ] && [ -z "$PG_ADMIN_URL" ]; then
         warn "postgres.mode is external but postgres.admin_url is not set: the database server is left alone"
+    fi
+    PG_ORIGIN=""
+    if [ -f "$R$PG_RECORD" ]; then
+        PG_ORIGIN="$(toml_get server <"$R$PG_RECORD")"
+        case "$PG_ORIGIN" in
+            installed | found) ;;
+            *) err "$R$PG_RECORD says server = '$PG_ORIGIN'
+help: it must be installed or found; it is written by foreman-box install, do not edit it" ;;
+        esac
     fi
 }
 
@@ -364,11 +385,19 @@ clean_postgres() {
             fi
             if ! command -v runuser >/dev/null 2>&1 || ! command -v psql >/dev/null 2>&1 \
                 || ! local_psql -c 'SELECT 1' >/dev/null 2>&1; then
+                if [ "$PURGE" = true ] && [ "$PG_ORIGIN" = installed ]; then
+                    remove_local_server
+                    return 0
+                fi
                 if [ "$PURGE" = true ]; then
                     err "the local PostgreSQL server does not answer, so the databases cannot be dropped; nothing kept was removed
 help: start it (systemctl start postgresql) and run this again"
                 fi
                 warn "the local PostgreSQL server does not answer: the foreman-box block in its pg_hba.conf stays"
+                return 0
+            fi
+            if [ "$PURGE" = true ] && [ "$PG_ORIGIN" = installed ]; then
+                remove_local_server
                 return 0
             fi
             PSQL=local_psql
@@ -395,6 +424,9 @@ help: check the server and postgres.admin_password_file, then run this again"
     fi
     if [ "$MANAGED" = true ]; then
         remove_hba_block
+        if [ "$PURGE" = true ]; then
+            restore_settings
+        fi
     fi
 }
 
@@ -482,6 +514,115 @@ remove_hba_block() {
     say "removed the foreman-box block from $hba and reloaded PostgreSQL"
 }
 
+# The settings foreman-box tuned, back to what the record says postgresql.auto.conf had: set
+# back to the recorded value, or reset when it had none. Only into the cluster the record names.
+restore_settings() {
+    record="$R$PG_RECORD"
+    if [ "$PG_ORIGIN" != found ]; then
+        warn "$PG_RECORD does not record this server's settings from before foreman-box: $(echo "$PG_TUNED" | sed 's/ /, /g') stay as they are"
+        return 0
+    fi
+    want="$(toml_get system_identifier <"$record")"
+    have="$("$PSQL" -c 'SELECT system_identifier FROM pg_control_system()' </dev/null)" \
+        || err "cannot read the server's system identifier; /etc/foreman-box was kept
+help: see the message above, fix it and run this again"
+    if [ "$want" != "$have" ]; then
+        warn "$PG_RECORD describes another PostgreSQL cluster (system identifier $want, this one has $have): its settings stay as they are"
+        return 0
+    fi
+    sql=""
+    restored=""
+    for name in $PG_TUNED; do
+        case "$(toml_get "settings.$name.in_auto_conf" <"$record")" in
+            true)
+                value="$(toml_get "settings.$name.auto_conf" <"$record")"
+                # Into SQL only what a setting of these can hold; nothing that ends the literal.
+                case "$value" in
+                    *[!A-Za-z0-9_.,:*/\ -]*)
+                        warn "the recorded value of $name has characters this script does not put into SQL: set it back yourself (ALTER SYSTEM SET $name = ...), as $PG_RECORD says"
+                        continue
+                        ;;
+                esac
+                sql="$sql ALTER SYSTEM SET $name = '$value';"
+                ;;
+            false) sql="$sql ALTER SYSTEM RESET $name;" ;;
+            *) continue ;;
+        esac
+        restored="$restored $name"
+    done
+    [ -n "$sql" ] || return 0
+    printf '%s\n' "$sql" | "$PSQL" -f - >/dev/null \
+        || err "putting back PostgreSQL's settings failed; /etc/foreman-box was kept
+help: see the message above, fix it and run this again"
+    say "put back PostgreSQL's settings from before foreman-box:$restored"
+    # All of them take effect only on a restart (postmaster settings).
+    if [ "$PG_MODE" = local ]; then
+        ensure systemctl restart postgresql.service
+        say "restarted PostgreSQL"
+    else
+        "$PSQL" -c 'SELECT pg_reload_conf()' </dev/null >/dev/null || warn "PostgreSQL did not reload its configuration"
+        warn "$(echo "$PG_TUNED" | sed 's/ /, /g') take effect when $PG_ADMIN_URL restarts: restart it when convenient"
+    fi
+}
+
+# The server foreman-box installed from packages, with its data (--purge, and the record says
+# foreman-box installed it).
+remove_local_server() {
+    pm="$(toml_get package_manager <"$R$PG_RECORD")"
+    say "removing the PostgreSQL server foreman-box installed, with its data (--purge)"
+    if command -v systemctl >/dev/null 2>&1; then
+        systemctl stop postgresql.service || warn "systemctl stop postgresql failed"
+    fi
+    case "$pm" in
+        apt)
+            remove_apt_server
+            data='/var/lib/postgresql /etc/postgresql /var/log/postgresql'
+            ;;
+        dnf)
+            ensure dnf remove -y -q postgresql-server
+            data='/var/lib/pgsql'
+            ;;
+        zypper)
+            ensure zypper --non-interactive remove postgresql-server
+            data='/var/lib/pgsql'
+            ;;
+        *) err "$PG_RECORD names package manager '$pm'
+help: remove the PostgreSQL server with the distribution's package manager, then run this again" ;;
+    esac
+    for d in $data; do
+        remove_tree "$R$d" || exit 1
+    done
+    say "removed the PostgreSQL server and its data ($(echo "$data" | sed 's/ /, /g'))"
+}
+
+# The server's packages and what apt pulled in for them alone; packages apt would remove anyway
+# (left unneeded before) stay. postgresql-common marks every postgresql-* package NeverAutoRemove
+# (/etc/apt/apt.conf.d/02autoremove-postgresql) while a cluster exists, so those that came in as
+# dependencies (marked automatic) are named, besides the postgresql metapackage; a client the
+# person installed by name is manual and stays. The rest (libraries, perl) goes by --auto-remove,
+# as far as apt finds nothing else wants it.
+remove_apt_server() {
+    need_cmd apt-get
+    need_cmd apt-mark
+    apt-get -s autoremove 2>/dev/null | awk '$1 == "Remv" { print $2 }' | sort -u >"$TMP_DIR/orphans"
+    { echo postgresql; apt-mark showauto 2>/dev/null | grep -E '^postgresql-'; } >"$TMP_DIR/named"
+    # shellcheck disable=SC2046 # one package name per word
+    apt-get -s purge --auto-remove $(cat "$TMP_DIR/named") >"$TMP_DIR/apt-plan" 2>&1 || {
+        cat "$TMP_DIR/apt-plan" >&2
+        err "apt-get cannot plan removing the postgresql packages (above)
+help: fix apt (apt-get check), then run this again"
+    }
+    awk '$1 == "Purg" || $1 == "Remv" { print $2 }' "$TMP_DIR/apt-plan" | sort -u \
+        | grep -vxF -f "$TMP_DIR/orphans" >"$TMP_DIR/server-packages" || true
+    if [ ! -s "$TMP_DIR/server-packages" ]; then
+        say "the postgresql package is not installed any more"
+        return 0
+    fi
+    say "purging $(tr '\n' ' ' <"$TMP_DIR/server-packages")"
+    # shellcheck disable=SC2046 # one package name per word
+    ensure env DEBIAN_FRONTEND=noninteractive apt-get purge -y -q $(cat "$TMP_DIR/server-packages")
+}
+
 # --- firewalld ------------------------------------------------------------------------------
 
 clean_firewall() {
@@ -522,6 +663,10 @@ report_kept() {
     esac
     say "done: k3s and foreman-box are removed. Kept, so that a later install reuses them:"
     say "  the databases and roles $DATABASES on $server"
+    case "$PG_MODE:$PG_ORIGIN" in
+        local:installed) say "  the PostgreSQL server foreman-box installed, running, with its data" ;;
+        *:found) say "  the PostgreSQL settings foreman-box tuned ($(echo "$PG_TUNED" | sed 's/ /, /g')); $PG_RECORD has the ones from before" ;;
+    esac
     say "  $PULP_DIR (Pulp content)"
     say "  /etc/foreman-box (configuration, the stored database passwords and the copies of Foreman's generated Secrets)"
     if [ -d "$R/var/log/foreman-box" ]; then

@@ -1,19 +1,20 @@
-//! On a real Debian 12 host with systemd as PID 1 (a systemd-nspawn machine, see
+//! On a real Debian host with systemd as PID 1 (a systemd-nspawn machine of Debian 12 or 13, see
 //! `foreman_box_tests::nspawn`): no `--root`, no `--skip-start`. Local-mode PostgreSQL installed
 //! through apt and run by systemd, and the k3s unit enabled, started, restarted only on change
 //! and diagnosed on timeout, with a stand-in k3s binary from the loopback mirror. The binary is
 //! the release one (`scripts/build.sh`), as a person would install it.
 
 use foreman_box_tests::mirror::Mirror;
-use foreman_box_tests::nspawn::Machine;
+use foreman_box_tests::nspawn::{Debian, Machine};
 use foreman_box_tests::{sha256_hex, static_binary, Run};
 
 const HOSTNAME: &str = "foreman.example.test";
 const VERSION: &str = "v1.33.5+k3s1";
 const WIRE: &str = "v1.33.5%2Bk3s1";
 
-fn boot(name: &str) -> Machine {
-    let machine = Machine::boot(name).unwrap_or_else(|e| panic!("cannot boot a Debian host: {e}"));
+fn boot(release: Debian, name: &str) -> Machine {
+    let machine = Machine::boot(release, name)
+        .unwrap_or_else(|e| panic!("cannot boot a Debian {} host: {e}", release.version()));
     machine.install_file(static_binary(), "/usr/local/bin/foreman-box", 0o755);
     machine
 }
@@ -33,34 +34,52 @@ fn assert_ok(r: &Run, what: &str) {
 
 /// The postmaster's PID: it changes exactly when the server restarts.
 fn postmaster_pid(m: &Machine) -> String {
-    m.ok("head -n1 /var/lib/postgresql/15/main/postmaster.pid")
+    let data = m.postgres_cluster().data_directory;
+    m.ok(&format!("head -n1 {data}/postmaster.pid"))
         .trim()
         .to_string()
 }
 
 #[test]
-fn local_postgres_is_installed_by_apt_started_by_systemd_and_converges() {
-    let m = boot("fb-postgres");
+fn local_postgres_is_installed_by_apt_started_by_systemd_and_converges_on_debian12() {
+    local_postgres_is_installed_by_apt_started_by_systemd_and_converges(Debian::Bookworm);
+}
+
+#[test]
+fn local_postgres_is_installed_by_apt_started_by_systemd_and_converges_on_debian13() {
+    local_postgres_is_installed_by_apt_started_by_systemd_and_converges(Debian::Trixie);
+}
+
+fn local_postgres_is_installed_by_apt_started_by_systemd_and_converges(release: Debian) {
+    let m = boot(release, "fb-postgres");
     assert!(
-        m.sh("dpkg-query -W -f='${Status}' postgresql")
-            .stdout
-            .trim()
-            != "install ok installed",
+        !m.has_package("postgresql"),
         "the fresh host must not have PostgreSQL yet"
     );
 
     let first = foreman_box(&m, &["install", "--only", "preflight,postgres"]);
     assert_ok(&first, "install --only preflight,postgres");
+    assert!(m.has_package("postgresql"), "apt installed the server");
+    // The release's own server, in the cluster its packaging made.
+    let cluster = m.postgres_cluster();
     assert_eq!(
-        m.sh("dpkg-query -W -f='${Status}' postgresql")
-            .stdout
-            .trim(),
-        "install ok installed",
-        "apt installed the server"
+        cluster.major,
+        release.postgresql_major(),
+        "Debian {} runs another PostgreSQL than its own",
+        release.version()
+    );
+    assert_eq!(
+        m.ok("runuser -u postgres -- psql -tAc 'SHOW server_version_num'")
+            .trim()
+            .parse::<u32>()
+            .unwrap()
+            / 10000,
+        release.postgresql_major()
     );
     assert_eq!(m.ok("systemctl is-enabled postgresql").trim(), "enabled");
     assert_eq!(
-        m.ok("systemctl is-active postgresql@15-main").trim(),
+        m.ok(&format!("systemctl is-active {}", cluster.unit()))
+            .trim(),
         "active"
     );
 
@@ -162,9 +181,18 @@ fn starts(m: &Machine) -> usize {
 }
 
 #[test]
-fn k3s_unit_is_enabled_started_restarted_only_on_change_and_diagnosed_on_timeout() {
+fn k3s_unit_is_enabled_started_restarted_only_on_change_and_diagnosed_on_timeout_on_debian12() {
+    k3s_unit_is_enabled_started_restarted_only_on_change_and_diagnosed_on_timeout(Debian::Bookworm);
+}
+
+#[test]
+fn k3s_unit_is_enabled_started_restarted_only_on_change_and_diagnosed_on_timeout_on_debian13() {
+    k3s_unit_is_enabled_started_restarted_only_on_change_and_diagnosed_on_timeout(Debian::Trixie);
+}
+
+fn k3s_unit_is_enabled_started_restarted_only_on_change_and_diagnosed_on_timeout(release: Debian) {
     let mirror = standin_release();
-    let m = boot("fb-k3s");
+    let m = boot(release, "fb-k3s");
     std::fs::write(m.path("/etc/k3s-standin.conf"), "ready_after_secs=2\n").unwrap();
     let url = mirror.url();
     let k3s = |extra: &[&str]| {
@@ -254,7 +282,8 @@ fn curl_to_shell_install_then_uninstall_keeps_data_and_purge_removes_it() {
         format!("{}  foreman-box-x86_64\n", sha256_hex(&binary_bytes)).into_bytes(),
     );
     let url = mirror.url();
-    let m = Machine::boot("fb-curl").unwrap_or_else(|e| panic!("cannot boot a Debian host: {e}"));
+    let m = Machine::boot(Debian::Bookworm, "fb-curl")
+        .unwrap_or_else(|e| panic!("cannot boot a Debian host: {e}"));
     std::fs::write(m.path("/etc/k3s-standin.conf"), "ready_after_secs=1\n").unwrap();
     let install_line = format!(
         "curl -sfL {url}/install.sh | sh -s -- --only preflight,k3s,postgres,storage \
@@ -342,14 +371,15 @@ fn curl_to_shell_install_then_uninstall_keeps_data_and_purge_removes_it() {
         login.all()
     );
 
-    // --purge removes it all.
+    // --purge removes it all, the server foreman-box installed with its data included.
     m.ok("foreman-box-uninstall.sh --purge");
-    assert_eq!(m.ok(databases).trim(), "", "--purge left databases");
-    assert_eq!(
-        m.ok("runuser -u postgres -- psql -tAc \"SELECT count(*) FROM pg_roles WHERE rolname IN ('foreman','candlepin','pulp')\"").trim(),
-        "0",
-        "--purge left roles"
+    assert!(
+        !m.has_package("postgresql") && !m.has_package("postgresql-common"),
+        "--purge left the server foreman-box installed"
     );
+    for gone in ["/var/lib/postgresql", "/etc/postgresql"] {
+        assert!(!m.path(gone).exists(), "--purge kept {gone}");
+    }
     assert!(
         !m.path("/var/lib/pulp").exists(),
         "--purge kept /var/lib/pulp"

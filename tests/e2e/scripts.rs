@@ -190,6 +190,88 @@ fn every_script_is_shellcheck_clean() {
     assert_eq!(out.code, 0, "shellcheck:\n{}", out.all());
 }
 
+/// A script committed without its run bit fails at once with "Permission denied" when the README's
+/// recipes run it (`scripts/release.sh`, `vagrant/smoke.sh` ...). What counts is git's mode: a
+/// clone gets that, whatever the file's mode is in this checkout.
+#[test]
+fn every_script_the_readme_names_and_every_script_in_scripts_and_vagrant_is_executable_in_git() {
+    let out: Run = Command::new("git")
+        .arg("-C")
+        .arg(workspace())
+        .args(["ls-files", "-s", "--"])
+        .args(["scripts", "vagrant", "README.md", "docs"])
+        .output()
+        .expect("git runs (the tests need a git checkout)")
+        .into();
+    assert_eq!(out.code, 0, "git ls-files -s:\n{}", out.all());
+    // `<mode> <object> <stage>\t<path>` per tracked file.
+    let modes: std::collections::BTreeMap<String, String> = out
+        .stdout
+        .lines()
+        .filter_map(|l| {
+            let (meta, path) = l.split_once('\t')?;
+            Some((path.to_string(), meta.split(' ').next()?.to_string()))
+        })
+        .collect();
+    let is_script = |p: &str| {
+        (p.starts_with("scripts/") || p.starts_with("vagrant/"))
+            && p.ends_with(".sh")
+            && !p[8..].contains('/')
+    };
+    let mut wanted: std::collections::BTreeSet<String> =
+        modes.keys().filter(|p| is_script(p)).cloned().collect();
+    let documents: Vec<&String> = modes
+        .keys()
+        .filter(|p| p.as_str() == "README.md" || (p.starts_with("docs/") && p.ends_with(".md")))
+        .collect();
+    assert!(
+        documents.iter().any(|p| p.as_str() == "README.md"),
+        "README.md is not in git: {modes:?}"
+    );
+    for doc in documents {
+        let text = std::fs::read_to_string(workspace().join(doc)).unwrap();
+        wanted.extend(named_scripts(&text));
+    }
+    for name in ["scripts/release.sh", "scripts/test.sh", "vagrant/smoke.sh"] {
+        assert!(wanted.contains(name), "{name} is not found: {wanted:?}");
+    }
+    let wrong: Vec<String> = wanted
+        .iter()
+        .filter_map(|p| match modes.get(p).map(String::as_str) {
+            Some("100755") => None,
+            Some(mode) => Some(format!(
+                "{p} is committed with mode {mode}\nhelp: git update-index --chmod=+x {p}"
+            )),
+            None => Some(format!("{p} is named in the documentation but not in git")),
+        })
+        .collect();
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// `scripts/NAME.sh` and `vagrant/NAME.sh` wherever a text mentions them.
+fn named_scripts(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for dir in ["scripts/", "vagrant/"] {
+        for (at, _) in text.match_indices(dir) {
+            // Only a path that starts here: not `dist/scripts/...`.
+            let before = text[..at].chars().last();
+            if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '/' || c == '_') {
+                continue;
+            }
+            let name: String = text[at + dir.len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+                .collect();
+            if let Some(stem) = name.strip_suffix(".sh") {
+                if !stem.is_empty() {
+                    out.push(format!("{dir}{name}"));
+                }
+            }
+        }
+    }
+    out
+}
+
 #[test]
 fn vagrantfile_passes_vagrant_validate() {
     // No VM provider on a CI machine: validate everything but the provider blocks.

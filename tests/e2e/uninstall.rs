@@ -337,8 +337,15 @@ async fn uninstall_purge_drops_the_databases_and_roles_and_removes_the_kept_data
     let root = debian_root();
     let r = root.path();
     configure(r, &pg, None, &pg.password);
+    let auto_conf = pg.data().join("postgresql.auto.conf");
+    let theirs = std::fs::read_to_string(&auto_conf).unwrap();
     let out = install(r, "postgres,storage");
     assert_eq!(out.code, 0, "{}", out.all());
+    assert_ne!(
+        std::fs::read_to_string(&auto_conf).unwrap(),
+        theirs,
+        "the install tuned nothing"
+    );
     let passwords = stored_passwords(r);
     assert_eq!(databases_and_roles(&pg).await, (3, 3));
 
@@ -375,70 +382,150 @@ async fn uninstall_purge_drops_the_databases_and_roles_and_removes_the_kept_data
     assert!(!std::fs::read_to_string(pg.hba_path())
         .unwrap()
         .contains("foreman-box"));
+    // The server it found, managed because it is on localhost: its settings are its own again.
+    assert_eq!(std::fs::read_to_string(&auto_conf).unwrap(), theirs);
+    assert!(
+        out.stdout
+            .contains("put back PostgreSQL's settings from before foreman-box"),
+        "{}",
+        out.all()
+    );
 
     // Twice: the configuration is gone now, and there is nothing left to remove.
     let again = uninstall(r, &["--purge"]);
     assert_eq!(again.code, 0, "{}", again.all());
 }
 
-/// On a booted Debian host (systemd-nspawn, see `foreman_box_tests::nspawn`), no `--root`: the
-/// k3s unit is stopped, disabled and removed; local PostgreSQL keeps the databases, loses the
-/// managed pg_hba block; a second install converges; `--purge` drops everything through
-/// `runuser -u postgres psql`.
-#[test]
-fn uninstall_on_a_booted_host_stops_k3s_keeps_local_databases_and_purge_drops_them() {
-    use foreman_box_tests::nspawn::Machine;
-    let mirror = Mirror::start();
-    let standin = std::fs::read(env!("CARGO_BIN_EXE_k3s-standin")).unwrap();
-    let wire = "v1.33.5%2Bk3s1";
-    mirror.put(
-        &format!("/{wire}/sha256sum-amd64.txt"),
-        format!("{}  k3s\n", sha256_hex(&standin)).into_bytes(),
-    );
-    mirror.put(&format!("/{wire}/k3s"), standin);
-    let m = Machine::boot("fb-uninstall").unwrap_or_else(|e| panic!("cannot boot: {e}"));
-    std::fs::write(m.path("/etc/k3s-standin.conf"), "ready_after_secs=2\n").unwrap();
-    let url = mirror.url();
-    let install = || {
-        m.install_file(
+/// A machine of `release` with a stand-in k3s release on a loopback mirror, and the one
+/// `install` line the booted scenarios run (the installed binary is refreshed first, as
+/// uninstall removes it).
+struct Booted {
+    m: foreman_box_tests::nspawn::Machine,
+    url: String,
+    _mirror: Mirror,
+}
+
+impl Booted {
+    fn boot(release: foreman_box_tests::nspawn::Debian, name: &str) -> Booted {
+        let mirror = Mirror::start();
+        let standin = std::fs::read(env!("CARGO_BIN_EXE_k3s-standin")).unwrap();
+        let wire = "v1.33.5%2Bk3s1";
+        mirror.put(
+            &format!("/{wire}/sha256sum-amd64.txt"),
+            format!("{}  k3s\n", sha256_hex(&standin)).into_bytes(),
+        );
+        mirror.put(&format!("/{wire}/k3s"), standin);
+        let m = foreman_box_tests::nspawn::Machine::boot(release, name)
+            .unwrap_or_else(|e| panic!("cannot boot Debian {}: {e}", release.version()));
+        std::fs::write(m.path("/etc/k3s-standin.conf"), "ready_after_secs=2\n").unwrap();
+        Booted {
+            m,
+            url: mirror.url(),
+            _mirror: mirror,
+        }
+    }
+
+    fn install(&self, steps: &str, extra: &[&str]) {
+        self.m.install_file(
             foreman_box_tests::binary(),
             "/usr/local/bin/foreman-box",
             0o755,
         );
-        let r = m.exec(
-            &[
-                "foreman-box",
-                "install",
-                "--only",
-                "preflight,k3s,postgres",
-                "--ignore-preflight",
-                "all",
-                "--hostname",
-                "foreman.example.test",
-                "--k3s-release-url",
-                &url,
-                "--k3s-ready-timeout",
-                "60",
-            ],
-            &[],
-            None,
-        );
+        let mut argv = vec![
+            "foreman-box",
+            "install",
+            "--only",
+            steps,
+            "--ignore-preflight",
+            "all",
+            "--hostname",
+            "foreman.example.test",
+            "--k3s-release-url",
+            &self.url,
+            "--k3s-ready-timeout",
+            "60",
+        ];
+        argv.extend_from_slice(extra);
+        let r = self.m.exec(&argv, &[], None);
         assert_eq!(r.code, 0, "install:\n{}", r.all());
-    };
-    let count = |sql: &str| {
-        m.ok(&format!("runuser -u postgres -- psql -tAc \"{sql}\""))
+    }
+
+    /// The standalone script, as install.sh puts it.
+    fn uninstall_sh(&self, args: &[&str]) -> Run {
+        self.m.install_file(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/uninstall.sh"),
+            "/usr/local/bin/foreman-box-uninstall.sh",
+            0o755,
+        );
+        let mut argv = vec!["foreman-box-uninstall.sh"];
+        argv.extend_from_slice(args);
+        let out = self.m.exec(&argv, &[], None);
+        assert_eq!(
+            out.code,
+            0,
+            "foreman-box-uninstall.sh {args:?}:\n{}",
+            out.all()
+        );
+        out
+    }
+
+    /// One value from the local server, as its superuser.
+    fn psql(&self, sql: &str) -> String {
+        self.m
+            .ok(&format!("runuser -u postgres -- psql -tAc \"{sql}\""))
             .trim()
             .to_string()
-    };
-    let dbs = "SELECT count(*) FROM pg_database WHERE datname IN ('foreman','candlepin','pulp')";
-    let roles = "SELECT count(*) FROM pg_roles WHERE rolname IN ('foreman','candlepin','pulp','foreman_box_admin')";
+    }
+}
 
-    install();
+const OUR_DATABASES: &str =
+    "SELECT count(*) FROM pg_database WHERE datname IN ('foreman','candlepin','pulp')";
+const OUR_ROLES: &str = "SELECT count(*) FROM pg_roles WHERE rolname IN ('foreman','candlepin','pulp','foreman_box_admin')";
+const RECORD: &str = "/etc/foreman-box/postgres-original.toml";
+
+/// On a booted Debian host (systemd-nspawn, see `foreman_box_tests::nspawn`), no `--root`, with
+/// the PostgreSQL server foreman-box installed from packages: the k3s unit is stopped, disabled
+/// and removed; the server keeps running with the databases, loses the managed pg_hba block; a
+/// second install converges; `--purge` removes the server's packages with its data.
+#[test]
+fn uninstall_keeps_the_postgres_server_it_installed_running_with_data_and_purge_removes_it_on_debian12(
+) {
+    uninstall_keeps_the_postgres_server_it_installed_and_purge_removes_it(
+        foreman_box_tests::nspawn::Debian::Bookworm,
+    );
+}
+
+#[test]
+fn uninstall_keeps_the_postgres_server_it_installed_running_with_data_and_purge_removes_it_on_debian13(
+) {
+    uninstall_keeps_the_postgres_server_it_installed_and_purge_removes_it(
+        foreman_box_tests::nspawn::Debian::Trixie,
+    );
+}
+
+fn uninstall_keeps_the_postgres_server_it_installed_and_purge_removes_it(
+    release: foreman_box_tests::nspawn::Debian,
+) {
+    let b = Booted::boot(release, "fb-uninstall");
+    let m = &b.m;
+    assert!(!m.has_package("postgresql"), "a fresh host has no server");
+    let installed = || -> BTreeSet<String> {
+        m.ok("dpkg-query -W -f='${db:Status-Abbrev} ${Package}\\n' | awk '$1 == \"ii\" { print $2 }'")
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    let before = installed();
+
+    b.install("preflight,k3s,postgres", &[]);
     assert_eq!(m.ok("systemctl is-active k3s").trim(), "active");
-    let hba = m
-        .ok("runuser -u postgres -- psql -tAc 'SHOW hba_file'")
-        .trim()
-        .to_string();
+    let record = std::fs::read_to_string(m.path(RECORD)).unwrap();
+    assert_eq!(foreman_box_tests::mode(&m.path(RECORD)), 0o600);
+    let parsed: toml::Table = record.parse().unwrap();
+    assert_eq!(parsed["server"].as_str(), Some("installed"), "{record}");
+    let cluster = m.postgres_cluster();
+    assert_eq!(cluster.major, release.postgresql_major());
+    let hba = b.psql("SHOW hba_file");
     assert!(std::fs::read_to_string(m.path(&hba))
         .unwrap()
         .contains("# BEGIN foreman-box"));
@@ -464,8 +551,20 @@ fn uninstall_on_a_booted_host_stops_k3s_keeps_local_databases_and_purge_drops_th
     assert!(!std::fs::read_to_string(m.path(&hba))
         .unwrap()
         .contains("foreman-box"));
-    assert_eq!(count(dbs), "3", "the databases are kept");
+    // Without --purge the server foreman-box installed stays, running, with the data.
+    assert!(m.has_package("postgresql"));
+    assert_eq!(
+        m.ok(&format!("systemctl is-active {}", cluster.unit()))
+            .trim(),
+        "active"
+    );
+    assert_eq!(b.psql(OUR_DATABASES), "3", "the databases are kept");
     assert!(m.path("/etc/foreman-box/secrets/postgres-foreman").exists());
+    assert_eq!(
+        std::fs::read_to_string(m.path(RECORD)).unwrap(),
+        record,
+        "the record is kept"
+    );
     assert!(
         out.stdout
             .contains("to remove them too: foreman-box-uninstall.sh --purge"),
@@ -473,8 +572,9 @@ fn uninstall_on_a_booted_host_stops_k3s_keeps_local_databases_and_purge_drops_th
         out.all()
     );
 
-    // Reinstall on the kept data: the stored passwords still log in.
-    install();
+    // Reinstall on the kept data: the stored passwords still log in; the record stays the first.
+    b.install("preflight,k3s,postgres", &[]);
+    assert_eq!(std::fs::read_to_string(m.path(RECORD)).unwrap(), record);
     let password =
         std::fs::read_to_string(m.path("/etc/foreman-box/secrets/postgres-foreman")).unwrap();
     let login = m.exec(
@@ -494,19 +594,146 @@ fn uninstall_on_a_booted_host_stops_k3s_keeps_local_databases_and_purge_drops_th
     );
     assert_eq!(login.code, 0, "{}", login.all());
 
-    // --purge, with the standalone script as install.sh puts it.
-    m.install_file(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/uninstall.sh"),
-        "/usr/local/bin/foreman-box-uninstall.sh",
-        0o755,
-    );
-    let out = m.exec(&["foreman-box-uninstall.sh", "--purge"], &[], None);
-    assert_eq!(out.code, 0, "uninstall --purge:\n{}", out.all());
+    // --purge: the server goes, with its data and what apt pulled in for it alone.
+    let out = b.uninstall_sh(&["--purge"]);
     assert!(!out.all().contains(password.trim()));
-    assert_eq!(count(dbs), "0");
-    assert_eq!(count(roles), "0");
+    assert!(
+        out.stdout
+            .contains("removed the PostgreSQL server and its data"),
+        "{}",
+        out.all()
+    );
+    let after = installed();
+    let brought: Vec<&String> = after.difference(&before).collect();
+    assert!(
+        !brought
+            .iter()
+            .any(|p| p.starts_with("postgresql") || p.starts_with("libpq")),
+        "packages of the server are still there: {brought:?}\n{}",
+        out.all()
+    );
+    // What else came with it is gone as far as apt finds nothing else wants it (perl and locales
+    // stay when other packages recommend them): nothing is left unneeded.
+    assert_eq!(
+        m.ok("apt-get -s autoremove | awk '$1 == \"Remv\" { print $2 }'")
+            .trim(),
+        "",
+        "--purge left packages nothing needs"
+    );
+    assert_eq!(
+        before.difference(&after).collect::<Vec<_>>(),
+        Vec::<&String>::new(),
+        "--purge removed packages the host had before"
+    );
+    for gone in [
+        "/var/lib/postgresql",
+        "/etc/postgresql",
+        "/etc/foreman-box",
+        "/usr/local/bin/foreman-box-uninstall.sh",
+    ] {
+        assert!(!m.path(gone).exists(), "--purge kept {gone}");
+    }
+    assert_eq!(
+        m.sh("pgrep -x postgres").code,
+        1,
+        "a postgres process survived"
+    );
+}
+
+/// A PostgreSQL server that was there before foreman-box, with settings of its own (some in
+/// postgresql.auto.conf, listen_addresses from postgresql.conf's default) and a pg_hba.conf of
+/// its own: uninstall keeps what the install tuned; `--purge` drops our roles and databases and
+/// puts every setting back as it was, and the server keeps running, still installed.
+#[test]
+fn purge_puts_back_the_settings_of_a_postgres_server_it_found_on_debian12() {
+    purge_puts_back_the_settings_of_a_postgres_server_it_found(
+        foreman_box_tests::nspawn::Debian::Bookworm,
+    );
+}
+
+#[test]
+fn purge_puts_back_the_settings_of_a_postgres_server_it_found_on_debian13() {
+    purge_puts_back_the_settings_of_a_postgres_server_it_found(
+        foreman_box_tests::nspawn::Debian::Trixie,
+    );
+}
+
+fn purge_puts_back_the_settings_of_a_postgres_server_it_found(
+    release: foreman_box_tests::nspawn::Debian,
+) {
+    let b = Booted::boot(release, "fb-pgfound");
+    let m = &b.m;
+    // The person's server: installed, tuned by them, restarted into their values.
+    m.ok("DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postgresql");
+    b.psql("ALTER SYSTEM SET max_connections = 120");
+    b.psql("ALTER SYSTEM SET shared_buffers = '48MB'");
+    let cluster = m.postgres_cluster();
+    m.ok(&format!("systemctl restart {}", cluster.unit()));
+    let auto_conf = format!("{}/postgresql.auto.conf", cluster.data_directory);
+    let theirs_auto = std::fs::read_to_string(m.path(&auto_conf)).unwrap();
+    let hba = b.psql("SHOW hba_file");
+    let theirs_hba = std::fs::read_to_string(m.path(&hba)).unwrap();
+    let show = |b: &Booted| {
+        ["listen_addresses", "max_connections", "shared_buffers"]
+            .map(|s| b.psql(&format!("SHOW {s}")))
+    };
+    let theirs = show(&b);
+    assert_eq!(theirs, ["localhost", "120", "48MB"]);
+
+    b.install("preflight,postgres", &[]);
+    let record = std::fs::read_to_string(m.path(RECORD)).unwrap();
+    assert_eq!(foreman_box_tests::mode(&m.path(RECORD)), 0o600);
+    let parsed: toml::Table = record.parse().unwrap();
+    assert_eq!(parsed["server"].as_str(), Some("found"), "{record}");
+    let tuned = show(&b);
+    assert_ne!(
+        tuned[1], theirs[1],
+        "the install did not tune max_connections"
+    );
+    assert_ne!(
+        tuned[2], theirs[2],
+        "the install did not tune shared_buffers"
+    );
+
+    // A plain uninstall keeps the tuning (a reinstall reuses it) and says so; a reinstall with
+    // other settings leaves the record as the first run wrote it.
+    let out = b.uninstall_sh(&[]);
+    assert!(
+        out.stdout
+            .contains("the PostgreSQL settings foreman-box tuned"),
+        "{}",
+        out.all()
+    );
+    assert_eq!(show(&b), tuned);
+    b.install("preflight,postgres", &["--dynflow-workers", "8"]);
+    assert_eq!(
+        std::fs::read_to_string(m.path(RECORD)).unwrap(),
+        record,
+        "a later run rewrote the record"
+    );
+    assert_ne!(show(&b)[1], theirs[1]);
+
+    b.uninstall_sh(&["--purge"]);
+    assert_eq!(show(&b), theirs, "--purge did not put the settings back");
+    assert_eq!(
+        std::fs::read_to_string(m.path(&auto_conf)).unwrap(),
+        theirs_auto,
+        "postgresql.auto.conf differs from the person's"
+    );
+    assert_eq!(
+        std::fs::read_to_string(m.path(&hba)).unwrap(),
+        theirs_hba,
+        "pg_hba.conf differs from the person's"
+    );
+    assert_eq!(b.psql(OUR_DATABASES), "0");
+    assert_eq!(b.psql(OUR_ROLES), "0");
+    assert!(m.has_package("postgresql"), "--purge removed their server");
+    assert_eq!(
+        m.ok(&format!("systemctl is-active {}", cluster.unit()))
+            .trim(),
+        "active"
+    );
     assert!(!m.path("/etc/foreman-box").exists());
-    assert!(!m.path("/usr/local/bin/foreman-box-uninstall.sh").exists());
 }
 
 #[test]

@@ -1,9 +1,11 @@
-//! A real Debian 12 host with systemd as PID 1, for the scenarios that need an init system.
+//! A real Debian host (12 bookworm or 13 trixie) with systemd as PID 1, for the scenarios that
+//! need an init system.
 //!
-//! The root filesystem is built once per machine with debootstrap and cached outside the
-//! checkout (`/var/cache/foreman-box-tests/debian12-<hash of the package list>`), rebuilt when the
-//! package list changes. Each scenario boots a throwaway copy: an overlay mount (the cached tree
-//! as the read-only lower layer, a temp dir as the upper one) booted with `systemd-nspawn --boot`.
+//! The root filesystem of each release is built once per machine with debootstrap and cached
+//! outside the checkout (`/var/cache/foreman-box-tests/debian<N>-<hash of suite and package
+//! list>`), rebuilt when the package list changes. Each scenario boots a throwaway copy: an
+//! overlay mount (the cached tree as the read-only lower layer, a temp dir as the upper one)
+//! booted with `systemd-nspawn --boot`.
 //! The container shares the host's network, so the suite's loopback mirror and servers are
 //! reachable at 127.0.0.1 from inside; for the same reason only one machine runs at a time
 //! ([`Machine::boot`] holds a process-wide lock).
@@ -22,8 +24,58 @@ use std::time::{Duration, Instant};
 
 use crate::Run;
 
-/// Debian suite and mirror of the cached root filesystem.
-const SUITE: &str = "bookworm";
+/// A Debian release the booted-host scenarios run on. Paths and units of its PostgreSQL are asked
+/// of the booted machine ([`Machine::postgres_cluster`]), never written down here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Debian {
+    /// Debian 12: systemd 252, PostgreSQL 15.
+    Bookworm,
+    /// Debian 13: systemd 257, PostgreSQL 17.
+    Trixie,
+}
+
+impl Debian {
+    pub fn version(self) -> u32 {
+        match self {
+            Debian::Bookworm => 12,
+            Debian::Trixie => 13,
+        }
+    }
+
+    /// debootstrap's name for it.
+    pub fn suite(self) -> &'static str {
+        match self {
+            Debian::Bookworm => "bookworm",
+            Debian::Trixie => "trixie",
+        }
+    }
+
+    /// The PostgreSQL major version the release ships (the `postgresql` metapackage's
+    /// dependency in its archive): what a local-mode install must run, no other.
+    pub fn postgresql_major(self) -> u32 {
+        match self {
+            Debian::Bookworm => 15,
+            Debian::Trixie => 17,
+        }
+    }
+}
+
+/// A PostgreSQL cluster as the machine's `pg_lsclusters` lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cluster {
+    pub major: u32,
+    pub name: String,
+    pub data_directory: String,
+}
+
+impl Cluster {
+    /// Its systemd unit (postgresql-common's `postgresql@.service` template).
+    pub fn unit(&self) -> String {
+        format!("postgresql@{}-{}", self.major, self.name)
+    }
+}
+
+/// Mirror of the cached root filesystems.
 const MIRROR: &str = "http://deb.debian.org/debian";
 /// Installed in the root filesystem: an init system and what a person's minimal host has.
 const PACKAGES: &[&str] = &[
@@ -48,17 +100,19 @@ const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 /// The cached root filesystem, built when missing. Fails with the reason when this host cannot
 /// build it (not root, no debootstrap, no mirror).
 #[allow(clippy::print_stderr)] // the one-time build is worth a line in the test log
-pub fn rootfs() -> Result<PathBuf, String> {
+pub fn rootfs(release: Debian) -> Result<PathBuf, String> {
     static BUILD: Mutex<()> = Mutex::new(());
     let _serial = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    let suite = release.suite();
+    let name = format!("debian{}", release.version());
     let key = {
-        let mut spec = format!("{SUITE} {MIRROR} {RECIPE}\n");
+        let mut spec = format!("{suite} {MIRROR} {RECIPE}\n");
         spec.push_str(&PACKAGES.join(" "));
         spec.push('\n');
         spec.push_str(&CACHED_DEBS.join(" "));
         crate::sha256_hex(spec.as_bytes())[..12].to_string()
     };
-    let dir = PathBuf::from(CACHE).join(format!("debian12-{key}"));
+    let dir = PathBuf::from(CACHE).join(format!("{name}-{key}"));
     if dir.join("etc/os-release").exists() {
         return Ok(dir);
     }
@@ -73,7 +127,7 @@ pub fn rootfs() -> Result<PathBuf, String> {
         }
     }
     fs::create_dir_all(CACHE).map_err(|e| format!("cannot create {CACHE}: {e}"))?;
-    let building = PathBuf::from(CACHE).join(format!(".debian12-{key}.building"));
+    let building = PathBuf::from(CACHE).join(format!(".{name}-{key}.building"));
     let _ = fs::remove_dir_all(&building);
     let started = Instant::now();
     let out = Command::new("debootstrap")
@@ -81,14 +135,14 @@ pub fn rootfs() -> Result<PathBuf, String> {
             "--variant=minbase",
             &format!("--include={}", PACKAGES.join(",")),
         ])
-        .arg(SUITE)
+        .arg(suite)
         .arg(&building)
         .arg(MIRROR)
         .output()
         .map_err(|e| format!("cannot run debootstrap: {e}"))?;
     if !out.status.success() {
         return Err(format!(
-            "debootstrap of {SUITE} failed:\n{}",
+            "debootstrap of {suite} failed:\n{}",
             tail(&String::from_utf8_lossy(&out.stdout), 20)
         ));
     }
@@ -144,6 +198,10 @@ pub fn rootfs() -> Result<PathBuf, String> {
 /// A booted throwaway copy of the root filesystem.
 pub struct Machine {
     _serial: MutexGuard<'static, ()>,
+    release: Debian,
+    name: String,
+    /// When it started booting: the test log says how long each scenario held the machine.
+    up: Instant,
     nspawn: Child,
     /// PID (in our namespace) of the container's PID 1.
     init: u32,
@@ -152,10 +210,10 @@ pub struct Machine {
 }
 
 impl Machine {
-    /// Boots a fresh machine and waits until systemd reports it running.
-    pub fn boot(name: &str) -> Result<Machine, String> {
+    /// Boots a fresh machine of `release` and waits until systemd reports it running.
+    pub fn boot(release: Debian, name: &str) -> Result<Machine, String> {
         static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-        let lower = rootfs()?;
+        let lower = rootfs(release)?;
         let serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let scratch = tempfile::Builder::new()
             .prefix("foreman-box-nspawn-")
@@ -212,6 +270,9 @@ impl Machine {
         };
         let mut machine = Machine {
             _serial: serial,
+            release,
+            name: name.to_string(),
+            up: Instant::now(),
             nspawn,
             init: 0,
             scratch,
@@ -247,6 +308,38 @@ impl Machine {
             BOOT_TIMEOUT.as_secs(),
             self.console_tail(30)
         ))
+    }
+
+    pub fn release(&self) -> Debian {
+        self.release
+    }
+
+    /// The one PostgreSQL cluster on the machine, from `pg_lsclusters` (postgresql-common).
+    pub fn postgres_cluster(&self) -> Cluster {
+        let out = self.ok("pg_lsclusters --no-header");
+        let rows: Vec<Vec<&str>> = out
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .filter(|r: &Vec<&str>| !r.is_empty())
+            .collect();
+        assert_eq!(rows.len(), 1, "not exactly one cluster:\n{out}");
+        let row = &rows[0];
+        assert!(row.len() >= 6, "unexpected pg_lsclusters line: {out}");
+        Cluster {
+            major: row[0]
+                .parse()
+                .unwrap_or_else(|_| panic!("pg_lsclusters version: {out}")),
+            name: row[1].to_string(),
+            data_directory: row[5].to_string(),
+        }
+    }
+
+    /// Whether dpkg has `package` installed.
+    pub fn has_package(&self, package: &str) -> bool {
+        self.sh(&format!("dpkg-query -W -f='${{Status}}' {package}"))
+            .stdout
+            .trim()
+            == "install ok installed"
     }
 
     /// A path inside the machine, seen from the host (for copying files in and reading them).
@@ -318,7 +411,14 @@ impl Machine {
 }
 
 impl Drop for Machine {
+    #[allow(clippy::print_stderr)] // the time a scenario took on each release, for the CI budget
     fn drop(&mut self) {
+        eprintln!(
+            "nspawn: {} (Debian {}) was up {:.0}s",
+            self.name,
+            self.release.version(),
+            self.up.elapsed().as_secs_f64()
+        );
         use nix::sys::signal::{kill, Signal};
         use nix::unistd::Pid;
         // nspawn answers SIGTERM with an orderly poweroff of the container.

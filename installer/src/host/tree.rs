@@ -253,10 +253,12 @@ impl HostFs {
                     }
                     stats.symlinks += 1;
                 }
-                other => return Err(bad(format!(
+                other => {
+                    return Err(bad(format!(
                     "{} is a {other:?} entry; only files, directories and symlinks are restored",
                     path.display()
-                ))),
+                )))
+                }
             }
             let at = dest.join(&path);
             if !write {

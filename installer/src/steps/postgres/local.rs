@@ -7,7 +7,7 @@
 //! the reporter each change as it makes it. The next run plans them in detail like any other.
 
 use super::connection::{local_target, Session};
-use super::{hba, roles, PostgresError, ADMIN_ROLE};
+use super::{hba, original, roles, PostgresError, ADMIN_ROLE};
 use crate::error::Result;
 use crate::facts::OsFamily;
 use crate::host::Cmd;
@@ -33,6 +33,14 @@ fn server_packages(family: OsFamily) -> Vec<&'static str> {
     }
 }
 
+/// Where a server of the family keeps its clusters or its configuration, once installed.
+fn family_server_dirs(family: OsFamily) -> &'static [&'static str] {
+    match family {
+        OsFamily::Debian => &["/etc/postgresql", "/var/lib/postgresql"],
+        OsFamily::RedHat | OsFamily::Suse => &["/var/lib/pgsql"],
+    }
+}
+
 /// Local mode up to a usable admin connection.
 pub(super) fn plan(cx: &Context, out: &mut Vec<Action>) -> Result<Server> {
     let host = &cx.host;
@@ -49,6 +57,15 @@ pub(super) fn plan(cx: &Context, out: &mut Vec<Action>) -> Result<Server> {
     let packages = server_packages(family);
     let mut ready = true;
     if !packages.iter().all(|p| pm.is_installed(host.runner(), p)) {
+        // Ours only on a host that had no server at all: a data directory or a server's home
+        // without the package is someone's, and purge must never remove it.
+        if !original::exists(host)
+            && !family_server_dirs(family)
+                .iter()
+                .any(|d| host.fs().exists(&host.path(d)))
+        {
+            out.push(original::record_installed(pm));
+        }
         let list = packages.clone();
         out.push(Action::sync(
             format!("install package {}", packages.join(" ")),

@@ -13,6 +13,7 @@ mod firewall;
 mod hba;
 mod local;
 mod manifests;
+mod original;
 mod roles;
 mod settings;
 
@@ -103,6 +104,7 @@ async fn plan_server(cx: &Context, db: &Arc<Session>) -> Result<Vec<Action>> {
             }
             .into());
         }
+        out.extend(original::plan_found(cx, db, &settings::TUNED).await?);
         out.extend(hba::plan(cx, db).await?);
         out.extend(settings::plan(cx, db).await?);
     } else {

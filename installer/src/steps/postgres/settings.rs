@@ -7,6 +7,9 @@ use crate::error::Result;
 use crate::steps::{Action, Context};
 use std::sync::Arc;
 
+/// The settings this module tunes (what uninstall --purge puts back).
+pub(super) const TUNED: [&str; 3] = ["listen_addresses", "max_connections", "shared_buffers"];
+
 /// Settings wanted for this host: (name, value, at least this many kB or connections).
 fn desired_settings(cx: &Context) -> Vec<(&'static str, String)> {
     let workers = u64::from(cx.config.foreman.dynflow_workers);
@@ -19,11 +22,14 @@ fn desired_settings(cx: &Context) -> Vec<(&'static str, String)> {
     if let Some(ip) = cx.facts.node_ip.filter(|ip| !ip.is_loopback()) {
         listen.push(ip.to_string());
     }
-    vec![
-        ("listen_addresses", listen.join(",")),
-        ("max_connections", max_connections.to_string()),
-        ("shared_buffers", format!("{shared_mb}MB")),
-    ]
+    TUNED
+        .into_iter()
+        .zip([
+            listen.join(","),
+            max_connections.to_string(),
+            format!("{shared_mb}MB"),
+        ])
+        .collect()
 }
 
 /// A memory setting in kB ("128MB", "1GB", or plain 8 kB blocks for shared_buffers).
