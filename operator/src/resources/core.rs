@@ -10,19 +10,19 @@ use super::{
     Stream, GENERATED_SECRET, REDIS_PORT,
 };
 use crate::crd::Foreman;
+use crate::sizing::{self, Profile, Sized};
 use serde_json::{json, Value};
 
 pub const FOREMAN_PORT: u16 = 3000;
 pub const CONFIG_MAP: &str = "foreman-config";
 /// The claim web and Dynflow share `/usr/share/foreman/tmp` through.
 pub const TMP_CLAIM: &str = "foreman-tmp";
+/// The Deployment of the Dynflow workers `spec.dynflow_workers` counts.
+pub const DYNFLOW_WORKER: &str = "dynflow-worker";
 /// FC src/roles/foreman/defaults/main.yaml: foreman_database_pool 9, puma threads 5/5; the pool
 /// must hold every puma thread and every sidekiq thread (concurrency 5) of one process.
 pub const DATABASE_POOL: u32 = 9;
-pub const PUMA_THREADS: u32 = 5;
-/// FC computes min(32, 1.5 × CPUs, GiB − 1.5); two fits foreman-box's 4-CPU/20 GB minimum next
-/// to the other components.
-pub const PUMA_WORKERS: u32 = 2;
+pub use crate::sizing::PUMA_THREADS;
 /// FC templates/dynflow-worker-hosts-queue.yml.
 pub const HOSTS_QUEUE_CONCURRENCY: u32 = 5;
 /// Seeded organization and location (foreman-installer's defaults; unconfirmed here).
@@ -228,11 +228,6 @@ pub fn foreman_pod(
     .render()
 }
 
-/// FK tests/kind/values.yaml: foreman 100m / 512Mi, limit 3Gi.
-fn foreman_resources() -> Value {
-    json!({"requests": {"cpu": "100m", "memory": "512Mi"}, "limits": {"memory": "3Gi"}})
-}
-
 fn config(fm: &Foreman) -> Value {
     let server = certificates::server_name(fm);
     // FC src/roles/foreman/templates/settings.yaml.j2.
@@ -365,14 +360,17 @@ fn web(fm: &Foreman) -> Value {
             "/tmp/rails.pid",
         ],
     );
+    // FC roles/foreman/defaults: foreman_puma_workers from the host, here the tuning
+    // profile's host (crate::sizing).
+    let profile = Profile::of(fm.spec.tuning);
     c.env = vec![
-        env("FOREMAN_PUMA_WORKERS", PUMA_WORKERS.to_string()),
+        env("FOREMAN_PUMA_WORKERS", profile.puma_workers().to_string()),
         env("FOREMAN_PUMA_THREADS_MIN", PUMA_THREADS.to_string()),
         env("FOREMAN_PUMA_THREADS_MAX", PUMA_THREADS.to_string()),
     ];
     c.ports = vec![("http", FOREMAN_PORT)];
     c.probes = ping_probe(fm);
-    c.resources = foreman_resources();
+    c.resources = sizing::resources(&fm.spec, Sized::Web);
     let needs = Needs {
         shared_tmp: true,
         migrated: true,
@@ -384,12 +382,27 @@ fn web(fm: &Foreman) -> Value {
 fn dynflow(fm: &Foreman) -> Vec<Value> {
     // FC roles/foreman: dynflow-sidekiq@{orchestrator,worker,worker-hosts-queue}.
     [
-        ("dynflow-orchestrator", "orchestrator", 1),
-        ("dynflow-worker", "worker", fm.spec.dynflow_workers),
-        ("dynflow-worker-hosts-queue", "worker-hosts-queue", 1),
+        (
+            "dynflow-orchestrator",
+            "orchestrator",
+            1,
+            Sized::DynflowOrchestrator,
+        ),
+        (
+            DYNFLOW_WORKER,
+            "worker",
+            fm.spec.dynflow_workers,
+            Sized::DynflowWorker,
+        ),
+        (
+            "dynflow-worker-hosts-queue",
+            "worker-hosts-queue",
+            1,
+            Sized::DynflowHostsQueue,
+        ),
     ]
     .into_iter()
-    .map(|(name, cfg, replicas)| {
+    .map(|(name, cfg, replicas, sized)| {
         let path = format!("/etc/foreman/dynflow/{cfg}.yml");
         let mut c = Container::new(
             "dynflow",
@@ -407,7 +420,7 @@ fn dynflow(fm: &Foreman) -> Vec<Value> {
         if cfg == "worker-hosts-queue" {
             c.mounts = vec![file_mount("config", &path, "worker-hosts-queue.yml")];
         }
-        c.resources = foreman_resources();
+        c.resources = sizing::resources(&fm.spec, sized);
         let needs = Needs {
             shared_tmp: true,
             migrated: true,
@@ -468,6 +481,7 @@ fn redis(fm: &Foreman) -> Vec<Value> {
     c.probes = json!({"readinessProbe": {"tcpSocket": {"port": REDIS_PORT}, "periodSeconds": 5, "timeoutSeconds": 2}});
     // The sclorg image's data directory.
     c.mounts = vec![dir_mount("data", "/var/lib/redis/data", false)];
+    c.resources = sizing::resources(&fm.spec, Sized::Redis);
     let pod = Pod {
         run_as: RunAs {
             user: Some(1001),

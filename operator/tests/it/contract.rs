@@ -22,6 +22,8 @@ enum Check {
     Recreate,
     /// A text every listed ConfigMap key of the object's component holds.
     Config(&'static str, &'static str, &'static str),
+    /// The Deployment's replica count.
+    Replicas(u64),
 }
 use Check::*;
 
@@ -86,6 +88,12 @@ const FOREMAN: &[Row] = &[
         "foreman",
         Env("FOREMAN_PUMA_THREADS_MIN", Some("5")),
         "FC roles/foreman/defaults/main.yaml",
+    ),
+    (
+        "Deployment/foreman",
+        "foreman",
+        Env("FOREMAN_PUMA_WORKERS", Some("6")),
+        "FC roles/foreman/defaults/main.yaml foreman_puma_workers min(32, 1.5 × 4 cores, 20 − 1.5) for src/vars/tuning/default.yml",
     ),
     (
         "Deployment/foreman",
@@ -389,6 +397,9 @@ const PULP: &[Row] = &[
     ("Deployment/pulp-api", "pulp-api", Env("PULP_REMOTE_USER_ENVIRON_NAME", Some("HTTP_REMOTE_USER")), "FC roles/pulp/defaults"),
     ("Deployment/pulp-api", "pulp-api", Env("PULP_TOKEN_AUTH_DISABLED", Some("true")), "FC roles/pulp/defaults"),
     ("Deployment/pulp-api", "pulp-api", Env("PULP_CACHE_ENABLED", Some("true")), "FC roles/pulp/defaults"),
+    ("Deployment/pulp-api", "pulp-api", Env("PULP_API_WORKERS", Some("5")), "FC roles/pulp/defaults pulp_api_service_worker_count min(4, 4 cores) + 1 (src/vars/tuning/default.yml)"),
+    ("Deployment/pulp-api", "pulp-api", Env("PULP_CONTENT_WORKERS", Some("9")), "FC roles/pulp/defaults pulp_content_service_worker_count 2 × min(8, 4 cores) + 1"),
+    ("Deployment/pulp-worker", "pulp-worker", Replicas(4), "FC roles/pulp/defaults pulp_worker_count min(8, 4 cores), one pulp-worker@N each"),
     ("Deployment/pulp-api", "wait-for-migrations", Command(&["/bin/sh", "-c", "until pulpcore-manager migrate --check; do echo 'waiting for the migration Job'; sleep 10; done"]), "FK: pods wait on migrate --check"),
     ("Job/pulp-migrate-", "migrate", Command(&["pulpcore-manager", "migrate", "--noinput"]), "FC roles/pulp/tasks/main.yaml"),
     ("Job/pulp-migrate-", "admin", Command(&["pulpcore-manager", "reset-admin-password", "--random"]), "FC roles/pulp/tasks/main.yaml"),
@@ -599,6 +610,16 @@ const CANDLEPIN: &[Row] = &[
         ),
         "FC templates/tomcat.conf",
     ),
+    (
+        "Deployment/candlepin",
+        "candlepin",
+        Config(
+            "candlepin-config",
+            "tomcat.conf",
+            "JAVA_OPTS=\"-Xms1024m -Xmx4096m -Dcom.redhat.fips=false\"",
+        ),
+        "FC src/roles/candlepin/templates/tomcat.conf",
+    ),
 ];
 
 const PROXY: &[Row] = &[
@@ -801,6 +822,7 @@ fn check(objs: &[Value], rows: &[Row]) {
                 .flatten()
                 .any(|x| x["containerPort"] == *p),
             Recreate => obj["spec"]["strategy"]["type"] == "Recreate",
+            Replicas(n) => obj["spec"]["replicas"] == *n,
             Config(cm, key, text) => objs.iter().any(|o| {
                 o["kind"] == "ConfigMap"
                     && o["metadata"]["name"] == *cm
@@ -831,6 +853,7 @@ fn describe(c: &Check) -> String {
         File(p) => format!("file {p}"),
         Port(p) => format!("port {p}"),
         Recreate => "strategy Recreate".into(),
+        Replicas(n) => format!("{n} replicas"),
         Config(cm, k, t) => format!("{cm}/{k} contains {t:?}"),
     }
 }

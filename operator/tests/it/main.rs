@@ -8,3 +8,4 @@ mod pulp_control;
 mod read;
 mod reconcile;
 mod render;
+mod sizing;
