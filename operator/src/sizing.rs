@@ -158,6 +158,8 @@ pub enum Sized {
     PulpWorker,
     Redis,
     Proxy,
+    /// An nginx front end (the edge, pulp-control): a master and a worker per core.
+    Nginx,
 }
 
 // Estimates (see the module comment): resident memory of one process, and CPU each asks for.
@@ -231,6 +233,7 @@ pub fn resources(spec: &ForemanSpec, component: Sized) -> Value {
         Sized::PulpWorker => (200, PULP_WORKER_MIB, PULP_WORKER_LIMIT_MIB),
         Sized::Redis => (50, 256, 1024),
         Sized::Proxy => (100, 256, 1024),
+        Sized::Nginx => (50, 64, 256),
     };
     json!({
         "requests": {"cpu": format!("{cpu}m"), "memory": format!("{request_mib}Mi")},

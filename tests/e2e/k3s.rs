@@ -81,6 +81,10 @@ fn assert_installed(root: &Path, rel: &Release) {
         "tls-san names the FQDN: {config}"
     );
     assert!(config.contains("cluster-cidr: 10.42.0.0/16"), "{config}");
+    assert!(
+        config.contains("disable:\n- traefik\n"),
+        "Traefik off, the edge takes 80/443: {config}"
+    );
     let unit = std::fs::read_to_string(root.join("etc/systemd/system/k3s.service")).unwrap();
     assert!(
         unit.contains("ExecStart=/usr/local/bin/k3s server"),
@@ -486,7 +490,7 @@ fn preflight_sized(root: &Path, cores: u32, memory_gib: u64, extra: &[&str]) -> 
 fn preflight_refuses_a_host_the_pods_do_not_fit_naming_the_numbers() {
     let root = debian_root();
     // The default resource (Katello and Remote Execution, two workers, tuning default) fits a
-    // 16 GiB, 4-core box: 11.6 GiB of requests beside PostgreSQL and k3s.
+    // 16 GiB, 4-core box: 11.7 GiB of requests beside PostgreSQL and k3s.
     let fits = preflight_sized(root.path(), 4, 16, &[]);
     assert_eq!(fits.code, 0, "{}", fits.all());
     assert!(fits.stdout.contains("✓ sizing\n"), "{}", fits.all());
@@ -495,7 +499,7 @@ fn preflight_refuses_a_host_the_pods_do_not_fit_naming_the_numbers() {
     assert_eq!(four.code, 1, "{}", four.all());
     assert!(
         four.stdout.contains(
-            "✗ sizing: Foreman with Katello and Remote Execution with 4 Dynflow workers (tuning default) requests 13.6 GiB of memory and 3.2 CPU; this host has 16.0 GiB and 4 cores: 12.9 GiB after PostgreSQL (1.5 GiB) and k3s (1.6 GiB), 3.8 cores after k3s's system pods (0.2)\n    fix: lower foreman.dynflow_workers (at most 3 fit this host), or give the machine more memory\n    or pass --ignore-preflight sizing"
+            "✗ sizing: Foreman with Katello and Remote Execution with 4 Dynflow workers (tuning default) requests 13.7 GiB of memory and 3.3 CPU; this host has 16.0 GiB and 4 cores: 12.9 GiB after PostgreSQL (1.5 GiB) and k3s (1.6 GiB), 3.8 cores after k3s's system pods (0.2)\n    fix: lower foreman.dynflow_workers (at most 3 fit this host), or give the machine more memory\n    or pass --ignore-preflight sizing"
         ),
         "{}",
         four.stdout
@@ -505,7 +509,7 @@ fn preflight_refuses_a_host_the_pods_do_not_fit_naming_the_numbers() {
     assert_eq!(two.code, 1, "{}", two.all());
     assert!(
         two.stdout.contains(
-            "requests 11.6 GiB of memory and 2.8 CPU; this host has 64.0 GiB and 2 cores"
+            "requests 11.7 GiB of memory and 2.9 CPU; this host has 64.0 GiB and 2 cores"
         ),
         "{}",
         two.stdout

@@ -576,11 +576,11 @@ pub(crate) mod tests {
         .unwrap_err();
         assert_eq!(
             problem,
-            "Foreman with Katello and Remote Execution with 32 Dynflow workers (tuning large) requests 50.3 GiB of memory and 10.7 CPU; this host has 24.0 GiB and 4 cores: 13.4 GiB after PostgreSQL (9.0 GiB) and k3s (1.6 GiB), 3.8 cores after k3s's system pods (0.2)"
+            "Foreman with Katello and Remote Execution with 32 Dynflow workers (tuning large) requests 50.4 GiB of memory and 10.8 CPU; this host has 24.0 GiB and 4 cores: 13.4 GiB after PostgreSQL (9.0 GiB) and k3s (1.6 GiB), 3.8 cores after k3s's system pods (0.2)"
         );
         assert_eq!(
             fix,
-            "set foreman.tuning to a profile that fits (default with at most 7 workers), or give the machine more memory and cores"
+            "set foreman.tuning to a profile that fits (default with at most 6 workers), or give the machine more memory and cores"
         );
     }
 
@@ -596,7 +596,7 @@ pub(crate) mod tests {
         );
         assert_eq!(
             fix,
-            "lower foreman.dynflow_workers to at most 7, or set foreman.tuning to medium or large or extra-large or extra-extra-large"
+            "lower foreman.dynflow_workers to at most 6, or set foreman.tuning to medium or large or extra-large or extra-extra-large"
         );
     }
 

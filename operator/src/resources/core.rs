@@ -14,6 +14,9 @@ use crate::sizing::{self, Profile, Sized};
 use serde_json::{json, Value};
 
 pub const FOREMAN_PORT: u16 = 3000;
+/// The Service in front of the web pods. Not `foreman`: that name (the one the server
+/// certificate carries) is the edge's, see [`super::edge`].
+pub const WEB_SERVICE: &str = "foreman-web";
 pub const CONFIG_MAP: &str = "foreman-config";
 /// The claim web and Dynflow share `/usr/share/foreman/tmp` through.
 pub const TMP_CLAIM: &str = "foreman-tmp";
@@ -33,7 +36,7 @@ pub fn objects(fm: &Foreman) -> Vec<Value> {
     let mut objs = vec![config(fm), tmp_claim(fm)];
     objs.extend(redis(fm));
     objs.push(migrate_job(fm));
-    objs.push(service(fm, "foreman", &[("http", FOREMAN_PORT)]));
+    objs.push(web_service(fm));
     objs.push(web(fm));
     objs.extend(dynflow(fm));
     objs.extend(cron(fm));
@@ -82,13 +85,9 @@ pub struct Needs {
 
 /// Every variable a Foreman container needs (FK S/foreman.yaml, FC roles/foreman).
 pub fn foreman_env(fm: &Foreman, seed: bool) -> Vec<Value> {
+    // DATABASE_URL is made from these when the container starts (`with_database_url`).
     let mut e = db_env("DB_", &fm.spec.database.secret);
     e.extend([
-        // FC: postgresql://user:password@host:port/name?pool=…, the pool ≥ puma and sidekiq threads.
-        env(
-            "DATABASE_URL",
-            format!("postgresql://$(DB_USER):$(DB_PASSWORD)@$(DB_HOST):$(DB_PORT)/$(DB_NAME)?pool={DATABASE_POOL}"),
-        ),
         env("RAILS_ENV", "production"),
         env("FOREMAN_BIND", "0.0.0.0"),
         env("RAILS_SERVE_STATIC_FILES", "true"),
@@ -98,7 +97,10 @@ pub fn foreman_env(fm: &Foreman, seed: bool) -> Vec<Value> {
         // FK H: one SECRET_KEY_BASE shared by every pod, so sessions survive any of them.
         secret_env("SECRET_KEY_BASE", GENERATED_SECRET, "secret-key-base"),
         // FC roles/foreman/tasks/main.yaml: Dynflow on Redis db 6.
-        env("DYNFLOW_REDIS_URL", format!("redis://{}:{REDIS_PORT}/6", svc(fm, "redis"))),
+        env(
+            "DYNFLOW_REDIS_URL",
+            format!("redis://{}:{REDIS_PORT}/6", svc(fm, "redis")),
+        ),
         env("REDIS_PROVIDER", "DYNFLOW_REDIS_URL"),
     ]);
     if seed {
@@ -114,6 +116,30 @@ pub fn foreman_env(fm: &Foreman, seed: bool) -> Vec<Value> {
     }
     e
 }
+
+/// FC sets DATABASE_URL=postgresql://user:password@host:port/name?pool=… (the pool holds every
+/// puma and sidekiq thread). The user and password come from the database Secret and may hold
+/// `@:/%?#`, which a URL must carry percent-encoded, and the kubelet's `$(VAR)` substitution
+/// encodes nothing: so the container starts under this Ruby (the image's interpreter), which
+/// encodes them from `DB_*`, sets DATABASE_URL and execs the command itself (no shell). Rails
+/// (ActiveRecord's ConnectionUrlResolver) decodes them again.
+const DATABASE_URL_RUBY: &str = r#"enc = ->(k) { ENV.fetch(k).b.gsub(/[^A-Za-z0-9._~-]/n) { |c| format('%%%02X', c.ord) } }
+host = ENV.fetch('DB_HOST'); host = "[#{host}]" if host.include?(':')
+ENV['DATABASE_URL'] = "postgresql://#{enc['DB_USER']}:#{enc['DB_PASSWORD']}@#{host}:#{Integer(ENV.fetch('DB_PORT'))}/#{enc['DB_NAME']}?pool=POOL"
+exec([ARGV[0], ARGV[0]], *ARGV.drop(1))"#;
+
+/// `command` started with DATABASE_URL set from the `DB_*` variables ([`DATABASE_URL_RUBY`]).
+pub fn with_database_url<S: AsRef<str>>(command: &[S]) -> Vec<String> {
+    let script = DATABASE_URL_RUBY.replace("POOL", &DATABASE_POOL.to_string());
+    ["ruby".to_string(), "-e".into(), script, "--".into()]
+        .into_iter()
+        .chain(command.iter().map(|c| c.as_ref().to_string()))
+        .collect()
+}
+
+/// Where the katello-settings init container writes katello.yaml (an emptyDir); the other
+/// containers mount that one file at /etc/foreman/plugins/katello.yaml.
+const PLUGINS_SCRATCH: &str = "/run/foreman-box/plugins";
 
 /// A finished pod around `main` (a container of the Foreman image): its files, the init
 /// containers that write katello.yaml and wait for what it needs, and its volumes.
@@ -159,7 +185,7 @@ pub fn foreman_pod(
                 "ruby",
                 "/etc/foreman-box/katello-settings.rb",
                 "/etc/foreman-box/katello.yaml",
-                "/etc/foreman/plugins/katello.yaml",
+                &format!("{PLUGINS_SCRATCH}/katello.yaml"),
             ],
         );
         c.env = vec![secret_env(
@@ -169,10 +195,16 @@ pub fn foreman_pod(
         )];
         c.mounts = vec![
             dir_mount("config", "/etc/foreman-box", true),
-            dir_mount("plugins", "/etc/foreman/plugins", false),
+            dir_mount("plugins", PLUGINS_SCRATCH, false),
         ];
         init.push(c);
-        mounts.push(dir_mount("plugins", "/etc/foreman/plugins", true));
+        // Only the one file: the image's own /etc/foreman/plugins (the other plugins' settings)
+        // stays visible.
+        mounts.push(file_mount(
+            "plugins",
+            "/etc/foreman/plugins/katello.yaml",
+            "katello.yaml",
+        ));
         volumes.push(json!({"name": "plugins", "emptyDir": {"medium": "Memory"}}));
     }
     if needs.shared_tmp {
@@ -209,9 +241,11 @@ pub fn foreman_pod(
             ],
         );
         c.env = foreman_env(fm, false);
+        c.command = with_database_url(&c.command);
         c.mounts = mounts.clone();
         init.push(c);
     }
+    main.command = with_database_url(&main.command);
     main.env = foreman_env(fm, needs.seed)
         .into_iter()
         .chain(main.env)
@@ -243,6 +277,11 @@ fn config(fm: &Foreman) -> Value {
             ":urls": [format!("redis://{}:{REDIS_PORT}/4", svc(fm, "redis"))],
             ":options": {":compress": true, ":namespace": "foreman"},
         },
+        // Foreman (config/application.rb) believes X-Forwarded-For only from these: the edge's
+        // pod address (FC 2.0.0 sets none: its Apache is on localhost, Foreman's default).
+        ":trusted_proxies": ["127.0.0.1/8", "::1", super::edge::POD_CIDR],
+        // What the edge passes on (FC settings.yaml.j2 "Configure reverse proxy headers"):
+        // Rack turns the edge's `SSL-CLIENT-S-DN` header into HTTP_SSL_CLIENT_S_DN.
         ":ssl_client_dn_env": "HTTP_SSL_CLIENT_S_DN",
         ":ssl_client_verify_env": "HTTP_SSL_CLIENT_VERIFY",
         ":ssl_client_cert_env": "HTTP_SSL_CLIENT_CERT",
@@ -344,6 +383,13 @@ fn ping_probe(fm: &Foreman) -> Value {
         "readinessProbe": {"exec": {"command": ["/bin/sh", "-c", script]}, "periodSeconds": 10, "timeoutSeconds": 10, "failureThreshold": 3},
         "livenessProbe": {"tcpSocket": {"port": FOREMAN_PORT}, "initialDelaySeconds": 90, "periodSeconds": 20, "timeoutSeconds": 5, "failureThreshold": 6},
     })
+}
+
+/// [`WEB_SERVICE`], selecting the web Deployment's pods (named `foreman`).
+fn web_service(fm: &Foreman) -> Value {
+    let mut s = service(fm, "foreman", &[("http", FOREMAN_PORT)]);
+    s["metadata"] = metadata(fm, WEB_SERVICE, "foreman");
+    s
 }
 
 fn web(fm: &Foreman) -> Value {

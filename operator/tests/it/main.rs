@@ -3,8 +3,8 @@
 //! requests.
 
 mod contract;
+mod database_url;
 mod integrity;
-mod pulp_control;
 mod read;
 mod reconcile;
 mod render;

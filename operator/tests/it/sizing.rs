@@ -149,7 +149,7 @@ fn operator_render_refuses_32_workers_on_the_default_profile_naming_the_numbers(
     )
     .unwrap_err()
     .to_string();
-    assert!(err.starts_with("big.yaml: `spec.dynflow_workers` is 32: Foreman with Katello and Remote Execution with 32 Dynflow workers requests 44.6 GiB and 9.0 CPU, more than the default tuning profile's host (4 cores, 20.0 GiB) schedules next to PostgreSQL and k3s; at most 7 fit\nhelp: lower spec.dynflow_workers, or set spec.tuning to a larger profile (large, extra-large, extra-extra-large)"), "{err}");
+    assert!(err.starts_with("big.yaml: `spec.dynflow_workers` is 32: Foreman with Katello and Remote Execution with 32 Dynflow workers requests 44.7 GiB and 9.1 CPU, more than the default tuning profile's host (4 cores, 20.0 GiB) schedules next to PostgreSQL and k3s; at most 6 fit\nhelp: lower spec.dynflow_workers, or set spec.tuning to a larger profile (large, extra-large, extra-extra-large)"), "{err}");
     let large = read_foreman(
         "large.yaml",
         &resource(
