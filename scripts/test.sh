@@ -13,6 +13,7 @@ main() {
     need_cmd cargo
     install_packages
     install_validator
+    install_cel
     install_pulpcore
     run_shellcheck
     say "building and testing the workspace"
@@ -33,6 +34,7 @@ main() {
 #   zstd               GNU tar reads back the .tar.zst of `backup --archive` and `support-bundle`
 #   openjdk-17-jdk-headless ruby   Candlepin's key and stores read by Java 17 (javac, keytool) as
 #                      Candlepin 4 reads them; keys read by Ruby's OpenSSL as Katello does
+#   ruby-activerecord  Foreman's DATABASE_URL wrapper run as rendered, read back by Rails' reader
 PACKAGES="
 postgresql
 containerd
@@ -52,6 +54,7 @@ puma
 zstd
 openjdk-17-jdk-headless
 ruby
+ruby-activerecord
 "
 
 install_packages() {
@@ -77,6 +80,18 @@ install_validator() {
     python3 -m pip install --quiet kubernetes-validate \
         || python3 -m pip install --quiet --break-system-packages kubernetes-validate
     command -v kubernetes-validate >/dev/null 2>&1 || err "kubernetes-validate is not on PATH after pip install"
+}
+
+# cel-python: evaluates the CRD's x-kubernetes-validations rules (operator/tests/it/sizing.rs),
+# with the python3 that runs kubernetes-validate.
+CEL_REQUIREMENT="cel-python==0.5.0"
+
+install_cel() {
+    python3 -c 'import celpy' >/dev/null 2>&1 && return 0
+    say "installing $CEL_REQUIREMENT from PyPI"
+    python3 -m pip install --quiet "$CEL_REQUIREMENT" \
+        || python3 -m pip install --quiet --break-system-packages "$CEL_REQUIREMENT"
+    python3 -c 'import celpy' >/dev/null 2>&1 || err "python3 cannot import celpy after pip install $CEL_REQUIREMENT"
 }
 
 # pulpcore and the plugins the operator enables (PULP_ENABLED_PLUGINS) for the Pulp scenario

@@ -39,7 +39,8 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("postgres.admin_password_file", "", "file holding the external admin password (or set FOREMAN_BOX_POSTGRES_ADMIN_PASSWORD)"),
     ("postgres.manage_server", "", "manage pg_hba.conf, listen address and tuning [default: local mode or a server on loopback]"),
     ("storage.pulp_dir", "/var/lib/pulp", "Pulp content directory"),
-    ("foreman.dynflow_workers", "2", "dynflow worker replicas (0-32)"),
+    ("foreman.dynflow_workers", "2", "dynflow worker replicas (1-32; as many as the tuning profile's host schedules)"),
+    ("foreman.tuning", "default", "foremanctl tuning profile the pods are sized for: development, default, medium, large, extra-large, extra-extra-large"),
     ("foreman.katello", "true", "enable Katello (content management)"),
     ("foreman.remote_execution", "true", "enable Remote Execution"),
     ("foreman.wait_timeout", "1800", "seconds to wait for Foreman to become Ready (first installs pull several GiB of images)"),
@@ -127,6 +128,22 @@ pub fn flag_name(key: &str) -> String {
         .or_else(|| key.strip_prefix("foreman."))
         .unwrap_or(key);
     key.replace(['.', '_'], "-")
+}
+
+/// A tuning profile by its name in the resource (`extra-large`).
+fn tuning(raw: &str) -> Result<foreman_operator::Tuning, validate::Invalid> {
+    let names: Vec<&str> = foreman_operator::sizing::PROFILES
+        .iter()
+        .map(|p| p.tuning.name())
+        .collect();
+    foreman_operator::sizing::PROFILES
+        .iter()
+        .map(|p| p.tuning)
+        .find(|t| t.name() == raw)
+        .ok_or_else(|| validate::Invalid {
+            problem: format!("{} is not a tuning profile", validate::shown(raw)),
+            help: format!("use one of {}", names.join(", ")),
+        })
 }
 
 /// Raw values with their source, before typing.
@@ -452,7 +469,12 @@ impl Layers {
             },
             storage: StorageConfig { pulp_dir },
             foreman: ForemanConfig {
-                dynflow_workers: self.number("foreman.dynflow_workers", 0u32..=32)?,
+                dynflow_workers: self.number(
+                    "foreman.dynflow_workers",
+                    foreman_operator::crd::MIN_DYNFLOW_WORKERS
+                        ..=foreman_operator::crd::MAX_DYNFLOW_WORKERS,
+                )?,
+                tuning: self.checked("foreman.tuning", tuning)?,
                 katello: self.boolean("foreman.katello")?,
                 remote_execution: self.boolean("foreman.remote_execution")?,
                 wait_timeout_secs: self.number("foreman.wait_timeout", 1u64..=86_400)?,
@@ -691,6 +713,8 @@ pub struct StorageConfig {
 #[derive(Debug, Clone)]
 pub struct ForemanConfig {
     pub dynflow_workers: u32,
+    /// The profile the operator sizes the pods for (`spec.tuning`).
+    pub tuning: foreman_operator::Tuning,
     pub katello: bool,
     pub remote_execution: bool,
     pub wait_timeout_secs: u64,

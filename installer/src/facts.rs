@@ -171,6 +171,16 @@ impl Facts {
                     .output(&Cmd::new("systemctl").args(["is-active", "--quiet", unit]))
                     .is_ok_and(|o| o.success())
         };
+        let (cpus, memory_bytes) = host_size_override().unwrap_or_else(|| {
+            (
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1),
+                read_proc("/proc/meminfo")
+                    .and_then(|t| mem_total(&t))
+                    .unwrap_or(0),
+            )
+        });
         let node_name = nix::unistd::gethostname()
             .map(|h| h.to_string_lossy().to_ascii_lowercase())
             .unwrap_or_default();
@@ -179,12 +189,8 @@ impl Facts {
             arch: Arch::from_uname(&machine),
             os,
             os_release_path,
-            cpus: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1),
-            memory_bytes: read_proc("/proc/meminfo")
-                .and_then(|t| mem_total(&t))
-                .unwrap_or(0),
+            cpus,
+            memory_bytes,
             fqdn,
             fqdn_resolves,
             default_route_iface,
@@ -198,6 +204,22 @@ impl Facts {
             postgres_active: active("postgresql"),
         }
     }
+}
+
+/// The test seam for the host's size: with `TEST_FOREMAN_BOX_HOST_SIZE="CORES MEMORY_BYTES"` a
+/// debug build reports that many cores and that much memory instead of the machine's, so the
+/// end-to-end tests can size hosts the test machine is not. Release builds compile it to
+/// nothing.
+#[cfg(debug_assertions)]
+fn host_size_override() -> Option<(usize, u64)> {
+    let v = std::env::var("TEST_FOREMAN_BOX_HOST_SIZE").ok()?;
+    let (cores, memory) = v.trim().split_once(' ')?;
+    Some((cores.parse().ok()?, memory.trim().parse().ok()?))
+}
+
+#[cfg(not(debug_assertions))]
+fn host_size_override() -> Option<(usize, u64)> {
+    None
 }
 
 fn read_proc(path: &str) -> Option<String> {

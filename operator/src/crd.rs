@@ -7,6 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[schemars(transform = add_validations)]
 #[kube(
     group = "app.theforeman.org",
     version = "v1alpha1",
@@ -25,10 +26,16 @@ pub struct ForemanSpec {
         regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
     )]
     pub hostname: Option<String>,
-    /// Dynflow worker replicas (the orchestrator is one more).
+    /// Dynflow worker replicas (the orchestrator is one more). At least one: the workers are
+    /// the only consumers of the `default` and `remote_execution` queues (FC
+    /// dynflow-sidekiq@worker); at most what the tuning profile's host schedules.
     #[serde(default = "default_workers")]
-    #[schemars(range(min = 0, max = 32))]
+    #[schemars(range(min = MIN_DYNFLOW_WORKERS, max = MAX_DYNFLOW_WORKERS))]
     pub dynflow_workers: u32,
+    /// foremanctl's tuning profile (FC src/vars/tuning/): the host size the pods' process
+    /// counts, requests and limits are made for.
+    #[serde(default)]
+    pub tuning: Tuning,
     #[serde(default)]
     pub plugins: Plugins,
     #[serde(default)]
@@ -41,6 +48,46 @@ pub struct ForemanSpec {
     pub version: String,
     #[serde(default)]
     pub images: Images,
+}
+
+/// foremanctl's tuning profiles (FC src/playbooks/_tuning/metadata.obsah.yaml), `default` as
+/// in FC src/vars/defaults.yml.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Tuning {
+    Development,
+    #[default]
+    Default,
+    Medium,
+    Large,
+    ExtraLarge,
+    ExtraExtraLarge,
+}
+
+impl Tuning {
+    /// The name as written in the resource.
+    pub fn name(self) -> &'static str {
+        match self {
+            Tuning::Development => "development",
+            Tuning::Default => "default",
+            Tuning::Medium => "medium",
+            Tuning::Large => "large",
+            Tuning::ExtraLarge => "extra-large",
+            Tuning::ExtraExtraLarge => "extra-extra-large",
+        }
+    }
+}
+
+pub const MIN_DYNFLOW_WORKERS: u32 = 1;
+pub const MAX_DYNFLOW_WORKERS: u32 = 32;
+
+/// The spec's rule that the API server checks on every write: the resource fits the host its
+/// tuning profile is for ([`crate::sizing::validation_rules`]).
+fn add_validations(schema: &mut schemars::Schema) {
+    schema.insert(
+        "x-kubernetes-validations".into(),
+        crate::sizing::validation_rules(),
+    );
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -128,8 +175,11 @@ pub struct Condition {
     pub message: String,
 }
 
+/// The seed example's two workers (design.md).
+pub const DEFAULT_DYNFLOW_WORKERS: u32 = 2;
+
 fn default_workers() -> u32 {
-    2
+    DEFAULT_DYNFLOW_WORKERS
 }
 fn default_version() -> String {
     "3.18".into()
@@ -177,7 +227,7 @@ mod tests {
         let spec = &v["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
             ["properties"];
         assert_eq!(spec["dynflow_workers"]["maximum"].as_f64(), Some(32.0));
-        assert_eq!(spec["dynflow_workers"]["minimum"].as_f64(), Some(0.0));
+        assert_eq!(spec["dynflow_workers"]["minimum"].as_f64(), Some(1.0));
         assert_eq!(spec["dynflow_workers"]["default"], 2);
         assert_eq!(spec["version"]["default"], "3.18");
         assert_eq!(

@@ -8,9 +8,10 @@ pub mod crd;
 pub mod generated;
 pub mod resources;
 pub mod secrets;
+pub mod sizing;
 pub mod streams;
 
-pub use crd::{Foreman, ForemanSpec, ForemanStatus};
+pub use crd::{Foreman, ForemanSpec, ForemanStatus, Tuning};
 
 /// The field manager of every server-side apply.
 pub const FIELD_MANAGER: &str = "foreman-operator";

@@ -355,7 +355,7 @@ fn catalogue() -> Vec<Case> {
             &[
                 "`foreman.dynflow_workers`",
                 "33 is out of range",
-                "help: use a number from 0 to 32",
+                "help: use a number from 1 to 32",
             ],
         ),
         flag(

@@ -465,6 +465,78 @@ fn preflight_reports_each_failure_with_its_fix_and_override() {
     assert_eq!(tree_mtimes(root.path()), before);
 }
 
+/// `preflight` with every machine-dependent check but `sizing` ignored, on a host of the given
+/// size (the debug build's TEST_FOREMAN_BOX_HOST_SIZE seam), with the extra flags.
+fn preflight_sized(root: &Path, cores: u32, memory_gib: u64, extra: &[&str]) -> Run {
+    let mut args = vec![
+        "preflight",
+        "--root",
+        root.to_str().unwrap(),
+        "--hostname",
+        "foreman.example.test",
+        "--ignore-preflight",
+        "cpu,memory,disk,ports,fqdn,route,cgroup,selinux,firewalld",
+    ];
+    args.extend_from_slice(extra);
+    let mut cmd = foreman_box(&args);
+    cmd.env(
+        "TEST_FOREMAN_BOX_HOST_SIZE",
+        format!("{cores} {}", memory_gib << 30),
+    );
+    run(&mut cmd)
+}
+
+#[test]
+fn preflight_refuses_a_host_the_pods_do_not_fit_naming_the_numbers() {
+    let root = debian_root();
+    // The default resource (Katello and Remote Execution, two workers, tuning default) fits a
+    // 16 GiB, 4-core box: 11.7 GiB of requests beside PostgreSQL and k3s.
+    let fits = preflight_sized(root.path(), 4, 16, &[]);
+    assert_eq!(fits.code, 0, "{}", fits.all());
+    assert!(fits.stdout.contains("✓ sizing\n"), "{}", fits.all());
+    // Four workers do not.
+    let four = preflight_sized(root.path(), 4, 16, &["--dynflow-workers", "4"]);
+    assert_eq!(four.code, 1, "{}", four.all());
+    assert!(
+        four.stdout.contains(
+            "✗ sizing: Foreman with Katello and Remote Execution with 4 Dynflow workers (tuning default) requests 13.7 GiB of memory and 3.3 CPU; this host has 16.0 GiB and 4 cores: 12.9 GiB after PostgreSQL (1.5 GiB) and k3s (1.6 GiB), 3.8 cores after k3s's system pods (0.2)\n    fix: lower foreman.dynflow_workers (at most 3 fit this host), or give the machine more memory\n    or pass --ignore-preflight sizing"
+        ),
+        "{}",
+        four.stdout
+    );
+    // Too few cores for the requests, whatever the memory.
+    let two = preflight_sized(root.path(), 2, 64, &[]);
+    assert_eq!(two.code, 1, "{}", two.all());
+    assert!(
+        two.stdout.contains(
+            "requests 11.7 GiB of memory and 2.9 CPU; this host has 64.0 GiB and 2 cores"
+        ),
+        "{}",
+        two.stdout
+    );
+    // A profile whose own host cannot hold the resource: the API server would refuse it.
+    let dev = preflight_sized(root.path(), 4, 16, &["--tuning", "development"]);
+    assert_eq!(dev.code, 1, "{}", dev.all());
+    assert!(
+        dev.stdout.contains("(tuning development) is more than the development tuning profile's host (4 cores, 10.0 GiB) schedules"),
+        "{}",
+        dev.stdout
+    );
+    // Ignored by name, it is a warning.
+    let ignored = preflight_sized(
+        root.path(),
+        4,
+        16,
+        &["--dynflow-workers", "4", "--ignore-preflight", "sizing"],
+    );
+    assert_eq!(ignored.code, 0, "{}", ignored.all());
+    assert!(
+        ignored.all().contains("sizing: Foreman with Katello"),
+        "{}",
+        ignored.all()
+    );
+}
+
 #[test]
 fn config_file_unknown_key_and_bad_value_are_named_with_their_source() {
     let root = debian_root();

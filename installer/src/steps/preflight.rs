@@ -26,6 +26,7 @@ pub const CHECKS: &[(&str, Check)] = &[
     ("os", check_os),
     ("cpu", check_cpu),
     ("memory", check_memory),
+    ("sizing", check_sizing),
     ("disk", check_disk),
     ("ports", check_ports),
     ("fqdn", check_fqdn),
@@ -170,6 +171,149 @@ fn check_memory(f: &Facts, cfg: &Config) -> Result<(), (String, String)> {
             },
         ))
     }
+}
+
+/// What the deployment asks the scheduler for (the operator's sum of its pods' requests, at the
+/// configured tuning profile and worker count), with PostgreSQL (when it runs here) and k3s
+/// beside it, against this host's cores and memory. The scheduler counts every core and all
+/// memory as allocatable (k3s reserves none), so a deployment that passes here gets scheduled.
+fn check_sizing(f: &Facts, cfg: &Config) -> Result<(), (String, String)> {
+    use foreman_operator::sizing::{self, cores, gib};
+    let fm: foreman_operator::Foreman =
+        serde_json::from_value(crate::steps::foreman::resource(cfg, None))
+            .expect("the installer's resource is a Foreman resource");
+    let spec = &fm.spec;
+    let local_postgres = postgres_here(cfg);
+    let (host_cpu, host_memory) = (f.cpus as u64 * 1000, f.memory_bytes);
+    let need = |spec: &foreman_operator::ForemanSpec| {
+        let r = sizing::requirements(spec);
+        let pg = if local_postgres {
+            r.postgres_memory_bytes
+        } else {
+            0
+        };
+        (r, pg, r.memory_bytes() - r.postgres_memory_bytes + pg)
+    };
+    let what = format!(
+        "{} with {} Dynflow workers (tuning {})",
+        sizing::describe(&spec.plugins),
+        spec.dynflow_workers,
+        spec.tuning.name()
+    );
+    // The resource's own bound (the CRD's rule): the API server would refuse it.
+    let fits_profile =
+        |s: &foreman_operator::ForemanSpec| sizing::profile_bound(s) >= s.dynflow_workers;
+    let profiles_that_fit = |host_fits: &dyn Fn(&foreman_operator::ForemanSpec) -> bool| {
+        sizing::PROFILES
+            .iter()
+            .filter(|p| p.tuning != spec.tuning)
+            .filter(|p| {
+                let mut s = spec.clone();
+                s.tuning = p.tuning;
+                fits_profile(&s) && host_fits(&s)
+            })
+            .map(|p| p.tuning.name())
+            .collect::<Vec<_>>()
+    };
+    if !fits_profile(spec) {
+        let p = sizing::Profile::of(spec.tuning);
+        let bound = sizing::profile_bound(spec);
+        let mut fixes = Vec::new();
+        if bound > 0 {
+            fixes.push(format!("lower foreman.dynflow_workers to at most {bound}"));
+        }
+        let others = profiles_that_fit(&|_| true);
+        if !others.is_empty() {
+            fixes.push(format!("set foreman.tuning to {}", others.join(" or ")));
+        }
+        return Err((
+            format!(
+                "{what} is more than the {} tuning profile's host ({} cores, {}) schedules next to PostgreSQL and k3s, so the Foreman resource would be refused",
+                spec.tuning.name(),
+                p.cpu_cores,
+                gib(p.memory_mib * sizing::MIB),
+            ),
+            fixes.join(", or "),
+        ));
+    }
+    let (r, pg, memory) = need(spec);
+    let short_memory = memory > host_memory;
+    let short_cpu = r.cpu_millis() > host_cpu;
+    if !short_memory && !short_cpu {
+        return Ok(());
+    }
+    let beside = if local_postgres {
+        format!(
+            "PostgreSQL ({}) and k3s ({})",
+            gib(pg),
+            gib(r.k3s_memory_bytes)
+        )
+    } else {
+        format!("k3s ({})", gib(r.k3s_memory_bytes))
+    };
+    let problem = format!(
+        "{what} requests {} of memory and {} CPU; this host has {} and {} cores: {} after {beside}, {} cores after k3s's system pods ({})",
+        gib(r.pods_memory_bytes),
+        cores(r.pods_cpu_millis),
+        gib(host_memory),
+        f.cpus,
+        gib(host_memory.saturating_sub(memory - r.pods_memory_bytes)),
+        cores(host_cpu.saturating_sub(r.k3s_cpu_millis)),
+        cores(r.k3s_cpu_millis),
+    );
+    let mut fixes = Vec::new();
+    let most = sizing::max_dynflow_workers(spec, host_cpu, host_memory, local_postgres);
+    if most > 0 {
+        fixes.push(format!(
+            "lower foreman.dynflow_workers (at most {most} fit this host)"
+        ));
+    }
+    // Other profiles, each with the most workers both its own host and this one hold.
+    let others: Vec<String> = sizing::PROFILES
+        .iter()
+        .filter(|p| p.tuning != spec.tuning)
+        .filter_map(|p| {
+            let mut s = spec.clone();
+            s.tuning = p.tuning;
+            let n = sizing::profile_bound(&s).min(sizing::max_dynflow_workers(
+                &s,
+                host_cpu,
+                host_memory,
+                local_postgres,
+            ));
+            match n {
+                0 => None,
+                n if n >= spec.dynflow_workers => Some(p.tuning.name().to_string()),
+                n => Some(format!("{} with at most {n} workers", p.tuning.name())),
+            }
+        })
+        .collect();
+    if !others.is_empty() {
+        fixes.push(format!(
+            "set foreman.tuning to a profile that fits ({})",
+            others.join(", ")
+        ));
+    }
+    fixes.push(format!(
+        "give the machine more {}",
+        match (short_memory, short_cpu) {
+            (true, true) => "memory and cores",
+            (true, false) => "memory",
+            _ => "cores",
+        }
+    ));
+    Err((problem, fixes.join(", or ")))
+}
+
+/// Whether PostgreSQL runs on this host: local mode, or an external server on loopback.
+fn postgres_here(cfg: &Config) -> bool {
+    cfg.postgres.mode == PostgresMode::Local
+        || cfg.postgres.admin_url.as_ref().is_some_and(|u| {
+            u.host == "localhost"
+                || u.host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        })
 }
 
 /// Free space each data directory needs.
@@ -398,8 +542,94 @@ pub(crate) mod tests {
         for (check, spoil) in cases {
             let mut f = good_facts();
             spoil(&mut f);
-            assert_eq!(failures(&f), vec![check], "spoiling {check}");
+            // Fewer cores or less memory than FC's minimum is also too little for the pods.
+            let want = match check {
+                "cpu" | "memory" => vec![check, "sizing"],
+                _ => vec![check],
+            };
+            assert_eq!(failures(&f), want, "spoiling {check}");
         }
+    }
+
+    fn config(args: &[(&str, &str)]) -> Config {
+        Layers::new()
+            .with_env(
+                args.iter()
+                    .map(|(k, v)| (crate::config::env_name(k), v.to_string())),
+            )
+            .unwrap()
+            .resolve()
+            .unwrap()
+    }
+
+    #[test]
+    fn sizing_refuses_more_workers_than_the_host_holds_naming_the_numbers() {
+        let f = good_facts(); // 4 cores, 24 GiB
+        assert_eq!(check_sizing(&f, &config(&[])), Ok(()));
+        let (problem, fix) = check_sizing(
+            &f,
+            &config(&[
+                ("foreman.dynflow_workers", "32"),
+                ("foreman.tuning", "large"),
+            ]),
+        )
+        .unwrap_err();
+        assert_eq!(
+            problem,
+            "Foreman with Katello and Remote Execution with 32 Dynflow workers (tuning large) requests 50.4 GiB of memory and 10.8 CPU; this host has 24.0 GiB and 4 cores: 13.4 GiB after PostgreSQL (9.0 GiB) and k3s (1.6 GiB), 3.8 cores after k3s's system pods (0.2)"
+        );
+        assert_eq!(
+            fix,
+            "set foreman.tuning to a profile that fits (default with at most 6 workers), or give the machine more memory and cores"
+        );
+    }
+
+    #[test]
+    fn sizing_refuses_a_resource_its_tuning_profile_cannot_hold() {
+        // 8 workers fit this 24 GiB host but not the default profile's 20 GiB one, so the API
+        // server would refuse the resource: preflight says so first.
+        let (problem, fix) =
+            check_sizing(&good_facts(), &config(&[("foreman.dynflow_workers", "8")])).unwrap_err();
+        assert_eq!(
+            problem,
+            "Foreman with Katello and Remote Execution with 8 Dynflow workers (tuning default) is more than the default tuning profile's host (4 cores, 20.0 GiB) schedules next to PostgreSQL and k3s, so the Foreman resource would be refused"
+        );
+        assert_eq!(
+            fix,
+            "lower foreman.dynflow_workers to at most 6, or set foreman.tuning to medium or large or extra-large or extra-extra-large"
+        );
+    }
+
+    #[test]
+    fn sizing_leaves_an_external_postgresql_out_and_names_profiles_that_fit() {
+        let mut f = good_facts();
+        f.memory_bytes = 14 * GIB;
+        let local = config(&[]);
+        let (problem, fix) = check_sizing(&f, &local).unwrap_err();
+        assert!(
+            problem.contains("after PostgreSQL (1.5 GiB) and k3s"),
+            "{problem}"
+        );
+        assert!(
+            fix.starts_with("lower foreman.dynflow_workers (at most "),
+            "{fix}"
+        );
+        let external = config(&[
+            ("postgres.mode", "external"),
+            (
+                "postgres.admin_url",
+                "postgres://admin@db.example.com:5432/postgres",
+            ),
+        ]);
+        // 14 GiB holds the pods and k3s once PostgreSQL is elsewhere.
+        assert_eq!(check_sizing(&f, &external), Ok(()));
+        // A large profile on this host: the smaller ones that fit are named.
+        let large = config(&[("foreman.tuning", "large")]);
+        let (_, fix) = check_sizing(&good_facts(), &large).unwrap_err();
+        assert!(
+            fix.contains("set foreman.tuning to a profile that fits (default)"),
+            "{fix}"
+        );
     }
 
     #[test]
@@ -437,12 +667,12 @@ pub(crate) mod tests {
         f.cpus = 1;
         f.firewalld_running = true;
         let cfg = Layers::new().resolve().unwrap();
-        let (fatal, ignored) = partition(run_checks(&f, &cfg), &["cpu".into()]);
+        let (fatal, ignored) = partition(run_checks(&f, &cfg), &["cpu".into(), "sizing".into()]);
         assert_eq!(
             fatal.iter().map(|f| f.check).collect::<Vec<_>>(),
             vec!["firewalld"]
         );
-        assert_eq!(ignored.len(), 1);
+        assert_eq!(ignored.len(), 2);
         let (fatal, _) = partition(run_checks(&f, &cfg), &["all".into()]);
         assert!(fatal.is_empty());
         assert!(render(&run_checks(&f, &cfg)).contains("--ignore-preflight cpu"));

@@ -19,6 +19,7 @@ use super::{
     GENERATED_SECRET,
 };
 use crate::crd::Foreman;
+use crate::sizing::{self, Profile, Sized};
 use serde_json::{json, Value};
 
 /// FC roles/candlepin/defaults: candlepin_ssl_port.
@@ -55,8 +56,8 @@ fn config(fm: &Foreman) -> Value {
             "setup.rb": SETUP_RB,
             "server.xml.in": SERVER_XML,
             "broker.xml.in": BROKER_XML,
-            // FC templates/tomcat.conf, with FK's kind heap (Xmx2g).
-            "tomcat.conf": "TOMCAT_CFG_LOADED=\"1\"\nTOMCATS_BASE=\"/var/lib/tomcats/\"\nJAVA_HOME=\"/usr/lib/jvm/jre-17\"\nCATALINA_HOME=\"/usr/share/tomcat\"\nCATALINA_TMPDIR=\"/var/cache/tomcat/temp\"\nJAVA_OPTS=\"-Xms1024m -Xmx2048m -Dcom.redhat.fips=false\"\nSECURITY_MANAGER=\"0\"\n",
+            // FC templates/tomcat.conf, the heap from the tuning profile (crate::sizing).
+            "tomcat.conf": format!("TOMCAT_CFG_LOADED=\"1\"\nTOMCATS_BASE=\"/var/lib/tomcats/\"\nJAVA_HOME=\"/usr/lib/jvm/jre-17\"\nCATALINA_HOME=\"/usr/share/tomcat\"\nCATALINA_TMPDIR=\"/var/cache/tomcat/temp\"\nJAVA_OPTS=\"{}\"\nSECURITY_MANAGER=\"0\"\n", Profile::of(fm.spec.tuning).candlepin_java_opts()),
             // FC templates/jaas.conf, login.config, cert-roles.properties, cert-users.properties.j2.
             "jaas.conf": "CATALINA_OPTS=\"-Djava.security.auth.login.config=$CATALINA_HOME/conf/login.config\"\n",
             "login.config": LOGIN_CONFIG,
@@ -155,9 +156,8 @@ fn pod(fm: &Foreman) -> Value {
         "readinessProbe": {"exec": {"command": ["/bin/sh", "-c", status]}, "periodSeconds": 10, "timeoutSeconds": 10, "failureThreshold": 3},
         "livenessProbe": {"tcpSocket": {"port": PORT}, "periodSeconds": 20, "timeoutSeconds": 5, "failureThreshold": 6},
     });
-    // FK tests/kind/values.yaml: candlepin 100m / 768Mi, limit 2500Mi.
-    c.resources =
-        json!({"requests": {"cpu": "100m", "memory": "768Mi"}, "limits": {"memory": "2500Mi"}});
+    // The heap's floor and ceiling (tomcat.conf above) and the JVM's memory beside the heap.
+    c.resources = sizing::resources(&fm.spec, Sized::Candlepin);
     Pod {
         run_as: run_as(),
         init: vec![setup],

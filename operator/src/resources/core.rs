@@ -10,6 +10,7 @@ use super::{
     Stream, GENERATED_SECRET, REDIS_PORT,
 };
 use crate::crd::Foreman;
+use crate::sizing::{self, Profile, Sized};
 use serde_json::{json, Value};
 
 pub const FOREMAN_PORT: u16 = 3000;
@@ -19,13 +20,12 @@ pub const WEB_SERVICE: &str = "foreman-web";
 pub const CONFIG_MAP: &str = "foreman-config";
 /// The claim web and Dynflow share `/usr/share/foreman/tmp` through.
 pub const TMP_CLAIM: &str = "foreman-tmp";
+/// The Deployment of the Dynflow workers `spec.dynflow_workers` counts.
+pub const DYNFLOW_WORKER: &str = "dynflow-worker";
 /// FC src/roles/foreman/defaults/main.yaml: foreman_database_pool 9, puma threads 5/5; the pool
 /// must hold every puma thread and every sidekiq thread (concurrency 5) of one process.
 pub const DATABASE_POOL: u32 = 9;
-pub const PUMA_THREADS: u32 = 5;
-/// FC computes min(32, 1.5 × CPUs, GiB − 1.5); two fits foreman-box's 4-CPU/20 GB minimum next
-/// to the other components.
-pub const PUMA_WORKERS: u32 = 2;
+pub use crate::sizing::PUMA_THREADS;
 /// FC templates/dynflow-worker-hosts-queue.yml.
 pub const HOSTS_QUEUE_CONCURRENCY: u32 = 5;
 /// Seeded organization and location (foreman-installer's defaults; unconfirmed here).
@@ -85,13 +85,9 @@ pub struct Needs {
 
 /// Every variable a Foreman container needs (FK S/foreman.yaml, FC roles/foreman).
 pub fn foreman_env(fm: &Foreman, seed: bool) -> Vec<Value> {
+    // DATABASE_URL is made from these when the container starts (`with_database_url`).
     let mut e = db_env("DB_", &fm.spec.database.secret);
     e.extend([
-        // FC: postgresql://user:password@host:port/name?pool=…, the pool ≥ puma and sidekiq threads.
-        env(
-            "DATABASE_URL",
-            format!("postgresql://$(DB_USER):$(DB_PASSWORD)@$(DB_HOST):$(DB_PORT)/$(DB_NAME)?pool={DATABASE_POOL}"),
-        ),
         env("RAILS_ENV", "production"),
         env("FOREMAN_BIND", "0.0.0.0"),
         env("RAILS_SERVE_STATIC_FILES", "true"),
@@ -101,7 +97,10 @@ pub fn foreman_env(fm: &Foreman, seed: bool) -> Vec<Value> {
         // FK H: one SECRET_KEY_BASE shared by every pod, so sessions survive any of them.
         secret_env("SECRET_KEY_BASE", GENERATED_SECRET, "secret-key-base"),
         // FC roles/foreman/tasks/main.yaml: Dynflow on Redis db 6.
-        env("DYNFLOW_REDIS_URL", format!("redis://{}:{REDIS_PORT}/6", svc(fm, "redis"))),
+        env(
+            "DYNFLOW_REDIS_URL",
+            format!("redis://{}:{REDIS_PORT}/6", svc(fm, "redis")),
+        ),
         env("REDIS_PROVIDER", "DYNFLOW_REDIS_URL"),
     ]);
     if seed {
@@ -117,6 +116,30 @@ pub fn foreman_env(fm: &Foreman, seed: bool) -> Vec<Value> {
     }
     e
 }
+
+/// FC sets DATABASE_URL=postgresql://user:password@host:port/name?pool=… (the pool holds every
+/// puma and sidekiq thread). The user and password come from the database Secret and may hold
+/// `@:/%?#`, which a URL must carry percent-encoded, and the kubelet's `$(VAR)` substitution
+/// encodes nothing: so the container starts under this Ruby (the image's interpreter), which
+/// encodes them from `DB_*`, sets DATABASE_URL and execs the command itself (no shell). Rails
+/// (ActiveRecord's ConnectionUrlResolver) decodes them again.
+const DATABASE_URL_RUBY: &str = r#"enc = ->(k) { ENV.fetch(k).b.gsub(/[^A-Za-z0-9._~-]/n) { |c| format('%%%02X', c.ord) } }
+host = ENV.fetch('DB_HOST'); host = "[#{host}]" if host.include?(':')
+ENV['DATABASE_URL'] = "postgresql://#{enc['DB_USER']}:#{enc['DB_PASSWORD']}@#{host}:#{Integer(ENV.fetch('DB_PORT'))}/#{enc['DB_NAME']}?pool=POOL"
+exec([ARGV[0], ARGV[0]], *ARGV.drop(1))"#;
+
+/// `command` started with DATABASE_URL set from the `DB_*` variables ([`DATABASE_URL_RUBY`]).
+pub fn with_database_url<S: AsRef<str>>(command: &[S]) -> Vec<String> {
+    let script = DATABASE_URL_RUBY.replace("POOL", &DATABASE_POOL.to_string());
+    ["ruby".to_string(), "-e".into(), script, "--".into()]
+        .into_iter()
+        .chain(command.iter().map(|c| c.as_ref().to_string()))
+        .collect()
+}
+
+/// Where the katello-settings init container writes katello.yaml (an emptyDir); the other
+/// containers mount that one file at /etc/foreman/plugins/katello.yaml.
+const PLUGINS_SCRATCH: &str = "/run/foreman-box/plugins";
 
 /// A finished pod around `main` (a container of the Foreman image): its files, the init
 /// containers that write katello.yaml and wait for what it needs, and its volumes.
@@ -162,7 +185,7 @@ pub fn foreman_pod(
                 "ruby",
                 "/etc/foreman-box/katello-settings.rb",
                 "/etc/foreman-box/katello.yaml",
-                "/etc/foreman/plugins/katello.yaml",
+                &format!("{PLUGINS_SCRATCH}/katello.yaml"),
             ],
         );
         c.env = vec![secret_env(
@@ -172,10 +195,16 @@ pub fn foreman_pod(
         )];
         c.mounts = vec![
             dir_mount("config", "/etc/foreman-box", true),
-            dir_mount("plugins", "/etc/foreman/plugins", false),
+            dir_mount("plugins", PLUGINS_SCRATCH, false),
         ];
         init.push(c);
-        mounts.push(dir_mount("plugins", "/etc/foreman/plugins", true));
+        // Only the one file: the image's own /etc/foreman/plugins (the other plugins' settings)
+        // stays visible.
+        mounts.push(file_mount(
+            "plugins",
+            "/etc/foreman/plugins/katello.yaml",
+            "katello.yaml",
+        ));
         volumes.push(json!({"name": "plugins", "emptyDir": {"medium": "Memory"}}));
     }
     if needs.shared_tmp {
@@ -212,9 +241,11 @@ pub fn foreman_pod(
             ],
         );
         c.env = foreman_env(fm, false);
+        c.command = with_database_url(&c.command);
         c.mounts = mounts.clone();
         init.push(c);
     }
+    main.command = with_database_url(&main.command);
     main.env = foreman_env(fm, needs.seed)
         .into_iter()
         .chain(main.env)
@@ -229,11 +260,6 @@ pub fn foreman_pod(
         grace_seconds: None,
     }
     .render()
-}
-
-/// FK tests/kind/values.yaml: foreman 100m / 512Mi, limit 3Gi.
-fn foreman_resources() -> Value {
-    json!({"requests": {"cpu": "100m", "memory": "512Mi"}, "limits": {"memory": "3Gi"}})
 }
 
 fn config(fm: &Foreman) -> Value {
@@ -380,14 +406,17 @@ fn web(fm: &Foreman) -> Value {
             "/tmp/rails.pid",
         ],
     );
+    // FC roles/foreman/defaults: foreman_puma_workers from the host, here the tuning
+    // profile's host (crate::sizing).
+    let profile = Profile::of(fm.spec.tuning);
     c.env = vec![
-        env("FOREMAN_PUMA_WORKERS", PUMA_WORKERS.to_string()),
+        env("FOREMAN_PUMA_WORKERS", profile.puma_workers().to_string()),
         env("FOREMAN_PUMA_THREADS_MIN", PUMA_THREADS.to_string()),
         env("FOREMAN_PUMA_THREADS_MAX", PUMA_THREADS.to_string()),
     ];
     c.ports = vec![("http", FOREMAN_PORT)];
     c.probes = ping_probe(fm);
-    c.resources = foreman_resources();
+    c.resources = sizing::resources(&fm.spec, Sized::Web);
     let needs = Needs {
         shared_tmp: true,
         migrated: true,
@@ -399,12 +428,27 @@ fn web(fm: &Foreman) -> Value {
 fn dynflow(fm: &Foreman) -> Vec<Value> {
     // FC roles/foreman: dynflow-sidekiq@{orchestrator,worker,worker-hosts-queue}.
     [
-        ("dynflow-orchestrator", "orchestrator", 1),
-        ("dynflow-worker", "worker", fm.spec.dynflow_workers),
-        ("dynflow-worker-hosts-queue", "worker-hosts-queue", 1),
+        (
+            "dynflow-orchestrator",
+            "orchestrator",
+            1,
+            Sized::DynflowOrchestrator,
+        ),
+        (
+            DYNFLOW_WORKER,
+            "worker",
+            fm.spec.dynflow_workers,
+            Sized::DynflowWorker,
+        ),
+        (
+            "dynflow-worker-hosts-queue",
+            "worker-hosts-queue",
+            1,
+            Sized::DynflowHostsQueue,
+        ),
     ]
     .into_iter()
-    .map(|(name, cfg, replicas)| {
+    .map(|(name, cfg, replicas, sized)| {
         let path = format!("/etc/foreman/dynflow/{cfg}.yml");
         let mut c = Container::new(
             "dynflow",
@@ -422,7 +466,7 @@ fn dynflow(fm: &Foreman) -> Vec<Value> {
         if cfg == "worker-hosts-queue" {
             c.mounts = vec![file_mount("config", &path, "worker-hosts-queue.yml")];
         }
-        c.resources = foreman_resources();
+        c.resources = sizing::resources(&fm.spec, sized);
         let needs = Needs {
             shared_tmp: true,
             migrated: true,
@@ -483,6 +527,7 @@ fn redis(fm: &Foreman) -> Vec<Value> {
     c.probes = json!({"readinessProbe": {"tcpSocket": {"port": REDIS_PORT}, "periodSeconds": 5, "timeoutSeconds": 2}});
     // The sclorg image's data directory.
     c.mounts = vec![dir_mount("data", "/var/lib/redis/data", false)];
+    c.resources = sizing::resources(&fm.spec, Sized::Redis);
     let pod = Pod {
         run_as: RunAs {
             user: Some(1001),

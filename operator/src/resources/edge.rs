@@ -427,6 +427,7 @@ fn deployment_object(fm: &Foreman) -> Value {
         dir_mount("pub", PUB_DIR, true),
         dir_mount("temporary", "/tmp", false),
     ];
+    c.resources = crate::sizing::resources(&fm.spec, crate::sizing::Sized::Nginx);
     c.probes = json!({
         "startupProbe": {"tcpSocket": {"port": "https"}, "periodSeconds": 2, "timeoutSeconds": 1, "failureThreshold": 30},
         "readinessProbe": {"tcpSocket": {"port": "https"}, "initialDelaySeconds": 3, "periodSeconds": 5},

@@ -72,6 +72,16 @@ pub(crate) const REDIS_PORT: u16 = 6379;
 
 /// Every object for this resource, in apply order, each with its desired-hash annotation.
 pub fn desired(fm: &Foreman) -> Vec<Value> {
+    let mut objs = objects(fm);
+    for o in &mut objs {
+        let hash = short_hash(o);
+        o["metadata"]["annotations"] = json!({HASH_ANNOTATION: hash});
+    }
+    objs
+}
+
+/// Every object for this resource, in apply order, before the desired-hash annotation.
+pub(crate) fn objects(fm: &Foreman) -> Vec<Value> {
     let mut objs = core::objects(fm);
     if fm.spec.plugins.katello {
         objs.extend(candlepin::objects(fm));
@@ -81,10 +91,6 @@ pub fn desired(fm: &Foreman) -> Vec<Value> {
         objs.extend(proxy::objects(fm));
     }
     objs.extend(edge::objects(fm));
-    for o in &mut objs {
-        let hash = short_hash(o);
-        o["metadata"]["annotations"] = json!({HASH_ANNOTATION: hash});
-    }
     objs
 }
 

@@ -18,6 +18,7 @@ use super::{
     GENERATED_SECRET, REDIS_PORT,
 };
 use crate::crd::Foreman;
+use crate::sizing::{self, Profile, Sized};
 use serde_json::{json, Value};
 
 pub const API_PORT: u16 = 24817;
@@ -76,6 +77,7 @@ pub fn run_as() -> RunAs {
 pub fn pulp_env(fm: &Foreman) -> Vec<Value> {
     let db = &fm.spec.database.pulp_secret;
     let origin = format!("https://{}", certificates::server_name(fm));
+    let profile = Profile::of(fm.spec.tuning);
     let list = |items: &[&str]| {
         let quoted: Vec<String> = items.iter().map(|s| format!("'{s}'")).collect();
         format!("[{}]", quoted.join(", "))
@@ -113,9 +115,12 @@ pub fn pulp_env(fm: &Foreman) -> Vec<Value> {
         env("PULP_SMART_PROXY_PULP_URL", control_url(fm)),
         env("PULP_SMART_PROXY_RHSM_URL", format!("{origin}/rhsm")),
         env("PULP_SMART_PROXY_MIRROR", "false"),
-        // FC computes these from the CPU count; the PO image's default is 2.
-        env("PULP_API_WORKERS", "2"),
-        env("PULP_CONTENT_WORKERS", "2"),
+        // FC roles/pulp/defaults: from the host's CPU count, here the tuning profile's host.
+        env("PULP_API_WORKERS", profile.pulp_api_workers().to_string()),
+        env(
+            "PULP_CONTENT_WORKERS",
+            profile.pulp_content_workers().to_string(),
+        ),
         env("PULP_TOKEN_AUTH_DISABLED", "true"),
         env("PULP_FLATPAK_INDEX", "true"),
     ]
@@ -338,6 +343,7 @@ fn control_deployment(fm: &Foreman) -> Value {
         dir_mount("certificates", CONTROL_PKI, true),
         dir_mount("temporary", "/tmp", false),
     ];
+    c.resources = sizing::resources(&fm.spec, Sized::Nginx);
     c.probes = json!({
         "startupProbe": {"tcpSocket": {"port": "https"}, "periodSeconds": 2, "timeoutSeconds": 1, "failureThreshold": 30},
         "readinessProbe": {"tcpSocket": {"port": "https"}, "initialDelaySeconds": 3, "periodSeconds": 5},
@@ -404,11 +410,6 @@ fn pulp_container(fm: &Foreman, name: &'static str, command: &[&str]) -> Contain
     c
 }
 
-/// FK tests/kind/values.yaml: pulp 50m / 256Mi, limit 1Gi.
-fn resources() -> Value {
-    json!({"requests": {"cpu": "50m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}})
-}
-
 fn migrate_job(fm: &Foreman) -> Value {
     // FC "Create Pulp storage subdirs": tmp, assets, media under /var/lib/pulp.
     let prepare = pulp_container(
@@ -446,7 +447,16 @@ fn server(fm: &Foreman, name: &'static str, command: &[&str], port: Option<u16>)
         &["/bin/sh", "-c", "until pulpcore-manager migrate --check; do echo 'waiting for the migration Job'; sleep 10; done"],
     );
     let mut c = pulp_container(fm, name, command);
-    c.resources = resources();
+    let (sized, replicas) = match port {
+        Some(API_PORT) => (Sized::PulpApi, 1),
+        Some(_) => (Sized::PulpContent, 1),
+        // FC pulp_worker_count: one pulpcore-worker per service (pulp-worker@N), so one per pod.
+        None => (
+            Sized::PulpWorker,
+            Profile::of(fm.spec.tuning).pulp_workers(),
+        ),
+    };
+    c.resources = sizing::resources(&fm.spec, sized);
     match port {
         Some(API_PORT) => {
             c.ports = vec![("http", API_PORT)];
@@ -479,7 +489,7 @@ fn server(fm: &Foreman, name: &'static str, command: &[&str], port: Option<u16>)
         // FK: workers finish their task, up to an hour.
         grace_seconds: port.is_none().then_some(3600),
     };
-    deployment(fm, name, 1, false, pod.render())
+    deployment(fm, name, replicas, false, pod.render())
 }
 
 /// Registers Pulp as a smart proxy (FC: name `<fqdn>-pulp`; FK S/pulp-registration.yaml: a

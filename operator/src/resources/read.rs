@@ -38,6 +38,8 @@ pub fn read_foreman(path: &str, text: &str) -> Result<Foreman, Error> {
     // The path of a field of the wrong type (`spec.dynflow_workers`), which serde alone drops.
     let mut fm: Foreman = serde_path_to_error::deserialize(raw)
         .map_err(|e| invalid(format!("`{}`: {}", e.path(), e.inner())))?;
+    // The CRD's x-kubernetes-validations rule, which a schema walk does not evaluate.
+    crate::sizing::check_profile(&fm.spec).map_err(invalid)?;
     if fm.metadata.namespace.is_none() {
         fm.metadata.namespace = Some("foreman".into());
     }
@@ -93,7 +95,10 @@ fn check_schema(raw: &Value) -> Result<(), String> {
     {
         return Err("expected apiVersion app.theforeman.org/v1alpha1 and kind Foreman".into());
     }
-    let crd: Value = serde_yaml::from_str(&crate::crd::crd_yaml()).expect("the CRD parses");
+    // Generated once per process: the schema is the same for every resource read.
+    static CRD: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    let crd =
+        CRD.get_or_init(|| serde_yaml::from_str(&crate::crd::crd_yaml()).expect("the CRD parses"));
     let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
     match obj.get("spec") {
         Some(spec) => walk(schema, spec, "spec"),

@@ -6,12 +6,15 @@
 //! OCI = theforeman/foreman-oci-images; PO = theforeman/pulp-oci-images;
 //! CO = theforeman/candlepin-oci-images.
 
+use foreman_operator::resources::core::with_database_url;
 use foreman_operator::resources::{desired, read_foreman};
 use serde_json::Value;
 
 enum Check {
     Image(&'static str),
     Command(&'static [&'static str]),
+    /// Started under the wrapper that sets DATABASE_URL from the `DB_*` variables.
+    DatabaseUrlWrapper,
     /// Numeric user, or None: the image's own user without runAsNonRoot.
     User(Option<u64>),
     FsGroup(u64),
@@ -22,6 +25,8 @@ enum Check {
     Recreate,
     /// A text every listed ConfigMap key of the object's component holds.
     Config(&'static str, &'static str, &'static str),
+    /// The Deployment's replica count.
+    Replicas(u64),
 }
 use Check::*;
 
@@ -90,11 +95,14 @@ const FOREMAN: &[Row] = &[
     (
         "Deployment/foreman",
         "foreman",
-        Env(
-            "DATABASE_URL",
-            Some("postgresql://$(DB_USER):$(DB_PASSWORD)@$(DB_HOST):$(DB_PORT)/$(DB_NAME)?pool=9"),
-        ),
-        "FC roles/foreman/tasks/main.yaml, defaults foreman_database_pool 9",
+        Env("FOREMAN_PUMA_WORKERS", Some("6")),
+        "FC roles/foreman/defaults/main.yaml foreman_puma_workers min(32, 1.5 × 4 cores, 20 − 1.5) for src/vars/tuning/default.yml",
+    ),
+    (
+        "Deployment/foreman",
+        "foreman",
+        DatabaseUrlWrapper,
+        "FC roles/foreman/tasks/main.yaml DATABASE_URL, defaults foreman_database_pool 9: set at start from DB_* (operator/tests/it/database_url.rs)",
     ),
     (
         "Deployment/foreman",
@@ -132,7 +140,7 @@ const FOREMAN: &[Row] = &[
     (
         "Deployment/foreman",
         "foreman",
-        File("/etc/foreman/plugins"),
+        File("/etc/foreman/plugins/katello.yaml"),
         "FC: /etc/foreman/plugins/katello.yaml",
     ),
     (
@@ -415,6 +423,9 @@ const PULP: &[Row] = &[
     ("Deployment/pulp-api", "pulp-api", Env("PULP_REMOTE_USER_ENVIRON_NAME", Some("HTTP_REMOTE_USER")), "FC roles/pulp/defaults"),
     ("Deployment/pulp-api", "pulp-api", Env("PULP_TOKEN_AUTH_DISABLED", Some("true")), "FC roles/pulp/defaults"),
     ("Deployment/pulp-api", "pulp-api", Env("PULP_CACHE_ENABLED", Some("true")), "FC roles/pulp/defaults"),
+    ("Deployment/pulp-api", "pulp-api", Env("PULP_API_WORKERS", Some("5")), "FC roles/pulp/defaults pulp_api_service_worker_count min(4, 4 cores) + 1 (src/vars/tuning/default.yml)"),
+    ("Deployment/pulp-api", "pulp-api", Env("PULP_CONTENT_WORKERS", Some("9")), "FC roles/pulp/defaults pulp_content_service_worker_count 2 × min(8, 4 cores) + 1"),
+    ("Deployment/pulp-worker", "pulp-worker", Replicas(4), "FC roles/pulp/defaults pulp_worker_count min(8, 4 cores), one pulp-worker@N each"),
     ("Deployment/pulp-api", "wait-for-migrations", Command(&["/bin/sh", "-c", "until pulpcore-manager migrate --check; do echo 'waiting for the migration Job'; sleep 10; done"]), "FK: pods wait on migrate --check"),
     ("Job/pulp-migrate-", "migrate", Command(&["pulpcore-manager", "migrate", "--noinput"]), "FC roles/pulp/tasks/main.yaml"),
     ("Job/pulp-migrate-", "admin", Command(&["pulpcore-manager", "reset-admin-password", "--random"]), "FC roles/pulp/tasks/main.yaml"),
@@ -705,6 +716,16 @@ const CANDLEPIN: &[Row] = &[
         ),
         "FC templates/tomcat.conf",
     ),
+    (
+        "Deployment/candlepin",
+        "candlepin",
+        Config(
+            "candlepin-config",
+            "tomcat.conf",
+            "JAVA_OPTS=\"-Xms1024m -Xmx4096m -Dcom.redhat.fips=false\"",
+        ),
+        "FC src/roles/candlepin/templates/tomcat.conf",
+    ),
 ];
 
 const PROXY: &[Row] = &[
@@ -901,7 +922,15 @@ fn check(objs: &[Value], rows: &[Row]) {
             .unwrap_or_else(|| panic!("{object} has no container {container}"));
         let ok = match want {
             Image(i) => c["image"] == *i,
-            Command(cmd) => c["command"] == serde_json::json!(cmd),
+            // The command itself, or run under the DATABASE_URL wrapper of Foreman's containers
+            // (whose presence is a row of its own).
+            Command(cmd) => {
+                c["command"] == serde_json::json!(cmd)
+                    || c["command"] == serde_json::json!(with_database_url(cmd))
+            }
+            DatabaseUrlWrapper => c["command"].as_array().is_some_and(|have| {
+                have.len() > 4 && have[..4] == with_database_url::<&str>(&[])[..]
+            }),
             User(u) => {
                 c["securityContext"]["runAsUser"].as_u64() == *u
                     && pod["securityContext"]["runAsUser"].as_u64() == *u
@@ -923,6 +952,7 @@ fn check(objs: &[Value], rows: &[Row]) {
                 .flatten()
                 .any(|x| x["containerPort"] == *p),
             Recreate => obj["spec"]["strategy"]["type"] == "Recreate",
+            Replicas(n) => obj["spec"]["replicas"] == *n,
             Config(cm, key, text) => objs.iter().any(|o| {
                 o["kind"] == "ConfigMap"
                     && o["metadata"]["name"] == *cm
@@ -947,12 +977,14 @@ fn describe(c: &Check) -> String {
     match c {
         Image(i) => format!("image {i}"),
         Command(c) => format!("command {c:?}"),
+        DatabaseUrlWrapper => "DATABASE_URL set from DB_* at start".into(),
         User(u) => format!("user {u:?}"),
         FsGroup(g) => format!("fsGroup {g}"),
         Env(v, x) => format!("env {v}={x:?}"),
         File(p) => format!("file {p}"),
         Port(p) => format!("port {p}"),
         Recreate => "strategy Recreate".into(),
+        Replicas(n) => format!("{n} replicas"),
         Config(cm, k, t) => format!("{cm}/{k} contains {t:?}"),
     }
 }
@@ -1065,4 +1097,41 @@ fn keys_and_certificates_follow_foremanctl() {
         .map(|(fact, ours, theirs, source)| format!("{fact}: {ours}, upstream {theirs} ({source})"))
         .collect();
     assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+/// Files of our own go into the Foreman image's configuration directories one by one: a volume
+/// over a whole directory (FC mounts single files) would hide the image's other files there, such
+/// as the other plugins' settings in /etc/foreman/plugins.
+#[test]
+fn foreman_containers_mount_single_files_over_the_images_configuration() {
+    let objs = render();
+    let mut seen = 0;
+    for o in &objs {
+        let pod = match o["kind"].as_str() {
+            Some("Deployment" | "Job") => &o["spec"]["template"]["spec"],
+            Some("CronJob") => &o["spec"]["jobTemplate"]["spec"]["template"]["spec"],
+            _ => continue,
+        };
+        for c in pod["initContainers"]
+            .as_array()
+            .into_iter()
+            .chain(pod["containers"].as_array())
+            .flatten()
+            .filter(|c| c["image"].as_str().unwrap().contains("/foreman:"))
+        {
+            for m in c["volumeMounts"].as_array().into_iter().flatten() {
+                let path = m["mountPath"].as_str().unwrap();
+                if path.starts_with("/etc/foreman/") || path == "/etc/foreman" {
+                    seen += 1;
+                    assert!(
+                        m["subPath"].is_string(),
+                        "{} {}: {path} is a whole volume over the image's directory",
+                        o["metadata"]["name"],
+                        c["name"]
+                    );
+                }
+            }
+        }
+    }
+    assert!(seen > 0);
 }

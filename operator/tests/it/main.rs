@@ -3,8 +3,10 @@
 //! requests.
 
 mod contract;
+mod database_url;
 mod integrity;
 mod keys;
 mod read;
 mod reconcile;
 mod render;
+mod sizing;

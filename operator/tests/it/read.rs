@@ -18,23 +18,23 @@ fn refused(text: &str) -> String {
 
 #[test]
 fn dynflow_workers_outside_the_crds_range_are_refused() {
+    // 32 fits the large profile's host; no worker at all would leave the `default` and
+    // `remote_execution` queues without a consumer.
     assert_eq!(
-        read_foreman("in.yaml", &cr("  dynflow_workers: 32\n"))
+        read_foreman("in.yaml", &cr("  dynflow_workers: 32\n  tuning: large\n"))
             .unwrap()
             .spec
             .dynflow_workers,
         32
     );
-    assert_eq!(
-        read_foreman("in.yaml", &cr("  dynflow_workers: 0\n"))
-            .unwrap()
-            .spec
-            .dynflow_workers,
-        0
+    let msg = refused(&cr("  dynflow_workers: 0\n"));
+    assert!(
+        msg.contains("`spec.dynflow_workers` is 0, outside 1..=32"),
+        "{msg}"
     );
     let msg = refused(&cr("  dynflow_workers: 33\n"));
     assert!(
-        msg.contains("spec.dynflow_workers") && msg.contains("0..=32"),
+        msg.contains("spec.dynflow_workers") && msg.contains("1..=32"),
         "{msg}"
     );
     assert!(msg.contains("in.yaml") && msg.contains("help:"), "{msg}");

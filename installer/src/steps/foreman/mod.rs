@@ -48,13 +48,20 @@ pub fn connects(cx: &Context) -> bool {
 
 /// The resource we want: the bundle's default with this host's name and the configuration.
 pub fn desired(cx: &Context) -> Value {
-    let f = &cx.config.foreman;
-    foreman_box_bundle::default_foreman(
-        Some(&cx.facts.fqdn),
+    resource(&cx.config, Some(&cx.facts.fqdn))
+}
+
+/// The resource a configuration asks for (preflight sizes the host against it).
+pub fn resource(cfg: &crate::config::Config, hostname: Option<&str>) -> Value {
+    let f = &cfg.foreman;
+    let mut fm = foreman_box_bundle::default_foreman(
+        hostname,
         f.dynflow_workers,
         f.katello,
         f.remote_execution,
-    )
+    );
+    fm["spec"]["tuning"] = f.tuning.name().into();
+    fm
 }
 
 /// Where to log in, and the command that reads the admin password (never the password).

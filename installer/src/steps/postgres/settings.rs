@@ -1,5 +1,5 @@
-//! Server settings sized for Foreman on this host: connections for its pools, a quarter of memory
-//! for shared buffers, listening where pods reach it. Only raised, never lowered.
+//! Server settings sized for Foreman on this host: connections for its pools, the tuning
+//! profile's shared buffers, listening where pods reach it. Only raised, never lowered.
 
 use super::connection::Session;
 use crate::config::PostgresMode;
@@ -16,8 +16,10 @@ fn desired_settings(cx: &Context) -> Vec<(&'static str, String)> {
     // Foreman's puma and dynflow pools, plus Candlepin's and Pulp's when Katello is on.
     let katello = if cx.config.foreman.katello { 150 } else { 0 };
     let max_connections = (100 + 30 * workers + katello).max(100);
-    // A quarter of memory, at most 8 GiB, at least the 128 MB default.
-    let shared_mb = (cx.facts.memory_bytes / 4 / (1 << 20)).clamp(128, 8192);
+    // The tuning profile's (FC src/vars/tuning/*.yml postgresql_shared_buffers), which the
+    // preflight's sizing check counts against the host beside the pods.
+    let shared_mb =
+        foreman_operator::sizing::Profile::of(cx.config.foreman.tuning).postgres_shared_buffers_mib;
     let mut listen = vec!["localhost".to_string()];
     if let Some(ip) = cx.facts.node_ip.filter(|ip| !ip.is_loopback()) {
         listen.push(ip.to_string());

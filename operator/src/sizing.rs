@@ -1,0 +1,741 @@
+//! Sizing: how many processes each component runs and what each pod requests, from the tuning
+//! profile named in the resource, the way foremanctl sizes a host; and what the whole deployment
+//! needs from the host it runs on ([`requirements`]), which the CRD's validation rule, `operator
+//! render` and the installer's preflight compare against a host.
+//!
+//! What comes from upstream (FC = theforeman/foremanctl at tag 2.0.0, Foreman 3.18):
+//! - the profiles and the host each is for: src/vars/tuning/<profile>.yml (`min_cpu_cores`,
+//!   `min_ram_mb`, PostgreSQL's `shared_buffers`; src/roles/postgresql/defaults/main.yml has the
+//!   512MB the default and development profiles keep); `tuning: default` in src/vars/defaults.yml;
+//! - puma: src/roles/foreman/defaults/main.yaml, workers = min(32, 1.5 × cores, GiB − 1.5) and
+//!   5 threads;
+//! - Pulp: src/roles/pulp/defaults/main.yaml, workers = min(8, cores), API workers =
+//!   min(4, cores) + 1, content workers = 2 × min(8, cores) + 1;
+//! - Candlepin's heap: src/roles/candlepin/templates/tomcat.conf `-Xms1024m -Xmx4096m`, raised to
+//!   `-Xmx8192m` for extra-large and extra-extra-large by foreman-installer, foremanctl's ancestor
+//!   (config/foreman.hiera/tuning/sizes/extra-large.yaml, extra-extra-large.yaml);
+//! - k3s: docs.k3s.io/reference/resource-profiling, "K3s server with a workload" 1596 M; its
+//!   CoreDNS and metrics-server request 100m each (k3s manifests/).
+//!
+//! FC evaluates those formulas with the facts of the host it installs on; a Kubernetes resource
+//! has no host, so they are evaluated with the host the profile is for (its `min_cpu_cores` and
+//! `min_ram_mb`). What FC does not say, because a host with systemd units reserves nothing, is
+//! how much memory each process holds: the per-process requests below are estimates for Foreman
+//! 3.18 with Katello, named as such, and the limits are ceilings (puma's follows the 1 GiB per
+//! worker that FC's formula takes from GitLab's puma guidance).
+
+use crate::crd::{Foreman, ForemanSpec, Plugins, Tuning};
+use serde_json::{json, Value};
+use std::sync::OnceLock;
+
+pub const MIB: u64 = 1 << 20;
+pub const GIB: u64 = 1 << 30;
+
+/// A tuning profile: the host it is for and what FC sets from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Profile {
+    pub tuning: Tuning,
+    /// FC src/vars/tuning/<profile>.yml `min_cpu_cores`.
+    pub cpu_cores: u32,
+    /// FC src/vars/tuning/<profile>.yml `min_ram_mb` (MiB, as FC compares it with memtotal_mb).
+    pub memory_mib: u64,
+    /// FC src/vars/tuning/<profile>.yml `postgresql_shared_buffers` (roles/postgresql defaults:
+    /// 512MB where the profile sets none).
+    pub postgres_shared_buffers_mib: u64,
+    /// Candlepin's `-Xmx` (FC templates/tomcat.conf; foreman-installer sizes for XL and XXL).
+    pub candlepin_heap_max_mib: u64,
+}
+
+/// Every profile FC 2.0.0 offers (src/playbooks/_tuning/metadata.obsah.yaml), smallest first.
+pub const PROFILES: &[Profile] = &[
+    Profile {
+        tuning: Tuning::Development,
+        cpu_cores: 4,
+        memory_mib: 10240,
+        postgres_shared_buffers_mib: 512,
+        candlepin_heap_max_mib: 4096,
+    },
+    Profile {
+        tuning: Tuning::Default,
+        cpu_cores: 4,
+        memory_mib: 20480,
+        postgres_shared_buffers_mib: 512,
+        candlepin_heap_max_mib: 4096,
+    },
+    Profile {
+        tuning: Tuning::Medium,
+        cpu_cores: 8,
+        memory_mib: 32768,
+        postgres_shared_buffers_mib: 4096,
+        candlepin_heap_max_mib: 4096,
+    },
+    Profile {
+        tuning: Tuning::Large,
+        cpu_cores: 16,
+        memory_mib: 65536,
+        postgres_shared_buffers_mib: 8192,
+        candlepin_heap_max_mib: 4096,
+    },
+    Profile {
+        tuning: Tuning::ExtraLarge,
+        cpu_cores: 32,
+        memory_mib: 131072,
+        postgres_shared_buffers_mib: 16384,
+        candlepin_heap_max_mib: 8192,
+    },
+    Profile {
+        tuning: Tuning::ExtraExtraLarge,
+        cpu_cores: 48,
+        memory_mib: 262144,
+        postgres_shared_buffers_mib: 32768,
+        candlepin_heap_max_mib: 8192,
+    },
+];
+
+/// FC templates/tomcat.conf: `-Xms1024m`.
+pub const CANDLEPIN_HEAP_MIN_MIB: u64 = 1024;
+/// FC src/roles/foreman/defaults/main.yaml: foreman_puma_threads_max 5, min = max.
+pub const PUMA_THREADS: u32 = 5;
+
+impl Profile {
+    pub fn of(tuning: Tuning) -> Profile {
+        *PROFILES
+            .iter()
+            .find(|p| p.tuning == tuning)
+            .expect("every tuning has a profile")
+    }
+
+    /// FC foreman_puma_workers: min(32, cores × 1.5, memtotal GiB − 1.5), truncated.
+    pub fn puma_workers(&self) -> u32 {
+        // In halves, so the arithmetic stays in integers: min(64, 3 × cores, 2 × GiB − 3) / 2.
+        let half_gib = (self.memory_mib * 2 / 1024).saturating_sub(3);
+        (64.min(u64::from(self.cpu_cores) * 3).min(half_gib) / 2) as u32
+    }
+
+    /// FC pulp_worker_count: min(8, cores).
+    pub fn pulp_workers(&self) -> u32 {
+        self.cpu_cores.min(8)
+    }
+
+    /// FC pulp_api_service_worker_count: min(4, cores) + 1.
+    pub fn pulp_api_workers(&self) -> u32 {
+        self.cpu_cores.min(4) + 1
+    }
+
+    /// FC pulp_content_service_worker_count: 2 × min(8, cores) + 1.
+    pub fn pulp_content_workers(&self) -> u32 {
+        2 * self.cpu_cores.min(8) + 1
+    }
+
+    /// Candlepin's JAVA_OPTS heap flags (FC templates/tomcat.conf keeps -Dcom.redhat.fips=false
+    /// beside them).
+    pub fn candlepin_java_opts(&self) -> String {
+        format!(
+            "-Xms{CANDLEPIN_HEAP_MIN_MIB}m -Xmx{}m -Dcom.redhat.fips=false",
+            self.candlepin_heap_max_mib
+        )
+    }
+
+    /// The memory PostgreSQL on the host holds: its shared buffers plus what its backends use.
+    pub fn postgres_memory_bytes(&self) -> u64 {
+        (self.postgres_shared_buffers_mib + POSTGRES_BACKENDS_MIB) * MIB
+    }
+}
+
+/// The pods whose requests and limits are sized here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sized {
+    /// Foreman's web container: puma's master and its workers.
+    Web,
+    DynflowOrchestrator,
+    /// One Dynflow worker (sidekiq, concurrency 5, queues default and remote_execution).
+    DynflowWorker,
+    DynflowHostsQueue,
+    Candlepin,
+    PulpApi,
+    PulpContent,
+    /// One Pulp worker process.
+    PulpWorker,
+    Redis,
+    Proxy,
+    /// An nginx front end (the edge, pulp-control): a master and a worker per core.
+    Nginx,
+}
+
+// Estimates (see the module comment): resident memory of one process, and CPU each asks for.
+/// A booted Foreman Rails process with Katello's plugins (puma's preloaded master, sidekiq).
+const RAILS_PROCESS_MIB: u64 = 768;
+/// A sidekiq process running five Dynflow threads at once.
+const DYNFLOW_WORKER_MIB: u64 = 1024;
+/// What a forked puma worker adds to the master it shares copy-on-write pages with.
+const PUMA_WORKER_MIB: u64 = 384;
+/// Ceiling per puma worker: 1 GiB, the figure FC's worker formula takes from GitLab.
+const PUMA_WORKER_LIMIT_MIB: u64 = 1024;
+/// A sidekiq process's ceiling.
+const SIDEKIQ_LIMIT_MIB: u64 = 2048;
+/// The JVM's memory beyond the heap (metaspace, code cache, thread stacks, Artemis' buffers):
+/// half of it at rest, all of it at the limit.
+const JVM_NON_HEAP_MIB: u64 = 1024;
+/// gunicorn's master and per-worker memory (pulp-api), aiohttp's (pulp-content).
+const PULP_API_BASE_MIB: u64 = 256;
+const PULP_API_WORKER_MIB: u64 = 128;
+const PULP_API_WORKER_LIMIT_MIB: u64 = 512;
+const PULP_CONTENT_BASE_MIB: u64 = 128;
+const PULP_CONTENT_WORKER_MIB: u64 = 64;
+const PULP_CONTENT_WORKER_LIMIT_MIB: u64 = 256;
+/// One pulpcore worker, and its ceiling (syncing a large RPM repository).
+const PULP_WORKER_MIB: u64 = 384;
+const PULP_WORKER_LIMIT_MIB: u64 = 2048;
+/// PostgreSQL's backends for every pool of every component (about a hundred connections).
+const POSTGRES_BACKENDS_MIB: u64 = 1024;
+/// docs.k3s.io/reference/resource-profiling: K3s server with a workload, 1596 M.
+pub const K3S_MEMORY_MIB: u64 = 1596;
+/// k3s manifests/coredns.yaml and metrics-server: 100m each, 70Mi each (inside the 1596 M).
+pub const K3S_CPU_MILLIS: u64 = 200;
+
+/// The requests and limits of one container of `component` for this resource.
+pub fn resources(spec: &ForemanSpec, component: Sized) -> Value {
+    let p = Profile::of(spec.tuning);
+    let (cpu, request_mib, limit_mib) = match component {
+        Sized::Web => {
+            let w = u64::from(p.puma_workers());
+            (
+                100 + 50 * w,
+                RAILS_PROCESS_MIB + PUMA_WORKER_MIB * w,
+                RAILS_PROCESS_MIB + PUMA_WORKER_LIMIT_MIB * w,
+            )
+        }
+        Sized::DynflowOrchestrator | Sized::DynflowHostsQueue => {
+            (100, RAILS_PROCESS_MIB, SIDEKIQ_LIMIT_MIB)
+        }
+        Sized::DynflowWorker => (200, DYNFLOW_WORKER_MIB, SIDEKIQ_LIMIT_MIB),
+        Sized::Candlepin => (
+            250,
+            CANDLEPIN_HEAP_MIN_MIB + JVM_NON_HEAP_MIB / 2,
+            p.candlepin_heap_max_mib + JVM_NON_HEAP_MIB,
+        ),
+        Sized::PulpApi => {
+            let w = u64::from(p.pulp_api_workers());
+            (
+                50 + 50 * w,
+                PULP_API_BASE_MIB + PULP_API_WORKER_MIB * w,
+                PULP_API_BASE_MIB + PULP_API_WORKER_LIMIT_MIB * w,
+            )
+        }
+        Sized::PulpContent => {
+            let w = u64::from(p.pulp_content_workers());
+            (
+                50 + 25 * w,
+                PULP_CONTENT_BASE_MIB + PULP_CONTENT_WORKER_MIB * w,
+                PULP_CONTENT_BASE_MIB + PULP_CONTENT_WORKER_LIMIT_MIB * w,
+            )
+        }
+        Sized::PulpWorker => (200, PULP_WORKER_MIB, PULP_WORKER_LIMIT_MIB),
+        Sized::Redis => (50, 256, 1024),
+        Sized::Proxy => (100, 256, 1024),
+        Sized::Nginx => (50, 64, 256),
+    };
+    json!({
+        "requests": {"cpu": format!("{cpu}m"), "memory": format!("{request_mib}Mi")},
+        "limits": {"memory": format!("{limit_mib}Mi")},
+    })
+}
+
+/// What a deployment needs from its host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Requirements {
+    /// The sum of the CPU requests of every pod the Deployments keep running.
+    pub pods_cpu_millis: u64,
+    /// The sum of their memory requests.
+    pub pods_memory_bytes: u64,
+    /// PostgreSQL on the host (shared buffers of the profile, and its backends).
+    pub postgres_memory_bytes: u64,
+    /// k3s itself and the requests of its system pods.
+    pub k3s_cpu_millis: u64,
+    pub k3s_memory_bytes: u64,
+}
+
+impl Requirements {
+    /// CPU the scheduler must find on the node: our pods' requests and k3s's system pods'.
+    pub fn cpu_millis(&self) -> u64 {
+        self.pods_cpu_millis + self.k3s_cpu_millis
+    }
+
+    /// Memory the host must have: our pods' requests, PostgreSQL and k3s.
+    pub fn memory_bytes(&self) -> u64 {
+        self.pods_memory_bytes + self.postgres_memory_bytes + self.k3s_memory_bytes
+    }
+}
+
+/// What the deployment of `spec` needs: the requests of every pod its Deployments run (Jobs and
+/// CronJobs come and go and request nothing), plus PostgreSQL and k3s on the host. Summed from
+/// the rendered objects, so it is what the scheduler will be asked for.
+pub fn requirements(spec: &ForemanSpec) -> Requirements {
+    Line::of(spec).at(spec.dynflow_workers)
+}
+
+/// Requirements as a function of the Dynflow worker count: the rest of the deployment plus one
+/// identical pod per worker. One render gives the whole line.
+struct Line {
+    rest: Requirements,
+    worker_cpu_millis: u64,
+    worker_memory_bytes: u64,
+}
+
+impl Line {
+    fn of(spec: &ForemanSpec) -> Line {
+        let mut fm = Foreman::new("foreman", spec.clone());
+        fm.metadata.namespace = Some("foreman".into());
+        let p = Profile::of(spec.tuning);
+        let mut rest = Requirements {
+            pods_cpu_millis: 0,
+            pods_memory_bytes: 0,
+            postgres_memory_bytes: p.postgres_memory_bytes(),
+            k3s_cpu_millis: K3S_CPU_MILLIS,
+            k3s_memory_bytes: K3S_MEMORY_MIB * MIB,
+        };
+        let mut worker = None;
+        for d in crate::resources::objects(&fm)
+            .iter()
+            .filter(|o| o["kind"] == "Deployment")
+        {
+            let (cpu, memory) = pod_requests(&d["spec"]["template"]["spec"]);
+            if d["metadata"]["name"] == crate::resources::core::DYNFLOW_WORKER {
+                worker = Some((cpu, memory));
+            } else {
+                let replicas = d["spec"]["replicas"].as_u64().unwrap_or(1);
+                rest.pods_cpu_millis += cpu * replicas;
+                rest.pods_memory_bytes += memory * replicas;
+            }
+        }
+        let (worker_cpu_millis, worker_memory_bytes) =
+            worker.expect("every render has the Dynflow worker Deployment");
+        Line {
+            rest,
+            worker_cpu_millis,
+            worker_memory_bytes,
+        }
+    }
+
+    fn at(&self, workers: u32) -> Requirements {
+        let w = u64::from(workers);
+        Requirements {
+            pods_cpu_millis: self.rest.pods_cpu_millis + w * self.worker_cpu_millis,
+            pods_memory_bytes: self.rest.pods_memory_bytes + w * self.worker_memory_bytes,
+            ..self.rest
+        }
+    }
+}
+
+/// A pod's requests as the scheduler counts them: the larger of its containers' sum and its
+/// largest init container (millicores, bytes).
+pub fn pod_requests(pod: &Value) -> (u64, u64) {
+    let of = |c: &Value, what: &str| -> u64 {
+        c["resources"]["requests"][what]
+            .as_str()
+            .map(|q| {
+                parse_quantity(q, what == "cpu").unwrap_or_else(|| {
+                    panic!("resource quantity {q:?} of {what} is in a form sizing cannot read")
+                })
+            })
+            .unwrap_or(0)
+    };
+    let list = |key: &str| pod[key].as_array().cloned().unwrap_or_default();
+    let sum = |what: &str| list("containers").iter().map(|c| of(c, what)).sum::<u64>();
+    let init = |what: &str| {
+        list("initContainers")
+            .iter()
+            .map(|c| of(c, what))
+            .max()
+            .unwrap_or(0)
+    };
+    (
+        sum("cpu").max(init("cpu")),
+        sum("memory").max(init("memory")),
+    )
+}
+
+/// A Kubernetes quantity: CPU in millicores (`250m`, `2`), memory in bytes (`512Mi`, `1Gi`,
+/// `1G`, `1024`). None for forms not listed.
+pub fn parse_quantity(q: &str, cpu: bool) -> Option<u64> {
+    let split = q.find(|c: char| !c.is_ascii_digit()).unwrap_or(q.len());
+    let (digits, suffix) = q.split_at(split);
+    let n: u64 = digits.parse().ok()?;
+    let factor: u64 = match (cpu, suffix) {
+        (true, "m") => 1,
+        (true, "") => 1000,
+        (false, "") => 1,
+        (false, "Ki") => 1 << 10,
+        (false, "Mi") => 1 << 20,
+        (false, "Gi") => 1 << 30,
+        (false, "Ti") => 1 << 40,
+        (false, "k") => 1000,
+        (false, "M") => 1_000_000,
+        (false, "G") => 1_000_000_000,
+        _ => return None,
+    };
+    n.checked_mul(factor)
+}
+
+/// The most Dynflow workers a host of `cpu_millis` and `memory_bytes` can schedule next to the
+/// rest of `spec`'s deployment (`spec.dynflow_workers` is ignored); 0 when not even one fits.
+/// With `local_postgres` false, PostgreSQL runs elsewhere and takes nothing from this host.
+pub fn max_dynflow_workers(
+    spec: &ForemanSpec,
+    cpu_millis: u64,
+    memory_bytes: u64,
+    local_postgres: bool,
+) -> u32 {
+    let line = Line::of(spec);
+    let pg = if local_postgres {
+        0
+    } else {
+        line.rest.postgres_memory_bytes
+    };
+    (1..=crate::crd::MAX_DYNFLOW_WORKERS)
+        .take_while(|w| {
+            let r = line.at(*w);
+            r.cpu_millis() <= cpu_millis && r.memory_bytes() - pg <= memory_bytes
+        })
+        .last()
+        .unwrap_or(0)
+}
+
+/// The CRD's bound: per profile and plugin combination, the most Dynflow workers the profile's
+/// own host (its `min_cpu_cores`, `min_ram_mb`) schedules. Indexed by profile (as [`PROFILES`])
+/// and by `2 × katello + remote_execution`.
+pub fn profile_bounds() -> &'static [[u32; 4]] {
+    static BOUNDS: OnceLock<Vec<[u32; 4]>> = OnceLock::new();
+    BOUNDS.get_or_init(|| {
+        PROFILES
+            .iter()
+            .map(|p| {
+                let mut row = [0; 4];
+                for (i, slot) in row.iter_mut().enumerate() {
+                    let spec = spec_for(p.tuning, i & 2 != 0, i & 1 != 0);
+                    *slot = max_dynflow_workers(
+                        &spec,
+                        u64::from(p.cpu_cores) * 1000,
+                        p.memory_mib * MIB,
+                        true,
+                    );
+                }
+                row
+            })
+            .collect()
+    })
+}
+
+fn spec_for(tuning: Tuning, katello: bool, remote_execution: bool) -> ForemanSpec {
+    let mut spec: ForemanSpec = serde_json::from_value(json!({})).expect("defaults suffice");
+    spec.tuning = tuning;
+    spec.plugins = Plugins {
+        katello,
+        remote_execution,
+    };
+    spec
+}
+
+/// The profile's bound for this resource.
+pub fn profile_bound(spec: &ForemanSpec) -> u32 {
+    let row = PROFILES
+        .iter()
+        .position(|p| p.tuning == spec.tuning)
+        .expect("every tuning has a profile");
+    let col = usize::from(spec.plugins.katello) * 2 + usize::from(spec.plugins.remote_execution);
+    profile_bounds()[row][col]
+}
+
+/// `operator render`'s (and the controller's) form of the CRD's rule: the resource must fit the
+/// host its tuning profile is for. The message names the numbers and what to change.
+pub fn check_profile(spec: &ForemanSpec) -> Result<(), String> {
+    let bound = profile_bound(spec);
+    if spec.dynflow_workers <= bound {
+        return Ok(());
+    }
+    let p = Profile::of(spec.tuning);
+    let r = requirements(spec);
+    let what = describe(&spec.plugins);
+    let fits = if bound == 0 {
+        format!("no Dynflow worker fits next to {what}")
+    } else {
+        format!("at most {bound} fit")
+    };
+    Err(format!(
+        "`spec.dynflow_workers` is {}: {what} with {} Dynflow workers requests {} and {} CPU, more than the {} tuning profile's host ({} cores, {}) schedules next to PostgreSQL and k3s; {fits}\nhelp: lower spec.dynflow_workers, or set spec.tuning to a larger profile ({})",
+        spec.dynflow_workers,
+        spec.dynflow_workers,
+        gib(r.memory_bytes()),
+        cores(r.cpu_millis()),
+        spec.tuning.name(),
+        p.cpu_cores,
+        gib(p.memory_mib * MIB),
+        larger_profiles(spec).join(", "),
+    ))
+}
+
+/// The profiles that would take this resource as it is.
+fn larger_profiles(spec: &ForemanSpec) -> Vec<&'static str> {
+    PROFILES
+        .iter()
+        .filter(|p| {
+            let mut s = spec.clone();
+            s.tuning = p.tuning;
+            profile_bound(&s) >= spec.dynflow_workers
+        })
+        .map(|p| p.tuning.name())
+        .collect()
+}
+
+/// "Katello and Remote Execution", "Foreman" ...
+pub fn describe(plugins: &Plugins) -> &'static str {
+    match (plugins.katello, plugins.remote_execution) {
+        (true, true) => "Foreman with Katello and Remote Execution",
+        (true, false) => "Foreman with Katello",
+        (false, true) => "Foreman with Remote Execution",
+        (false, false) => "Foreman",
+    }
+}
+
+/// `19.3 GiB`.
+pub fn gib(bytes: u64) -> String {
+    format!("{:.1} GiB", bytes as f64 / GIB as f64)
+}
+
+/// `3.4` (cores).
+pub fn cores(millis: u64) -> String {
+    format!("{:.1}", millis as f64 / 1000.0)
+}
+
+/// The CRD's `x-kubernetes-validations` on `spec`: the same bound as [`check_profile`], as a
+/// table the API server indexes by `spec.tuning` and the plugins.
+pub fn validation_rules() -> Value {
+    let table: Vec<String> = PROFILES
+        .iter()
+        .zip(profile_bounds())
+        .map(|(p, row)| {
+            let row: Vec<String> = row.iter().map(u32::to_string).collect();
+            format!("'{}': [{}]", p.tuning.name(), row.join(", "))
+        })
+        .collect();
+    let index = "(has(self.plugins) && has(self.plugins.katello) && self.plugins.katello ? 2 : 0) + (has(self.plugins) && has(self.plugins.remote_execution) && self.plugins.remote_execution ? 1 : 0)";
+    // The API server fills defaults before it validates; `has` keeps the rule total anyway.
+    let tuning = format!(
+        "(has(self.tuning) ? self.tuning : '{}')",
+        Tuning::default().name()
+    );
+    let workers = format!(
+        "(has(self.dynflow_workers) ? self.dynflow_workers : {})",
+        crate::crd::DEFAULT_DYNFLOW_WORKERS
+    );
+    let bound = format!("{{{}}}[{tuning}][{index}]", table.join(", "));
+    json!([{
+        "rule": format!("{workers} <= {bound}"),
+        "messageExpression": format!("'spec.dynflow_workers is ' + string({workers}) + ': a host of the ' + {tuning} + ' tuning profile schedules at most ' + string({bound}) + ' next to these plugins, PostgreSQL and k3s; lower spec.dynflow_workers or choose a larger spec.tuning'"),
+        "reason": "FieldValueInvalid",
+        "fieldPath": ".dynflow_workers",
+    }])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(tuning: Tuning, workers: u32, katello: bool, rex: bool) -> ForemanSpec {
+        let mut s = spec_for(tuning, katello, rex);
+        s.dynflow_workers = workers;
+        s
+    }
+
+    #[test]
+    fn profile_table_is_foremanctls() {
+        let rows: Vec<(&str, u32, u64, u64, u64)> = PROFILES
+            .iter()
+            .map(|p| {
+                (
+                    p.tuning.name(),
+                    p.cpu_cores,
+                    p.memory_mib,
+                    p.postgres_shared_buffers_mib,
+                    p.candlepin_heap_max_mib,
+                )
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                ("development", 4, 10240, 512, 4096),
+                ("default", 4, 20480, 512, 4096),
+                ("medium", 8, 32768, 4096, 4096),
+                ("large", 16, 65536, 8192, 4096),
+                ("extra-large", 32, 131072, 16384, 8192),
+                ("extra-extra-large", 48, 262144, 32768, 8192),
+            ]
+        );
+    }
+
+    #[test]
+    fn worker_counts_follow_foremanctls_formulas_at_each_profiles_host() {
+        let counts: Vec<(u32, u32, u32, u32)> = PROFILES
+            .iter()
+            .map(|p| {
+                (
+                    p.puma_workers(),
+                    p.pulp_workers(),
+                    p.pulp_api_workers(),
+                    p.pulp_content_workers(),
+                )
+            })
+            .collect();
+        // puma min(32, 1.5 × cores, GiB − 1.5): development min(32, 6, 8.5) = 6, medium
+        // min(32, 12, 30.5) = 12, large 24, then the cap of 32.
+        assert_eq!(
+            counts,
+            vec![
+                (6, 4, 5, 9),
+                (6, 4, 5, 9),
+                (12, 8, 5, 17),
+                (24, 8, 5, 17),
+                (32, 8, 5, 17),
+                (32, 8, 5, 17),
+            ]
+        );
+        // The memory term wins on a small host: 2 cores → 3, 3 GiB → min(3, 1.5) = 1.
+        let small = Profile {
+            cpu_cores: 2,
+            memory_mib: 3072,
+            ..PROFILES[0]
+        };
+        assert_eq!(small.puma_workers(), 1);
+    }
+
+    #[test]
+    fn candlepin_heap_comes_from_the_profile() {
+        assert_eq!(
+            Profile::of(Tuning::Default).candlepin_java_opts(),
+            "-Xms1024m -Xmx4096m -Dcom.redhat.fips=false"
+        );
+        assert_eq!(
+            Profile::of(Tuning::ExtraLarge).candlepin_java_opts(),
+            "-Xms1024m -Xmx8192m -Dcom.redhat.fips=false"
+        );
+        // The container's limit leaves the JVM room beyond the heap.
+        let limit = resources(&spec(Tuning::ExtraLarge, 2, true, true), Sized::Candlepin);
+        assert_eq!(limit["limits"]["memory"], "9216Mi");
+    }
+
+    #[test]
+    fn requirements_sum_every_running_pod_and_the_host_services() {
+        let r = requirements(&spec(Tuning::Default, 2, true, true));
+        // Counted by hand from the rendered Deployments is what `pod_requests` does; here the
+        // sum must at least hold the puma master and workers, two Dynflow workers, Candlepin's
+        // heap floor and the four Pulp workers.
+        let floor = (768 + 6 * 384 + 2 * 1024 + 1536 + 4 * 384) * MIB;
+        assert!(r.pods_memory_bytes > floor, "{r:?}");
+        assert_eq!(r.postgres_memory_bytes, (512 + 1024) * MIB);
+        assert_eq!(r.k3s_memory_bytes, 1596 * MIB);
+        assert_eq!(
+            r.memory_bytes(),
+            r.pods_memory_bytes + r.postgres_memory_bytes + r.k3s_memory_bytes
+        );
+        assert_eq!(r.cpu_millis(), r.pods_cpu_millis + 200);
+    }
+
+    #[test]
+    fn each_dynflow_worker_adds_one_worker_pod() {
+        let one = requirements(&spec(Tuning::Default, 1, true, true));
+        let five = requirements(&spec(Tuning::Default, 5, true, true));
+        assert_eq!(five.pods_memory_bytes - one.pods_memory_bytes, 4 * GIB);
+        assert_eq!(five.pods_cpu_millis - one.pods_cpu_millis, 4 * 200);
+    }
+
+    #[test]
+    fn plugins_add_their_pods() {
+        let core = requirements(&spec(Tuning::Default, 2, false, false));
+        let katello = requirements(&spec(Tuning::Default, 2, true, false));
+        let rex = requirements(&spec(Tuning::Default, 2, false, true));
+        assert!(katello.pods_memory_bytes > core.pods_memory_bytes + 4 * GIB);
+        assert_eq!(rex.pods_memory_bytes - core.pods_memory_bytes, 256 * MIB);
+    }
+
+    #[test]
+    fn the_default_resource_fits_the_default_profile_and_32_workers_do_not() {
+        assert_eq!(check_profile(&spec(Tuning::Default, 2, true, true)), Ok(()));
+        let err = check_profile(&spec(Tuning::Default, 32, true, true)).unwrap_err();
+        assert!(
+            err.starts_with("`spec.dynflow_workers` is 32: Foreman with Katello and Remote Execution with 32 Dynflow workers requests "),
+            "{err}"
+        );
+        assert!(
+            err.contains("default tuning profile's host (4 cores, 20.0 GiB)"),
+            "{err}"
+        );
+        assert!(err.contains("help: lower spec.dynflow_workers, or set spec.tuning to a larger profile (large, extra-large, extra-extra-large)"), "{err}");
+        assert_eq!(check_profile(&spec(Tuning::Large, 32, true, true)), Ok(()));
+    }
+
+    #[test]
+    fn a_profiles_bound_is_the_last_worker_count_that_fits_its_host() {
+        for p in PROFILES {
+            for (katello, rex) in [(false, false), (false, true), (true, false), (true, true)] {
+                let s = spec(p.tuning, 1, katello, rex);
+                let bound = profile_bound(&s);
+                let fits = |w: u32| {
+                    let r = requirements(&spec(p.tuning, w, katello, rex));
+                    r.cpu_millis() <= u64::from(p.cpu_cores) * 1000
+                        && r.memory_bytes() <= p.memory_mib * MIB
+                };
+                if bound > 0 {
+                    assert!(fits(bound), "{p:?} {katello} {rex}: {bound} should fit");
+                }
+                if bound < crate::crd::MAX_DYNFLOW_WORKERS {
+                    assert!(
+                        !fits(bound + 1),
+                        "{p:?} {katello} {rex}: {} should not fit",
+                        bound + 1
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_profile_runs_the_seed_resource_but_development_only_foreman() {
+        // The seed example (2 workers) fits every profile's own host with any plugins, except
+        // the development profile's 10 GiB, where FC's six puma workers leave room for plain
+        // Foreman only.
+        for p in PROFILES {
+            for (katello, rex) in [(false, false), (false, true), (true, false), (true, true)] {
+                let ok = check_profile(&spec(p.tuning, 2, katello, rex)).is_ok();
+                let want = p.tuning != Tuning::Development || !(katello || rex);
+                assert_eq!(ok, want, "{:?} katello {katello} rex {rex}", p.tuning);
+            }
+        }
+    }
+
+    #[test]
+    fn quantities_in_every_form_kubernetes_writes_them() {
+        assert_eq!(parse_quantity("250m", true), Some(250));
+        assert_eq!(parse_quantity("2", true), Some(2000));
+        assert_eq!(parse_quantity("512Mi", false), Some(512 * MIB));
+        assert_eq!(parse_quantity("1Gi", false), Some(GIB));
+        assert_eq!(parse_quantity("1G", false), Some(1_000_000_000));
+        assert_eq!(parse_quantity("1024", false), Some(1024));
+        assert_eq!(parse_quantity("0.5", true), None);
+        assert_eq!(parse_quantity("1Mi", true), None);
+        assert_eq!(parse_quantity("Mi", false), None);
+    }
+
+    #[test]
+    fn a_pod_requests_the_larger_of_its_containers_and_its_largest_init_container() {
+        let pod = json!({
+            "initContainers": [{"resources": {"requests": {"cpu": "900m", "memory": "64Mi"}}}],
+            "containers": [
+                {"resources": {"requests": {"cpu": "100m", "memory": "512Mi"}}},
+                {"resources": {"requests": {"cpu": "100m", "memory": "512Mi"}}},
+                {},
+            ],
+        });
+        assert_eq!(pod_requests(&pod), (900, GIB));
+    }
+}
