@@ -282,19 +282,7 @@ async fn ensure_secret(
         .await
         .map_err(kube_err(format!("reading Secret {name}")))?
     else {
-        let for_fm = fm.clone();
-        let data = off_thread(move || generated::generate(&for_fm, name)).await?;
-        let secret: Secret = serde_json::from_value(json!({
-            "metadata": {"name": name, "labels": generated::labels(fm), "ownerReferences": owner_refs(fm)},
-            "type": g.type_,
-            "stringData": data,
-        }))
-        .expect("a generated Secret is well-formed");
-        let made = api
-            .create(&PostParams::default(), &secret)
-            .await
-            .map_err(kube_err(format!("creating Secret {name}")))?;
-        return Ok(made.metadata.resource_version);
+        return create_secret(api, fm, g).await;
     };
     if name == TLS_SECRET {
         return complete_certificates(api, fm, existing).await;
@@ -319,6 +307,29 @@ async fn ensure_secret(
         .await
         .map_err(kube_err(format!("adding keys to Secret {name}")))?;
     Ok(patched.metadata.resource_version)
+}
+
+/// Makes the generated Secret's data (on a blocking thread) and creates it. Its
+/// resourceVersion.
+async fn create_secret(
+    api: &Api<Secret>,
+    fm: &Arc<Foreman>,
+    g: Generated,
+) -> Result<Option<String>, Error> {
+    let name = g.name;
+    let for_fm = fm.clone();
+    let data = off_thread(move || generated::generate(&for_fm, name)).await?;
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": generated::labels(fm), "ownerReferences": owner_refs(fm)},
+        "type": g.type_,
+        "stringData": data,
+    }))
+    .expect("a generated Secret is well-formed");
+    let made = api
+        .create(&PostParams::default(), &secret)
+        .await
+        .map_err(kube_err(format!("creating Secret {name}")))?;
+    Ok(made.metadata.resource_version)
 }
 
 /// A certificate Secret from an older operator lacks the pulp-control certificate: it is signed
@@ -594,29 +605,9 @@ async fn assess(
         .iter()
         .filter(|p| matches!(p.kind_name(), "Deployment" | "Job"))
     {
-        let applied_now = outcome
-            .applied
-            .iter()
-            .any(|(k, n)| *k == p.kind && *n == p.name);
-        let rejected = (outcome.rejected.iter()).any(|(k, n, _)| *k == p.kind && *n == p.name);
-        let seen = match ctx.cache.view(p.kind, &p.name) {
-            View::Present(s) if !applied_now && s.hash.as_deref() == Some(p.hash.as_str()) => s,
-            _ if rejected => continue,
-            _ => {
-                a.components
-                    .push((p.name.clone(), ComponentState::RollingOut));
-                continue;
-            }
-        };
-        let state = match seen.readiness {
-            Readiness::Job {
-                gave_up: Some((reason, message)),
-                attempt,
-                ..
-            } => job_gave_up(fm, ctx, p, &reason, &message, attempt, &mut a).await?,
-            r => readiness_state(&p.name, r),
-        };
-        a.components.push((p.name.clone(), state));
+        if let Some(state) = component_state(fm, ctx, p, outcome, &mut a).await? {
+            a.components.push((p.name.clone(), state));
+        }
     }
     ctx.jobs.lock().unwrap().failed_at.retain(|job, _| {
         a.components
@@ -624,6 +615,32 @@ async fn assess(
             .any(|(n, s)| n == job && matches!(s, ComponentState::Failed { .. }))
     });
     Ok(a)
+}
+
+/// One Deployment's or Job's state as the watch last showed it; none for an object the API
+/// server refused (the problem says so).
+async fn component_state(
+    fm: &Foreman,
+    ctx: &Context,
+    p: &Planned,
+    outcome: &Outcome,
+    a: &mut Assessed,
+) -> Result<Option<ComponentState>, Error> {
+    let applied_now = (outcome.applied.iter()).any(|(k, n)| *k == p.kind && *n == p.name);
+    let rejected = (outcome.rejected.iter()).any(|(k, n, _)| *k == p.kind && *n == p.name);
+    let seen = match ctx.cache.view(p.kind, &p.name) {
+        View::Present(s) if !applied_now && s.hash.as_deref() == Some(p.hash.as_str()) => s,
+        _ if rejected => return Ok(None),
+        _ => return Ok(Some(ComponentState::RollingOut)),
+    };
+    Ok(Some(match seen.readiness {
+        Readiness::Job {
+            gave_up: Some((reason, message)),
+            attempt,
+            ..
+        } => job_gave_up(fm, ctx, p, &reason, &message, attempt, a).await?,
+        r => readiness_state(&p.name, r),
+    }))
 }
 
 fn readiness_state(name: &str, readiness: Readiness) -> ComponentState {
@@ -664,20 +681,7 @@ async fn job_gave_up(
         }
     } else {
         let after = policy.delay(next);
-        let failed_at = *ctx
-            .jobs
-            .lock()
-            .unwrap()
-            .failed_at
-            .entry(job.clone())
-            .or_insert_with(Instant::now);
-        let waited = failed_at.elapsed();
-        if waited >= after {
-            delete(ctx, p.kind, job).await?;
-            ctx.jobs.lock().unwrap().recreate.insert(job.clone(), next);
-        } else {
-            a.due = Some(a.due.map_or(after - waited, |d| d.min(after - waited)));
-        }
+        retry_when_due(ctx, p, next, after, a).await?;
         let text = format!("Job {job} failed ({reason}: {message}); the operator runs it again (attempt {next} of {}) {} after the failure; see `kubectl -n {ns} logs job/{job}`", policy.attempts, status::human(after));
         a.problems.push((Problem::JobFailed, text));
         Retry::After {
@@ -691,6 +695,32 @@ async fn job_gave_up(
         reason: reason.to_string(),
         retry,
     })
+}
+
+/// Deletes the failed Job `after` it was first seen failed (the apply phase recreates it as
+/// attempt `next`); until then, asks for a reconcile when it is due.
+async fn retry_when_due(
+    ctx: &Context,
+    p: &Planned,
+    next: u32,
+    after: Duration,
+    a: &mut Assessed,
+) -> Result<(), Error> {
+    let failed_at = *(ctx.jobs.lock().unwrap().failed_at)
+        .entry(p.name.clone())
+        .or_insert_with(Instant::now);
+    let waited = failed_at.elapsed();
+    if waited >= after {
+        delete(ctx, p.kind, &p.name).await?;
+        ctx.jobs
+            .lock()
+            .unwrap()
+            .recreate
+            .insert(p.name.clone(), next);
+    } else {
+        a.due = Some(a.due.map_or(after - waited, |d| d.min(after - waited)));
+    }
+    Ok(())
 }
 
 /// Status: written when it differs from what the resource has (or, while the watch has not
