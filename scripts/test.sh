@@ -28,7 +28,13 @@ main() {
 #   debootstrap systemd-container   the booted Debian host of tests/e2e/host.rs
 #   python3-venv redis-server       pulpcore's venv and a throwaway Redis for the Pulp scenario
 #   curl vagrant       install.sh's download, and `vagrant validate` on vagrant/Vagrantfile
+<<<<<<< HEAD
+#   nginx-light        the operator's nginx front ends (the edge, pulp-control), run for real
+#   puma               Foreman's HTTP server, reading the headers the edge passes (tests/e2e/edge.rs)
+=======
 #   nginx-light        the operator's Pulp mTLS front end config, run for real (operator tests)
+#   zstd               GNU tar reads back the .tar.zst of `backup --archive` and `support-bundle`
+>>>>>>> daytwo
 PACKAGES="
 postgresql
 containerd
@@ -44,6 +50,11 @@ redis-server
 curl
 vagrant
 nginx-light
+<<<<<<< HEAD
+puma
+=======
+zstd
+>>>>>>> daytwo
 "
 
 install_packages() {

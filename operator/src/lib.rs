@@ -8,6 +8,7 @@ pub mod crd;
 pub mod generated;
 pub mod resources;
 pub mod secrets;
+pub mod streams;
 
 pub use crd::{Foreman, ForemanSpec, ForemanStatus};
 

@@ -5,6 +5,8 @@
 
 mod bad_input;
 mod crash;
+mod daytwo;
+mod edge;
 mod foreman;
 mod host;
 mod image;

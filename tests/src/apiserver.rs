@@ -82,6 +82,9 @@ struct JobFailure {
     times: u32,
 }
 
+/// The key suffix of a previous run's log.
+const PREVIOUS: &str = "\u{0}previous";
+
 struct State {
     objects: BTreeMap<String, Value>,
     /// (pod path, container) -> log text.
@@ -369,6 +372,11 @@ impl ApiServer {
             ),
             text.into(),
         );
+    }
+
+    /// Serves `text` as the log of the previous run of `container` (`?previous=true`).
+    pub fn put_previous_log(&self, namespace: &str, pod: &str, container: &str, text: &str) {
+        self.put_log(namespace, pod, &format!("{container}{PREVIOUS}"), text);
     }
 
     pub fn requests(&self) -> Vec<Request> {
@@ -879,7 +887,10 @@ fn answer(st: &mut State, c: &Call) -> (u16, &'static str, String) {
     match c.method {
         "GET" => {
             if let Some(pod) = c.path.strip_suffix("/log") {
-                let container = c.query.get("container").cloned().unwrap_or_default();
+                let mut container = c.query.get("container").cloned().unwrap_or_default();
+                if c.query.get("previous").is_some_and(|p| p == "true") {
+                    container.push_str(PREVIOUS);
+                }
                 return match st.logs.get(&(pod.to_string(), container)) {
                     Some(text) => (200, "text/plain", text.clone()),
                     None => {
