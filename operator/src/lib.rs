@@ -42,4 +42,9 @@ pub enum Error {
     Generate { what: String, message: String },
     #[error("the Foreman resource has no namespace")]
     NoNamespace,
+    #[error("the watches of {kinds} did not list them within {}s\nhelp: the operator's Role must allow list and watch on them; `kubectl auth can-i watch <kind> --as=system:serviceaccount:<namespace>:foreman-operator` shows whether it does", waited.as_secs())]
+    Watch {
+        kinds: String,
+        waited: std::time::Duration,
+    },
 }

@@ -236,11 +236,19 @@ pub fn main() -> ExitCode {
         console::set_colors_enabled(false);
         console::set_colors_enabled_stderr(false);
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime starts");
+    let runtime = match &cli.command {
+        // The operator idles most of its life: one thread keeps its memory small (each worker
+        // thread has its own stack and malloc arena); key generation runs on a blocking thread.
+        Command::Operator { .. } => tokio::runtime::Builder::new_current_thread(),
+        _ => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(2);
+            b
+        }
+    }
+    .enable_all()
+    .build()
+    .expect("tokio runtime starts");
     let (name, args, verb, output) = match &cli.command {
         Command::Install(r) => ("install", r, Verb::Install, Output::Human),
         Command::Plan { run, output } => ("plan", run, Verb::Plan, *output),

@@ -1,6 +1,6 @@
-//! Reconcile against a mocked API server (tower-test): every request the operator makes is
-//! recorded and answered from a small in-memory cluster, and the tests assert on the exact
-//! requests.
+//! The operator's tests: rendering and its contracts with the programs that read the objects,
+//! and reconcile against the stand-in API server (`foreman_box_tests::apiserver`), which records
+//! every request and keeps what the operator writes.
 
 mod contract;
 mod database_url;
