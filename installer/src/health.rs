@@ -94,7 +94,10 @@ pub async fn check(cx: &Context, opts: &HealthOptions) -> Report {
     let explicit = cx.config.foreman.kubeconfig.as_deref();
     let cluster = Cluster::connect(&cx.host, explicit).await;
     let live = match &cluster {
-        Ok(c) => c.foreman().await.map_err(|e| crate::backup::cluster_problem(&e)),
+        Ok(c) => c
+            .foreman()
+            .await
+            .map_err(|e| crate::backup::cluster_problem(&e)),
         Err(e) => Err(crate::backup::cluster_problem(e)),
     };
     checks.push(resource_check(&live));
@@ -117,13 +120,21 @@ pub async fn check(cx: &Context, opts: &HealthOptions) -> Report {
 
 fn resource_check(live: &Result<Option<kube::api::DynamicObject>, String>) -> Check {
     let fm = match live {
-        Err(problem) => {
-            return Check::new("resource", Status::Failed, format!("the cluster cannot be read: {problem}"))
-                .help("is k3s running? `systemctl status k3s`; `foreman-box status` shows what it can reach")
-        }
+        Err(problem) => return Check::new(
+            "resource",
+            Status::Failed,
+            format!("the cluster cannot be read: {problem}"),
+        )
+        .help(
+            "is k3s running? `systemctl status k3s`; `foreman-box status` shows what it can reach",
+        ),
         Ok(None) => {
-            return Check::new("resource", Status::Failed, "there is no Foreman resource foreman/foreman")
-                .help("run `foreman-box install`")
+            return Check::new(
+                "resource",
+                Status::Failed,
+                "there is no Foreman resource foreman/foreman",
+            )
+            .help("run `foreman-box install`")
         }
         Ok(Some(fm)) => fm,
     };
@@ -138,7 +149,10 @@ fn resource_check(live: &Result<Option<kube::api::DynamicObject>, String>) -> Ch
         .help("see the pods below and `kubectl -n foreman describe foreman foreman`; `foreman-box install` waits for it and explains what is stuck")
 }
 
-fn maintenance_check(cx: &Context, live: &Result<Option<kube::api::DynamicObject>, String>) -> Check {
+fn maintenance_check(
+    cx: &Context,
+    live: &Result<Option<kube::api::DynamicObject>, String>,
+) -> Check {
     let marker = maintenance::read_marker(&cx.host).ok().flatten();
     let requested = matches!(live, Ok(Some(fm)) if maintenance::state(fm).requested);
     match (requested, marker) {
@@ -160,17 +174,42 @@ fn maintenance_check(cx: &Context, live: &Result<Option<kube::api::DynamicObject
 
 async fn pods_check(c: &Cluster, fm: Option<&kube::api::DynamicObject>) -> Check {
     match c.components(fm).await {
-        Err(e) => Check::new("pods", Status::Failed, format!("cannot read the pods: {}", crate::backup::cluster_problem(&e))),
-        Ok(lines) if lines.is_empty() => Check::new("pods", Status::Failed, "no component of Foreman has been created yet")
-            .help("check the operator: `kubectl -n foreman logs deploy/foreman-operator`"),
+        Err(e) => Check::new(
+            "pods",
+            Status::Failed,
+            format!(
+                "cannot read the pods: {}",
+                crate::backup::cluster_problem(&e)
+            ),
+        ),
+        Ok(lines) if lines.is_empty() => Check::new(
+            "pods",
+            Status::Failed,
+            "no component of Foreman has been created yet",
+        )
+        .help("check the operator: `kubectl -n foreman logs deploy/foreman-operator`"),
         Ok(lines) => {
             let bad: Vec<String> = lines
                 .iter()
                 .filter(|l| !l.ready)
-                .map(|l| format!("{}: {}{}", l.name, l.progress, l.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()))
+                .map(|l| {
+                    format!(
+                        "{}: {}{}",
+                        l.name,
+                        l.progress,
+                        l.reason
+                            .as_deref()
+                            .map(|r| format!(" ({r})"))
+                            .unwrap_or_default()
+                    )
+                })
                 .collect();
             if bad.is_empty() {
-                Check::new("pods", Status::Ok, format!("{} components ready", lines.len()))
+                Check::new(
+                    "pods",
+                    Status::Ok,
+                    format!("{} components ready", lines.len()),
+                )
             } else {
                 Check::new("pods", Status::Failed, format!("{} of {} components not ready", bad.len(), lines.len()))
                     .details(bad)
@@ -190,7 +229,12 @@ pub fn ping_problems(v: &Value) -> Vec<String> {
     if foreman["database"]["active"] != Value::Bool(true) {
         out.push("foreman: the database connection is not active".into());
     }
-    for (i, s) in foreman["cache"]["servers"].as_array().into_iter().flatten().enumerate() {
+    for (i, s) in foreman["cache"]["servers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
         if s["status"] != "ok" {
             out.push(format!("foreman: cache server {i} is {}", s["status"]));
         }
@@ -200,7 +244,14 @@ pub fn ping_problems(v: &Value) -> Vec<String> {
             let status = s["status"].as_str().unwrap_or("unknown");
             if !status.eq_ignore_ascii_case("ok") {
                 let msg = s["message"].as_str().unwrap_or("");
-                out.push(format!("katello: {name} is {status}{}", if msg.is_empty() { String::new() } else { format!(": {msg}") }));
+                out.push(format!(
+                    "katello: {name} is {status}{}",
+                    if msg.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {msg}")
+                    }
+                ));
             }
         }
     }
@@ -226,30 +277,49 @@ async fn ping_check(cx: &Context, opts: &HealthOptions) -> Check {
     }
     let client = match builder.build() {
         Ok(c) => c,
-        Err(e) => return Check::new("ping", Status::Failed, format!("cannot make an HTTP client: {e}")),
+        Err(e) => {
+            return Check::new(
+                "ping",
+                Status::Failed,
+                format!("cannot make an HTTP client: {e}"),
+            )
+        }
     };
     let answer = match client.get(&url).send().await {
         Err(e) => {
-            let cause = std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_else(|| e.to_string());
+            let cause = std::error::Error::source(&e)
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| e.to_string());
             return Check::new("ping", Status::Failed, format!("{url} does not answer: {cause}"))
-                .help("check the Ingress and the foreman pods (`kubectl -n foreman get pods`); --url URL when Foreman is reached at another address")
+                .help("check the Ingress and the foreman pods (`kubectl -n foreman get pods`); --url URL when Foreman is reached at another address");
         }
         Ok(a) => a,
     };
     let status = answer.status();
     let body = answer.text().await.unwrap_or_default();
     if !status.is_success() {
-        return Check::new("ping", Status::Failed, format!("{url} answered HTTP {}", status.as_u16()))
-            .help("`kubectl -n foreman logs deploy/foreman` shows why");
+        return Check::new(
+            "ping",
+            Status::Failed,
+            format!("{url} answered HTTP {}", status.as_u16()),
+        )
+        .help("`kubectl -n foreman logs deploy/foreman` shows why");
     }
     let Ok(v) = serde_json::from_str::<Value>(&body) else {
         return Check::new("ping", Status::Failed, format!("{url} did not answer JSON"))
             .help("something other than Foreman answers there; check the Ingress");
     };
     let problems = ping_problems(&v);
-    let services = v["results"]["katello"]["services"].as_object().map(|m| m.len()).unwrap_or(0);
+    let services = v["results"]["katello"]["services"]
+        .as_object()
+        .map(|m| m.len())
+        .unwrap_or(0);
     if problems.is_empty() {
-        Check::new("ping", Status::Ok, format!("{url}: database active, {services} Katello services ok"))
+        Check::new(
+            "ping",
+            Status::Ok,
+            format!("{url}: database active, {services} Katello services ok"),
+        )
     } else {
         Check::new("ping", Status::Failed, format!("{url} reports {} problem(s)", problems.len()))
             .details(problems)
@@ -260,18 +330,42 @@ async fn ping_check(cx: &Context, opts: &HealthOptions) -> Check {
 async fn tasks_check(cx: &Context) -> Check {
     let server = match Server::admin(cx) {
         Ok(s) => s,
-        Err(e) => return Check::new("tasks", Status::Skipped, format!("the database cannot be read: {}", first_line(&e.to_string()))),
+        Err(e) => {
+            return Check::new(
+                "tasks",
+                Status::Skipped,
+                format!(
+                    "the database cannot be read: {}",
+                    first_line(&e.to_string())
+                ),
+            )
+        }
     };
     let counted = async {
         let c = server.connect("foreman").await?;
         let paused = server
-            .count_if_table(&c, "foreman_tasks_tasks", db::PAUSED_TASKS, "counting paused tasks")
+            .count_if_table(
+                &c,
+                "foreman_tasks_tasks",
+                db::PAUSED_TASKS,
+                "counting paused tasks",
+            )
             .await?;
         let errored = server
-            .count_if_table(&c, "foreman_tasks_tasks", db::PAUSED_ERROR_TASKS, "counting paused tasks")
+            .count_if_table(
+                &c,
+                "foreman_tasks_tasks",
+                db::PAUSED_ERROR_TASKS,
+                "counting paused tasks",
+            )
             .await?;
         let running = server
-            .count_if_table(&c, "foreman_tasks_tasks", db::RUNNING_FOREMAN_TASKS, "counting running tasks")
+            .count_if_table(
+                &c,
+                "foreman_tasks_tasks",
+                db::RUNNING_FOREMAN_TASKS,
+                "counting running tasks",
+            )
             .await?;
         crate::Result::Ok((paused, errored, running))
     };
@@ -290,7 +384,9 @@ async fn tasks_check(cx: &Context) -> Check {
 
 /// The certificates of the kept copy of Secret foreman-tls: (key, PEM).
 fn kept_certificates(cx: &Context) -> Vec<(String, Vec<u8>)> {
-    let path = cx.host.path(crate::steps::foreman::copy_path(foreman_operator::resources::TLS_SECRET));
+    let path = cx.host.path(crate::steps::foreman::copy_path(
+        foreman_operator::resources::TLS_SECRET,
+    ));
     let Ok(Some(text)) = cx.host.fs().read_string(&path) else {
         return Vec::new();
     };
@@ -320,7 +416,10 @@ pub fn cert_findings(key: &str, pem: &[u8], now: i64) -> Vec<(Status, String)> {
             Err(_) => break,
         };
         match parsed.parse_x509() {
-            Err(e) => out.push((Status::Failed, format!("{key}: cannot read the certificate: {e}"))),
+            Err(e) => out.push((
+                Status::Failed,
+                format!("{key}: cannot read the certificate: {e}"),
+            )),
             Ok(cert) => {
                 let not_after = cert.validity().not_after.timestamp();
                 // To the nearest day: a certificate made with `-days 10` expires "in 10 days".
@@ -330,9 +429,15 @@ pub fn cert_findings(key: &str, pem: &[u8], now: i64) -> Vec<(Status, String)> {
                     .map(|t| t.strftime("%Y-%m-%d").to_string())
                     .unwrap_or_default();
                 let (status, text) = if not_after <= now {
-                    (Status::Failed, format!("{key} ({subject}) expired on {when}"))
+                    (
+                        Status::Failed,
+                        format!("{key} ({subject}) expired on {when}"),
+                    )
                 } else if days < CERT_WARN_DAYS {
-                    (Status::Warning, format!("{key} ({subject}) expires on {when}, in {days} days"))
+                    (
+                        Status::Warning,
+                        format!("{key} ({subject}) expires on {when}, in {days} days"),
+                    )
                 } else {
                     (Status::Ok, format!("{key} ({subject}) valid until {when}"))
                 };
@@ -349,7 +454,10 @@ pub fn cert_findings(key: &str, pem: &[u8], now: i64) -> Vec<(Status, String)> {
 
 async fn certificates_check(cx: &Context, cluster: Option<&Cluster>) -> Check {
     let mut certs = kept_certificates(cx);
-    let mut source = format!("the kept copy {}", crate::steps::foreman::copy_path(foreman_operator::resources::TLS_SECRET));
+    let mut source = format!(
+        "the kept copy {}",
+        crate::steps::foreman::copy_path(foreman_operator::resources::TLS_SECRET)
+    );
     if certs.is_empty() {
         if let Some(c) = cluster {
             if let Ok(Some(data)) = c.secret_data(foreman_operator::resources::TLS_SECRET).await {
@@ -363,10 +471,17 @@ async fn certificates_check(cx: &Context, cluster: Option<&Cluster>) -> Check {
         }
     }
     if certs.is_empty() {
-        return Check::new("certificates", Status::Skipped, "no certificates found (no kept copy of foreman-tls, no Secret)");
+        return Check::new(
+            "certificates",
+            Status::Skipped,
+            "no certificates found (no kept copy of foreman-tls, no Secret)",
+        );
     }
     let now = k8s_openapi::jiff::Timestamp::now().as_second();
-    let findings: Vec<(Status, String)> = certs.iter().flat_map(|(k, pem)| cert_findings(k, pem, now)).collect();
+    let findings: Vec<(Status, String)> = certs
+        .iter()
+        .flat_map(|(k, pem)| cert_findings(k, pem, now))
+        .collect();
     let worst = if findings.iter().any(|(s, _)| *s == Status::Failed) {
         Status::Failed
     } else if findings.iter().any(|(s, _)| *s == Status::Warning) {
@@ -374,7 +489,11 @@ async fn certificates_check(cx: &Context, cluster: Option<&Cluster>) -> Check {
     } else {
         Status::Ok
     };
-    let named: Vec<String> = findings.iter().filter(|(s, _)| *s != Status::Ok).map(|(_, t)| t.clone()).collect();
+    let named: Vec<String> = findings
+        .iter()
+        .filter(|(s, _)| *s != Status::Ok)
+        .map(|(_, t)| t.clone())
+        .collect();
     match worst {
         Status::Ok => Check::new("certificates", Status::Ok, format!("{} certificates valid for {CERT_WARN_DAYS} days or more ({source})", findings.len())),
         _ => Check::new(
@@ -393,7 +512,9 @@ fn disk_check(cx: &Context) -> Check {
     let mut worst = Status::Ok;
     let mut lines = Vec::new();
     for (dir, need) in needs {
-        let Ok(free) = cx.host.fs().free_bytes(&cx.host.path(&dir)) else { continue };
+        let Ok(free) = cx.host.fs().free_bytes(&cx.host.path(&dir)) else {
+            continue;
+        };
         let gib = free as f64 / GIB as f64;
         let line = format!("{}: {gib:.1} GiB free", dir.display());
         if free < DISK_CRITICAL {
@@ -403,14 +524,20 @@ fn disk_check(cx: &Context) -> Check {
             if worst == Status::Ok {
                 worst = Status::Warning;
             }
-            details.push(format!("{line}, under the {} GiB foreman-box asks for", need / GIB));
+            details.push(format!(
+                "{line}, under the {} GiB foreman-box asks for",
+                need / GIB
+            ));
         }
         lines.push(line);
     }
     match worst {
         Status::Ok => Check::new("disk", Status::Ok, lines.join("; ")),
-        s => Check::new("disk", s, "free space is short").details(details)
-            .help("free space (old Pulp content: orphan cleanup; old backups) or grow the filesystem"),
+        s => Check::new("disk", s, "free space is short")
+            .details(details)
+            .help(
+                "free space (old Pulp content: orphan cleanup; old backups) or grow the filesystem",
+            ),
     }
 }
 
@@ -420,13 +547,21 @@ pub fn image_problems(images: &[ImageInfo]) -> (Vec<String>, Vec<String>) {
     let mut unpinned = Vec::new();
     for i in images {
         if i.image_id.is_empty() {
-            missing.push(format!("{}/{}: {} is not pulled", i.pod, i.container, i.image));
+            missing.push(format!(
+                "{}/{}: {} is not pulled",
+                i.pod, i.container, i.image
+            ));
         }
         let last = i.image.rsplit('/').next().unwrap_or(&i.image);
         let pinned = i.image.contains("@sha256:")
-            || last.split_once(':').is_some_and(|(_, tag)| tag != "latest" && !tag.is_empty());
+            || last
+                .split_once(':')
+                .is_some_and(|(_, tag)| tag != "latest" && !tag.is_empty());
         if !pinned {
-            unpinned.push(format!("{}/{}: {} follows a moving tag", i.pod, i.container, i.image));
+            unpinned.push(format!(
+                "{}/{}: {} follows a moving tag",
+                i.pod, i.container, i.image
+            ));
         }
     }
     missing.sort();
@@ -447,7 +582,16 @@ async fn images_check(cx: &Context, reachable: bool) -> Check {
     };
     let images = match pods {
         Ok(p) => inspect::images(&p),
-        Err(e) => return Check::new("images", Status::Failed, format!("cannot read the pods: {}", crate::backup::cluster_problem(&e))),
+        Err(e) => {
+            return Check::new(
+                "images",
+                Status::Failed,
+                format!(
+                    "cannot read the pods: {}",
+                    crate::backup::cluster_problem(&e)
+                ),
+            )
+        }
     };
     let (missing, unpinned) = image_problems(&images);
     if !missing.is_empty() {
@@ -457,28 +601,54 @@ async fn images_check(cx: &Context, reachable: bool) -> Check {
             .help("`kubectl -n foreman describe pod NAME` shows the pull error; an air-gapped host needs the images imported");
     }
     if !unpinned.is_empty() {
-        return Check::new("images", Status::Warning, format!("{} containers run a moving tag", unpinned.len()))
-            .details(unpinned)
-            .help("a moving tag (`latest`) can change under a restart; pin it in spec.images");
+        return Check::new(
+            "images",
+            Status::Warning,
+            format!("{} containers run a moving tag", unpinned.len()),
+        )
+        .details(unpinned)
+        .help("a moving tag (`latest`) can change under a restart; pin it in spec.images");
     }
-    Check::new("images", Status::Ok, format!("{} containers, every image pulled and pinned", images.len()))
+    Check::new(
+        "images",
+        Status::Ok,
+        format!("{} containers, every image pulled and pinned", images.len()),
+    )
 }
 
 fn services_check(cx: &Context) -> Check {
     if !cx.host.is_real_root() {
-        return Check::new("services", Status::Skipped, "--root: the machine's services are not this host's");
+        return Check::new(
+            "services",
+            Status::Skipped,
+            "--root: the machine's services are not this host's",
+        );
     }
     let mut units = vec!["k3s"];
     if cx.config.postgres.mode == crate::config::PostgresMode::Local {
         units.push("postgresql");
     }
-    let states: Vec<(String, String)> = units.iter().map(|u| (u.to_string(), cx.host.services().state(u))).collect();
-    let bad: Vec<String> = states.iter().filter(|(_, s)| s != "active").map(|(u, s)| format!("{u}: {s}")).collect();
+    let states: Vec<(String, String)> = units
+        .iter()
+        .map(|u| (u.to_string(), cx.host.services().state(u)))
+        .collect();
+    let bad: Vec<String> = states
+        .iter()
+        .filter(|(_, s)| s != "active")
+        .map(|(u, s)| format!("{u}: {s}"))
+        .collect();
     if bad.is_empty() {
-        Check::new("services", Status::Ok, format!("{} active", units.join(", ")))
+        Check::new(
+            "services",
+            Status::Ok,
+            format!("{} active", units.join(", ")),
+        )
     } else {
-        Check::new("services", Status::Failed, "services are not running").details(bad)
-            .help("`systemctl status UNIT` and `journalctl -u UNIT` say why; `systemctl start UNIT`")
+        Check::new("services", Status::Failed, "services are not running")
+            .details(bad)
+            .help(
+                "`systemctl status UNIT` and `journalctl -u UNIT` say why; `systemctl start UNIT`",
+            )
     }
 }
 
@@ -506,7 +676,11 @@ pub fn render(r: &Report) -> String {
             }
         }
     }
-    out.push_str(if r.healthy { "healthy\n" } else { "unhealthy\n" });
+    out.push_str(if r.healthy {
+        "healthy\n"
+    } else {
+        "unhealthy\n"
+    });
     out
 }
 
@@ -524,14 +698,19 @@ mod tests {
             "katello": {"services": {"pulp3": {"status": "FAIL", "message": "503"}, "foreman_tasks": {"status": "ok"}}}}});
         assert_eq!(
             ping_problems(&bad),
-            ["foreman: the database connection is not active", "katello: pulp3 is FAIL: 503"]
+            [
+                "foreman: the database connection is not active",
+                "katello: pulp3 is FAIL: 503"
+            ]
         );
     }
 
     /// A self-signed certificate valid until `days` from now (rcgen).
     fn cert_expiring_in(days: i64) -> String {
         let until = k8s_openapi::jiff::Timestamp::now()
-            .checked_add(k8s_openapi::jiff::SignedDuration::from_hours(24 * days + 12))
+            .checked_add(k8s_openapi::jiff::SignedDuration::from_hours(
+                24 * days + 12,
+            ))
             .unwrap()
             .to_zoned(k8s_openapi::jiff::tz::TimeZone::UTC);
         let mut params = rcgen::CertificateParams::new(vec!["foreman.example.com".into()]).unwrap();
@@ -550,7 +729,9 @@ mod tests {
         assert!(soon[0].1.starts_with("tls.crt ("), "{}", soon[0].1);
         // rcgen sets whole dates: 10 days and a half from now is midnight of that day.
         assert!(
-            ["in 10 days", "in 11 days"].iter().any(|d| soon[0].1.ends_with(d)),
+            ["in 10 days", "in 11 days"]
+                .iter()
+                .any(|d| soon[0].1.ends_with(d)),
             "{}",
             soon[0].1
         );
@@ -558,8 +739,15 @@ mod tests {
         assert_eq!(later[0].0, Status::Ok);
         let bundle = format!("{}{}", cert_expiring_in(400), cert_expiring_in(3));
         let both = cert_findings("chain.crt", bundle.as_bytes(), now);
-        assert_eq!(both.iter().map(|f| f.0).collect::<Vec<_>>(), [Status::Ok, Status::Warning]);
-        let past = cert_findings("tls.crt", cert_expiring_in(10).as_bytes(), now + 20 * 86_400);
+        assert_eq!(
+            both.iter().map(|f| f.0).collect::<Vec<_>>(),
+            [Status::Ok, Status::Warning]
+        );
+        let past = cert_findings(
+            "tls.crt",
+            cert_expiring_in(10).as_bytes(),
+            now + 20 * 86_400,
+        );
         assert_eq!(past[0].0, Status::Failed);
         assert!(past[0].1.contains("expired on"), "{}", past[0].1);
         assert_eq!(cert_findings("x.crt", b"nope", now)[0].0, Status::Failed);

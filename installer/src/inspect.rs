@@ -68,8 +68,10 @@ impl Inspector {
         config.connect_timeout = Some(Duration::from_secs(10));
         config.read_timeout = Some(REQUEST_TIMEOUT);
         config.write_timeout = Some(REQUEST_TIMEOUT);
-        let client = Client::try_from(config)
-            .map_err(|source| ClusterError::Client { path: shown, source })?;
+        let client = Client::try_from(config).map_err(|source| ClusterError::Client {
+            path: shown,
+            source,
+        })?;
         Ok(Inspector { client })
     }
 
@@ -83,7 +85,8 @@ impl Inspector {
         namespaced: bool,
     ) -> Result<Vec<DynamicObject>, ClusterError> {
         let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
-        let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
+        let ar =
+            ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
         let api: Api<DynamicObject> = if namespaced {
             Api::namespaced_with(self.client.clone(), NAMESPACE, &ar)
         } else {
@@ -129,7 +132,10 @@ impl Inspector {
                 conflicts: crate::cluster::describe_conflict(&status, body),
             }),
             Err(source) => Err(ClusterError::Api {
-                what: format!("applying Foreman {NAMESPACE}/{} as {manager}", crate::cluster::RESOURCE),
+                what: format!(
+                    "applying Foreman {NAMESPACE}/{} as {manager}",
+                    crate::cluster::RESOURCE
+                ),
                 source,
             }),
         }

@@ -34,7 +34,12 @@ const KINDS: &[(&str, &str, &str, bool)] = &[
     ("v1", "Service", "services", true),
     ("v1", "ConfigMap", "configmaps", true),
     ("v1", "Secret", "secrets", true),
-    ("v1", "PersistentVolumeClaim", "persistentvolumeclaims", true),
+    (
+        "v1",
+        "PersistentVolumeClaim",
+        "persistentvolumeclaims",
+        true,
+    ),
     ("v1", "ServiceAccount", "serviceaccounts", true),
     ("v1", "Event", "events", true),
     ("apps/v1", "Deployment", "deployments", true),
@@ -43,9 +48,19 @@ const KINDS: &[(&str, &str, &str, bool)] = &[
     ("batch/v1", "Job", "jobs", true),
     ("batch/v1", "CronJob", "cronjobs", true),
     ("networking.k8s.io/v1", "Ingress", "ingresses", true),
-    ("discovery.k8s.io/v1", "EndpointSlice", "endpointslices", true),
+    (
+        "discovery.k8s.io/v1",
+        "EndpointSlice",
+        "endpointslices",
+        true,
+    ),
     ("rbac.authorization.k8s.io/v1", "Role", "roles", true),
-    ("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings", true),
+    (
+        "rbac.authorization.k8s.io/v1",
+        "RoleBinding",
+        "rolebindings",
+        true,
+    ),
     ("v1", "PersistentVolume", "persistentvolumes", false),
     ("v1", "Node", "nodes", false),
 ];
@@ -86,7 +101,9 @@ impl Redactor {
         }
         forms.extend(extra);
         for f in forms {
-            let Ok(s) = String::from_utf8(f) else { continue };
+            let Ok(s) = String::from_utf8(f) else {
+                continue;
+            };
             if s.len() >= MIN_SECRET_LEN && !self.needles.iter().any(|(n, _)| *n == s) {
                 self.needles.push((s, source.to_string()));
             }
@@ -244,7 +261,11 @@ pub struct BundleReport {
 }
 
 /// Writes the bundle to `output` (a new 0600 file). `health` is the health report's JSON.
-pub async fn collect(cx: &Context, output: &Path, health: Option<String>) -> crate::Result<BundleReport> {
+pub async fn collect(
+    cx: &Context,
+    output: &Path,
+    health: Option<String>,
+) -> crate::Result<BundleReport> {
     let host = &cx.host;
     let stamp = k8s_openapi::jiff::Timestamp::now();
     let explicit = cx.config.foreman.kubeconfig.as_deref();
@@ -288,10 +309,12 @@ pub async fn collect(cx: &Context, output: &Path, health: Option<String>) -> cra
     }
 
     let file = host.fs().create_new(output, 0o600)?;
-    let enc = zstd::stream::write::Encoder::new(BufWriter::new(file), 3).map_err(|source| HostError::Io {
-        action: "compress into",
-        path: output.to_path_buf(),
-        source,
+    let enc = zstd::stream::write::Encoder::new(BufWriter::new(file), 3).map_err(|source| {
+        HostError::Io {
+            action: "compress into",
+            path: output.to_path_buf(),
+            source,
+        }
     })?;
     let prefix = format!("foreman-box-support-{}", stamp.strftime("%Y%m%dT%H%M%SZ"));
     let mut b = Bundle {
@@ -308,7 +331,12 @@ pub async fn collect(cx: &Context, output: &Path, health: Option<String>) -> cra
     };
 
     // The host.
-    b.text("host/facts.txt", &facts_text(cx), "facts gathered by foreman-box").map_err(io)?;
+    b.text(
+        "host/facts.txt",
+        &facts_text(cx),
+        "facts gathered by foreman-box",
+    )
+    .map_err(io)?;
     for (path, shown) in [
         ("/etc/os-release", "host/os-release"),
         (crate::config::DEFAULT_CONFIG_PATH, "host/config.toml"),
@@ -323,7 +351,9 @@ pub async fn collect(cx: &Context, output: &Path, health: Option<String>) -> cra
     for name in host.fs().list_dir(&logs).unwrap_or_default() {
         let shown = format!("logs/{name}");
         match host.fs().read_string(&logs.join(&name)) {
-            Ok(Some(t)) => b.text(&shown, &t, &format!("{LOG_DIR}/{name}")).map_err(io)?,
+            Ok(Some(t)) => b
+                .text(&shown, &t, &format!("{LOG_DIR}/{name}"))
+                .map_err(io)?,
             Ok(None) => {}
             Err(e) => b.failed(&shown, &e.to_string()),
         }
@@ -334,10 +364,21 @@ pub async fn collect(cx: &Context, output: &Path, health: Option<String>) -> cra
             b.skipped(&shown, "--root: the machine's journal is not this host's");
             continue;
         }
-        let cmd = Cmd::new("journalctl").args(["-u", unit, "--no-pager", "-o", "short-iso", "-n", JOURNAL_LINES]);
+        let cmd = Cmd::new("journalctl").args([
+            "-u",
+            unit,
+            "--no-pager",
+            "-o",
+            "short-iso",
+            "-n",
+            JOURNAL_LINES,
+        ]);
         match host.runner().output(&cmd) {
             Ok(o) if o.success() => b.text(&shown, &o.stdout, &cmd.display()).map_err(io)?,
-            Ok(o) => b.failed(&shown, &format!("{} exited {}: {}", cmd.display(), o.status, o.stderr.trim())),
+            Ok(o) => b.failed(
+                &shown,
+                &format!("{} exited {}: {}", cmd.display(), o.status, o.stderr.trim()),
+            ),
             Err(e) => b.failed(&shown, &e.to_string()),
         }
     }
@@ -347,13 +388,18 @@ pub async fn collect(cx: &Context, output: &Path, health: Option<String>) -> cra
         let path = manifests.join(&name);
         match host.fs().mode(&path) {
             Ok(Some(m)) if m & 0o077 == 0 => {
-                b.skipped(&shown, &format!("mode {m:04o}: it may hold secrets, so it is not read"));
+                b.skipped(
+                    &shown,
+                    &format!("mode {m:04o}: it may hold secrets, so it is not read"),
+                );
                 continue;
             }
             _ => {}
         }
         match host.fs().read_string(&path) {
-            Ok(Some(t)) => b.text(&shown, &t, &format!("{MANIFESTS}/{name}")).map_err(io)?,
+            Ok(Some(t)) => b
+                .text(&shown, &t, &format!("{MANIFESTS}/{name}"))
+                .map_err(io)?,
             Ok(None) => {}
             Err(e) => b.failed(&shown, &e.to_string()),
         }
@@ -373,7 +419,8 @@ pub async fn collect(cx: &Context, output: &Path, health: Option<String>) -> cra
                             text.push_str("---\n");
                             text.push_str(&serde_yaml::to_string(d).unwrap_or_default());
                         }
-                        b.text(&shown, &text, &format!("{} {plural}", docs.len())).map_err(io)?;
+                        b.text(&shown, &text, &format!("{} {plural}", docs.len()))
+                            .map_err(io)?;
                     }
                     Err(e) => b.failed(&shown, &crate::backup::cluster_problem(&e)),
                 }
@@ -385,13 +432,23 @@ pub async fn collect(cx: &Context, output: &Path, health: Option<String>) -> cra
                         let restarted: BTreeMap<String, bool> = p
                             .status
                             .iter()
-                            .flat_map(|s| s.init_container_statuses.iter().flatten().chain(s.container_statuses.iter().flatten()))
+                            .flat_map(|s| {
+                                s.init_container_statuses
+                                    .iter()
+                                    .flatten()
+                                    .chain(s.container_statuses.iter().flatten())
+                            })
                             .map(|c| (c.name.clone(), c.restart_count > 0))
                             .collect();
                         let containers: Vec<String> = p
                             .spec
                             .iter()
-                            .flat_map(|s| s.init_containers.iter().flatten().chain(s.containers.iter()))
+                            .flat_map(|s| {
+                                s.init_containers
+                                    .iter()
+                                    .flatten()
+                                    .chain(s.containers.iter())
+                            })
                             .map(|c| c.name.clone())
                             .collect();
                         for c in containers {
@@ -401,7 +458,10 @@ pub async fn collect(cx: &Context, output: &Path, health: Option<String>) -> cra
                                     if previous { ".previous" } else { "" }
                                 );
                                 if previous && !restarted.get(&c).copied().unwrap_or(false) {
-                                    b.skipped(&shown, "the container has not restarted: there is no previous log");
+                                    b.skipped(
+                                        &shown,
+                                        "the container has not restarted: there is no previous log",
+                                    );
                                     continue;
                                 }
                                 match i.log(&pod, &c, previous).await {
@@ -424,14 +484,19 @@ pub async fn collect(cx: &Context, output: &Path, health: Option<String>) -> cra
         ),
     }
     match health {
-        Some(h) => b.text("health.json", &h, "foreman-box health --output json").map_err(io)?,
+        Some(h) => b
+            .text("health.json", &h, "foreman-box health --output json")
+            .map_err(io)?,
         None => b.skipped("health.json", "not run"),
     }
 
     // The record, then the redaction report (it counts the record's redactions too).
     let mut tsv = String::from("path\tstatus\tbytes\tdetail\n");
     for c in &b.collected {
-        tsv.push_str(&format!("{}\t{}\t{}\t{}\n", c.path, c.status, c.bytes, c.detail));
+        tsv.push_str(&format!(
+            "{}\t{}\t{}\t{}\n",
+            c.path, c.status, c.bytes, c.detail
+        ));
     }
     tsv.push_str("collection.tsv\tok\t0\tthis file\nredaction.txt\tok\t0\twhat was kept out\n");
     let tsv = b.redactor.redact(&tsv);
@@ -468,7 +533,11 @@ fn add_secret_file(r: &mut Redactor, name: &str, bytes: &[u8]) {
             return;
         }
     }
-    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+    for line in text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
         r.add(name, line.as_bytes());
     }
 }
@@ -488,7 +557,12 @@ pub fn sanitize(o: &kube::api::DynamicObject) -> Value {
     if v["kind"] == "Secret" {
         let keys: Vec<Value> = ["data", "stringData", "binaryData"]
             .iter()
-            .flat_map(|f| v[*f].as_object().map(|m| m.keys().cloned().collect::<Vec<_>>()).unwrap_or_default())
+            .flat_map(|f| {
+                v[*f]
+                    .as_object()
+                    .map(|m| m.keys().cloned().collect::<Vec<_>>())
+                    .unwrap_or_default()
+            })
             .map(Value::String)
             .collect();
         if let Some(m) = v.as_object_mut() {
@@ -504,14 +578,29 @@ pub fn sanitize(o: &kube::api::DynamicObject) -> Value {
 fn facts_text(cx: &Context) -> String {
     let f = &cx.facts;
     let mut out = String::new();
-    let os = f.os.as_ref().map(|o| o.pretty_name.clone()).unwrap_or_else(|| "unknown".into());
+    let os =
+        f.os.as_ref()
+            .map(|o| o.pretty_name.clone())
+            .unwrap_or_else(|| "unknown".into());
     out.push_str(&format!("foreman-box {}\n", env!("CARGO_PKG_VERSION")));
-    out.push_str(&format!("os: {os}\narch: {}\ncpus: {}\nmemory: {} MiB\n", f.arch.name(), f.cpus, f.memory_bytes >> 20));
-    out.push_str(&format!("fqdn: {} (resolves: {})\nnode: {}\n", f.fqdn, f.fqdn_resolves, f.node_name));
+    out.push_str(&format!(
+        "os: {os}\narch: {}\ncpus: {}\nmemory: {} MiB\n",
+        f.arch.name(),
+        f.cpus,
+        f.memory_bytes >> 20
+    ));
+    out.push_str(&format!(
+        "fqdn: {} (resolves: {})\nnode: {}\n",
+        f.fqdn, f.fqdn_resolves, f.node_name
+    ));
     out.push_str(&format!(
         "node ip: {}\ndefault route: {}\n",
-        f.node_ip.map(|i| i.to_string()).unwrap_or_else(|| "none".into()),
-        f.default_route_iface.clone().unwrap_or_else(|| "none".into())
+        f.node_ip
+            .map(|i| i.to_string())
+            .unwrap_or_else(|| "none".into()),
+        f.default_route_iface
+            .clone()
+            .unwrap_or_else(|| "none".into())
     ));
     out.push_str(&format!(
         "memory cgroup: {}\nselinux: {:?}\nfirewalld running: {}\nk3s active: {}\npostgresql active: {}\n",
@@ -519,7 +608,11 @@ fn facts_text(cx: &Context) -> String {
     ));
     out.push_str(&format!("listening ports: {:?}\n", f.listening_ports));
     for (dir, free) in &f.free_disk {
-        out.push_str(&format!("free in {}: {:.1} GiB\n", dir.display(), *free as f64 / (1u64 << 30) as f64));
+        out.push_str(&format!(
+            "free in {}: {:.1} GiB\n",
+            dir.display(),
+            *free as f64 / (1u64 << 30) as f64
+        ));
     }
     out.push_str(&format!(
         "postgres mode: {:?}\npulp dir: {}\nkatello: {}\nremote execution: {}\n",
@@ -546,7 +639,10 @@ mod tests {
             let out = r.redact(&format!("data: {wrapped}"));
             assert!(out.contains("<redacted:kept>"), "prefix {prefix:?}: {out}");
         }
-        assert_eq!(r.redact(&format!("pw={}", url_encode(secret))), "pw=<redacted:kept>");
+        assert_eq!(
+            r.redact(&format!("pw={}", url_encode(secret))),
+            "pw=<redacted:kept>"
+        );
         assert_eq!(r.redact(&format!("pw={secret}!")), "pw=<redacted:kept>!");
         assert!(r.report().contains("replaced\tkept\t"), "{}", r.report());
         assert!(!r.report().contains("canary"));

@@ -44,7 +44,11 @@ pub struct Decision {
 }
 
 /// The guard's pure part: the move and its changes, or why not.
-pub fn decide(from: &str, to: Option<&str>, postgres_major: Option<u32>) -> Result<Option<Decision>> {
+pub fn decide(
+    from: &str,
+    to: Option<&str>,
+    postgres_major: Option<u32>,
+) -> Result<Option<Decision>> {
     let to = match to {
         Some(t) => t.to_string(),
         None => match streams::next(from) {
@@ -113,8 +117,8 @@ pub fn recent_backup(cx: &Context, now: u64) -> std::result::Result<LastBackup, 
         Ok(Some(t)) => t,
         _ => return Err("no backup was made on this host".into()),
     };
-    let last: LastBackup = serde_json::from_str(&text)
-        .map_err(|_| format!("{LAST_BACKUP} does not read"))?;
+    let last: LastBackup =
+        serde_json::from_str(&text).map_err(|_| format!("{LAST_BACKUP} does not read"))?;
     let age = now.saturating_sub(last.created_unix);
     if age > MAX_BACKUP_AGE.as_secs() {
         return Err(format!(
@@ -135,7 +139,9 @@ pub async fn upgrade(cx: &Context, opts: &UpgradeOptions) -> Result<Option<Decis
     let c = Cluster::connect(&cx.host, explicit).await?;
     let Some(live) = c.foreman().await? else {
         return Err(DayTwoError::Refused {
-            message: format!("there is no Foreman {NAMESPACE}/{RESOURCE} to upgrade; nothing was changed"),
+            message: format!(
+                "there is no Foreman {NAMESPACE}/{RESOURCE} to upgrade; nothing was changed"
+            ),
             help: "run `foreman-box install`".into(),
         }
         .into());
@@ -241,12 +247,19 @@ mod tests {
     fn the_guard_moves_one_stream_and_names_the_path_of_a_skip() {
         let d = decide("3.18", None, Some(15)).unwrap().unwrap();
         assert_eq!((d.from.as_str(), d.to.as_str()), ("3.18", "3.19"));
-        let err = decide("3.18", Some("5.0"), Some(16)).unwrap_err().to_string();
+        let err = decide("3.18", Some("5.0"), Some(16))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("3.18 → 3.19 → 5.0"), "{err}");
         assert!(err.contains("foreman-box upgrade --to 3.19"), "{err}");
         assert!(decide("5.0", None, None).unwrap().is_none());
-        let manual = decide("3.19", Some("5.0"), Some(15)).unwrap_err().to_string();
-        assert!(manual.contains("needs a manual step first: PostgreSQL 16"), "{manual}");
+        let manual = decide("3.19", Some("5.0"), Some(15))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            manual.contains("needs a manual step first: PostgreSQL 16"),
+            "{manual}"
+        );
         assert!(manual.contains("pg_upgradecluster"), "{manual}");
     }
 }

@@ -85,9 +85,19 @@ pub struct Change {
 /// Why a move is refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
-    Unknown { version: String, known: String },
-    Backward { from: String, to: String },
-    Skips { from: String, to: String, path: Vec<String> },
+    Unknown {
+        version: String,
+        known: String,
+    },
+    Backward {
+        from: String,
+        to: String,
+    },
+    Skips {
+        from: String,
+        to: String,
+        path: Vec<String>,
+    },
 }
 
 impl fmt::Display for Refusal {
@@ -168,7 +178,10 @@ pub fn plan(from: &str, to: &str, postgres_major: Option<u32>) -> Result<Vec<Cha
     });
     if a.cache != b.cache {
         out.push(Change {
-            what: format!("{} replaced by {} (it holds nothing that must survive)", a.cache, b.cache),
+            what: format!(
+                "{} replaced by {} (it holds nothing that must survive)",
+                a.cache, b.cache
+            ),
             by: By::Operator,
             how: None,
         });
@@ -212,7 +225,10 @@ mod tests {
             plan("3.19", "3.18", None),
             Err(Refusal::Backward { .. })
         ));
-        assert!(matches!(plan("4.0", "5.0", None), Err(Refusal::Unknown { .. })));
+        assert!(matches!(
+            plan("4.0", "5.0", None),
+            Err(Refusal::Unknown { .. })
+        ));
         assert_eq!(next("3.18").map(|s| s.version), Some("3.19"));
         assert_eq!(next("5.0"), None);
     }
@@ -225,7 +241,11 @@ mod tests {
             .any(|c| c.by == By::Operator && c.what.starts_with("Redis 6 replaced by Valkey 8")));
         let manual: Vec<_> = changes.iter().filter(|c| c.by == By::Manual).collect();
         assert_eq!(manual.len(), 1);
-        assert!(manual[0].what.contains("PostgreSQL 16"), "{}", manual[0].what);
+        assert!(
+            manual[0].what.contains("PostgreSQL 16"),
+            "{}",
+            manual[0].what
+        );
         assert!(manual[0].what.contains("the server here is 15"));
         assert!(plan("3.19", "5.0", Some(16))
             .unwrap()

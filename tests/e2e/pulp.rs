@@ -428,7 +428,11 @@ pub(crate) async fn wait_task(
 }
 
 /// Polls `/pulp/api/v3/status/` until the database, a worker and a content app are reported.
-pub(crate) async fn wait_for_status(http: &reqwest::Client, api: &str, running: &mut [Running]) -> Value {
+pub(crate) async fn wait_for_status(
+    http: &reqwest::Client,
+    api: &str,
+    running: &mut [Running],
+) -> Value {
     let url = format!("{api}/pulp/api/v3/status/");
     let deadline = Instant::now() + STATUS_TIMEOUT;
     loop {

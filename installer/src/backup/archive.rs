@@ -33,7 +33,9 @@ pub fn pack(host: &Host, dir: &Path, out: &Path, reporter: &dyn Reporter) -> Res
             .pack_tree(dir, Some(&name), &|_| true, enc, &mut |n| bar.advance(n))?;
         bar.finish();
         let w = enc.finish().map_err(io("compress into", out))?;
-        let f = w.into_inner().map_err(|e| io("write", out)(e.into_error()))?;
+        let f = w
+            .into_inner()
+            .map_err(|e| io("write", out)(e.into_error()))?;
         f.sync_all().map_err(io("flush", out))?;
         Ok(())
     })();
@@ -51,7 +53,8 @@ pub fn pack(host: &Host, dir: &Path, out: &Path, reporter: &dyn Reporter) -> Res
 /// backup's directory inside it.
 pub fn unpack(host: &Host, archive: &Path, work: &Path) -> Result<PathBuf> {
     let f = host.fs().open_read(archive)?;
-    let dec = zstd::stream::read::Decoder::new(BufReader::new(f)).map_err(io("decompress", archive))?;
+    let dec =
+        zstd::stream::read::Decoder::new(BufReader::new(f)).map_err(io("decompress", archive))?;
     host.fs().unpack_tree(dec, work, &mut |_| {})?;
     let entries = host.fs().list_dir(work)?;
     match entries.as_slice() {

@@ -64,8 +64,9 @@ impl Server {
                 })?;
                 let password = cx.postgres_admin_password.clone().ok_or_else(|| {
                     DayTwoError::NoAdminLogin {
-                        secret: "postgres.admin_password_file or FOREMAN_BOX_POSTGRES_ADMIN_PASSWORD"
-                            .into(),
+                        secret:
+                            "postgres.admin_password_file or FOREMAN_BOX_POSTGRES_ADMIN_PASSWORD"
+                                .into(),
                     }
                 })?;
                 Ok(Server {

@@ -88,7 +88,11 @@ impl Metadata {
     /// What a complete backup of these databases holds besides SHA256SUMS.
     pub fn required_files(&self) -> Vec<String> {
         let mut out: Vec<String> = self.databases.iter().map(|d| dump_name(d)).collect();
-        out.extend([PULP_TAR.to_string(), ETC_TAR.to_string(), METADATA.to_string()]);
+        out.extend([
+            PULP_TAR.to_string(),
+            ETC_TAR.to_string(),
+            METADATA.to_string(),
+        ]);
         out
     }
 }
@@ -391,7 +395,12 @@ async fn capture(
     phase(cx, "databases", async {
         let changes: Vec<Change> = db::databases()
             .iter()
-            .map(|d| Change::new(format!("write {}", dump_name(d)), format!("pg_dump -Fc of database {d} at {}", server.shown())))
+            .map(|d| {
+                Change::new(
+                    format!("write {}", dump_name(d)),
+                    format!("pg_dump -Fc of database {d} at {}", server.shown()),
+                )
+            })
             .collect();
         cx.reporter.step_planned("databases", &changes);
         let passfile = db::PassFile::new(host, server)?;
@@ -436,7 +445,13 @@ async fn capture(
                 format!("{ETC_DIR}: the configuration and the kept secrets"),
             )],
         );
-        pack_into(cx, &host.path(ETC_DIR), &|_| true, &dir.join(ETC_TAR), ETC_DIR)?;
+        pack_into(
+            cx,
+            &host.path(ETC_DIR),
+            &|_| true,
+            &dir.join(ETC_TAR),
+            ETC_DIR,
+        )?;
         written.push(ETC_TAR.into());
         Ok(())
     })
@@ -503,13 +518,12 @@ fn pack_into(
 ) -> Result<TreeStats> {
     let f = cx.host.fs().create_new(file, 0o600)?;
     let mut bar = cx.reporter.download(what, None);
-    let (w, stats) = cx.host.fs().pack_tree(
-        src,
-        None,
-        include,
-        std::io::BufWriter::new(f),
-        &mut |n| bar.advance(n),
-    )?;
+    let (w, stats) =
+        cx.host
+            .fs()
+            .pack_tree(src, None, include, std::io::BufWriter::new(f), &mut |n| {
+                bar.advance(n)
+            })?;
     bar.finish();
     let f = w.into_inner().map_err(|e| HostError::Io {
         action: "write",

@@ -11,8 +11,8 @@
 //! 3.0.0).
 
 use super::{
-    archive, db, default_stream, dump_name, phase, verify, DayTwoError, Metadata, ETC_DIR,
-    ETC_TAR, PULP_TAR,
+    archive, db, default_stream, dump_name, phase, verify, DayTwoError, Metadata, ETC_DIR, ETC_TAR,
+    PULP_TAR,
 };
 use crate::cluster::{self, Cluster};
 use crate::error::Result;

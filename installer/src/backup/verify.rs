@@ -90,8 +90,7 @@ pub fn check(host: &Host, dir: &Path) -> Result<Metadata> {
         )
         .into());
     };
-    let sums = parse_sums(&text)
-        .map_err(|p| bad(format!("{SUMS}: {p}"), "use another backup"))?;
+    let sums = parse_sums(&text).map_err(|p| bad(format!("{SUMS}: {p}"), "use another backup"))?;
     let listed: BTreeSet<&str> = sums.iter().map(|(_, n)| n.as_str()).collect();
     let present: BTreeSet<String> = host
         .fs()
@@ -134,7 +133,11 @@ pub fn check(host: &Host, dir: &Path) -> Result<Metadata> {
         .ok_or_else(|| bad(format!("{METADATA} is missing"), "use a complete backup"))?;
     let metadata: Metadata = serde_json::from_str(&text).map_err(|e| {
         bad(
-            format!("{METADATA} does not read (line {}, column {})", e.line(), e.column()),
+            format!(
+                "{METADATA} does not read (line {}, column {})",
+                e.line(),
+                e.column()
+            ),
             "use a backup made by foreman-box",
         )
     })?;
@@ -151,11 +154,7 @@ pub fn check(host: &Host, dir: &Path) -> Result<Metadata> {
     }
     for required in metadata.required_files() {
         if !listed.contains(required.as_str()) && !FILES_OPTIONAL.contains(&required.as_str()) {
-            return Err(bad(
-                format!("{required} is missing"),
-                "use a complete backup",
-            )
-            .into());
+            return Err(bad(format!("{required} is missing"), "use a complete backup").into());
         }
     }
     Ok(metadata)

@@ -233,7 +233,9 @@ pub(super) async fn upgrade(
         health: HealthOptions { url: args.url },
     };
     match upgrade::upgrade(&cx, &opts).await? {
-        None => display.line("Foreman is on the newest stream foreman-box knows: nothing to upgrade."),
+        None => {
+            display.line("Foreman is on the newest stream foreman-box knows: nothing to upgrade.")
+        }
         Some(d) => {
             display.line(&format!("Upgraded Foreman {} → {}:", d.from, d.to));
             for c in &d.changes {

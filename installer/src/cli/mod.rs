@@ -222,6 +222,15 @@ impl Args for ConfigFlags {
     }
 }
 
+/// The runtime every command runs on (the install bench measures downloads on this one).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime starts")
+}
+
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -236,11 +245,7 @@ pub fn main() -> ExitCode {
         console::set_colors_enabled(false);
         console::set_colors_enabled_stderr(false);
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime starts");
+    let runtime = runtime();
     let (name, args, verb, output) = match &cli.command {
         Command::Install(r) => ("install", r, Verb::Install, Output::Human),
         Command::Plan { run, output } => ("plan", run, Verb::Plan, *output),

@@ -253,12 +253,10 @@ impl HostFs {
                     }
                     stats.symlinks += 1;
                 }
-                other => {
-                    return Err(bad(format!(
-                        "{} is a {other:?} entry; only files, directories and symlinks are restored",
-                        path.display()
-                    )))
-                }
+                other => return Err(bad(format!(
+                    "{} is a {other:?} entry; only files, directories and symlinks are restored",
+                    path.display()
+                ))),
             }
             let at = dest.join(&path);
             if !write {
@@ -345,7 +343,10 @@ mod tests {
             std::fs::read(out.join("media/artifact/ab/cdef")).unwrap(),
             b"content"
         );
-        assert_eq!(fs_.mode(&out.join("media/artifact/ab/cdef")).unwrap(), Some(0o640));
+        assert_eq!(
+            fs_.mode(&out.join("media/artifact/ab/cdef")).unwrap(),
+            Some(0o640)
+        );
         assert_eq!(
             fs_.symlink_target(&out.join("media/link")).unwrap(),
             PathBuf::from("artifact/ab/cdef")
