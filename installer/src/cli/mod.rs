@@ -222,6 +222,15 @@ impl Args for ConfigFlags {
     }
 }
 
+/// The runtime every command runs on (the install bench measures downloads on this one).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime starts")
+}
+
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -239,16 +248,12 @@ pub fn main() -> ExitCode {
     let runtime = match &cli.command {
         // The operator idles most of its life: one thread keeps its memory small (each worker
         // thread has its own stack and malloc arena); key generation runs on a blocking thread.
-        Command::Operator { .. } => tokio::runtime::Builder::new_current_thread(),
-        _ => {
-            let mut b = tokio::runtime::Builder::new_multi_thread();
-            b.worker_threads(2);
-            b
-        }
-    }
-    .enable_all()
-    .build()
-    .expect("tokio runtime starts");
+        Command::Operator { .. } => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime starts"),
+        _ => runtime(),
+    };
     let (name, args, verb, output) = match &cli.command {
         Command::Install(r) => ("install", r, Verb::Install, Output::Human),
         Command::Plan { run, output } => ("plan", run, Verb::Plan, *output),
