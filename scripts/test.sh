@@ -28,7 +28,8 @@ main() {
 #   debootstrap systemd-container   the booted Debian host of tests/e2e/host.rs
 #   python3-venv redis-server       pulpcore's venv and a throwaway Redis for the Pulp scenario
 #   curl vagrant       install.sh's download, and `vagrant validate` on vagrant/Vagrantfile
-#   nginx-light        the operator's Pulp mTLS front end config, run for real (operator tests)
+#   nginx-light        the operator's nginx front ends (the edge, pulp-control), run for real
+#   puma               Foreman's HTTP server, reading the headers the edge passes (tests/e2e/edge.rs)
 PACKAGES="
 postgresql
 containerd
@@ -44,6 +45,7 @@ redis-server
 curl
 vagrant
 nginx-light
+puma
 "
 
 install_packages() {

@@ -90,6 +90,9 @@ struct K3sConfigFile<'a> {
     service_cidr: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     node_ip: Option<String>,
+    /// k3s's packaged components left out: Traefik, so the operator's edge (a LoadBalancer
+    /// Service) gets 80 and 443 from ServiceLB (operator/src/resources/edge.rs says why).
+    disable: Vec<&'a str>,
 }
 
 pub(crate) fn k3s_config_yaml(
@@ -104,6 +107,7 @@ pub(crate) fn k3s_config_yaml(
         cluster_cidr,
         service_cidr,
         node_ip: node_ip.map(|ip| ip.to_string()),
+        disable: vec!["traefik"],
     })
     .expect("a struct of strings serializes");
     format!("# Written by foreman-box; `foreman-box install` replaces changes made here.\n{body}")
@@ -143,7 +147,7 @@ mod tests {
         );
         let v: serde_yaml::Value = serde_yaml::from_str(&yaml).unwrap();
         let map = v.as_mapping().unwrap();
-        assert_eq!(map.len(), 4, "{yaml}");
+        assert_eq!(map.len(), 5, "{yaml}");
         assert_eq!(v["tls-san"][0].as_str(), Some("a.b\"\nnode-ip: 1.2.3.4"));
         assert_eq!(v["write-kubeconfig-mode"].as_str(), Some("0600"));
         let yaml = k3s_config_yaml(
@@ -154,6 +158,17 @@ mod tests {
         );
         let v: serde_yaml::Value = serde_yaml::from_str(&yaml).unwrap();
         assert_eq!(v["node-ip"].as_str(), Some("10.0.0.5"));
+    }
+
+    #[test]
+    fn k3s_runs_without_traefik_so_the_edge_gets_80_and_443() {
+        let yaml = k3s_config_yaml("a.b", "10.42.0.0/16", "10.43.0.0/16", None);
+        let v: serde_yaml::Value = serde_yaml::from_str(&yaml).unwrap();
+        assert_eq!(
+            v["disable"],
+            serde_yaml::from_str::<serde_yaml::Value>("[traefik]").unwrap(),
+            "{yaml}"
+        );
     }
 
     #[test]

@@ -81,6 +81,10 @@ fn assert_installed(root: &Path, rel: &Release) {
         "tls-san names the FQDN: {config}"
     );
     assert!(config.contains("cluster-cidr: 10.42.0.0/16"), "{config}");
+    assert!(
+        config.contains("disable:\n- traefik\n"),
+        "Traefik off, the edge takes 80/443: {config}"
+    );
     let unit = std::fs::read_to_string(root.join("etc/systemd/system/k3s.service")).unwrap();
     assert!(
         unit.contains("ExecStart=/usr/local/bin/k3s server"),

@@ -5,6 +5,7 @@
 
 mod bad_input;
 mod crash;
+mod edge;
 mod foreman;
 mod host;
 mod image;

@@ -6,6 +6,8 @@
 use foreman_box_tests::pg::Pg;
 use foreman_box_tests::pulp::{self, Cluster, Loopback, Redis, Running};
 use foreman_box_tests::{debian_root, foreman_box, run, sha256_hex};
+use foreman_operator::crd::Foreman;
+use foreman_operator::resources::read_foreman;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -45,7 +47,7 @@ async fn pulp_render_migrates_serves_status_and_serves_an_uploaded_file_back() {
     let out = run(&mut install);
     assert_eq!(out.code, 0, "foreman-box install: {}", out.all());
 
-    let objects = objects(root.path());
+    let (objects, fm) = objects(root.path());
     let stored =
         std::fs::read_to_string(root.path().join("etc/foreman-box/secrets/postgres-pulp")).unwrap();
     let cluster = Cluster {
@@ -231,6 +233,10 @@ async fn pulp_render_migrates_serves_status_and_serves_an_uploaded_file_back() {
         .join(&sha[2..]);
     assert!(artifact.is_file(), "{} missing", artifact.display());
 
+    // 5. Katello's three calls to Pulp, replayed with curl as Katello makes them, through the
+    // rendered pulp-control and edge in front of this pulpcore.
+    katello_calls_reach_pulp_as_katello_makes_them(&cluster.objects, &fm, api_port, &repo_href);
+
     drop(running);
     eprintln!(
         "pulp e2e: migrate {:.1} s, start to status {:.1} s, total {:.1} s",
@@ -242,7 +248,7 @@ async fn pulp_render_migrates_serves_status_and_serves_an_uploaded_file_back() {
 
 /// Everything a Pulp pod can read: the operator's render of the product's default resource, the
 /// installer's manifests under `root`, and the Secrets the controller generates at reconcile.
-fn objects(root: &Path) -> Vec<Value> {
+fn objects(root: &Path) -> (Vec<Value>, Foreman) {
     let all = run(&mut foreman_box(&[
         "render",
         "--hostname",
@@ -255,7 +261,9 @@ fn objects(root: &Path) -> Vec<Value> {
         .expect("render prints the default Foreman resource");
     let dir = tempfile::tempdir().unwrap();
     let cr_file = dir.path().join("foreman.yaml");
-    std::fs::write(&cr_file, serde_yaml::to_string(&cr).unwrap()).unwrap();
+    let cr_text = serde_yaml::to_string(&cr).unwrap();
+    std::fs::write(&cr_file, &cr_text).unwrap();
+    let fm = read_foreman("render", &cr_text).expect("the rendered resource reads back");
     let out = run(&mut foreman_box(&[
         "operator",
         "render",
@@ -269,7 +277,7 @@ fn objects(root: &Path) -> Vec<Value> {
         objects.extend(pulp::parse_objects(&text));
     }
     objects.extend(generated_secrets());
-    objects
+    (objects, fm)
 }
 
 /// The Secrets the controller creates once per resource (controller.rs `ensure_secret`), made
@@ -451,4 +459,84 @@ fn logs(running: &[Running]) -> String {
         .map(|r| format!("--- {} (last lines)\n{}", r.name, r.tail(25)))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// The text of a rendered nginx configuration.
+fn nginx_config<'a>(objects: &'a [Value], config_map: &str) -> &'a str {
+    objects
+        .iter()
+        .find(|o| o["kind"] == "ConfigMap" && o["metadata"]["name"] == config_map)
+        .and_then(|o| o["data"]["default.conf"].as_str())
+        .unwrap_or_else(|| panic!("the render has no ConfigMap {config_map} with default.conf"))
+}
+
+/// Katello 4.20's calls to Pulp:
+/// - the ping (app/models/katello/ping.rb `backend_status`): GET `<pulp_url>/pulp/api/v3/status/`
+///   with the CA file and no client certificate, where pulp_url is what the Pulp smart proxy
+///   reports (PULP_SMART_PROXY_PULP_URL, pulp-control);
+/// - the API (smart_proxy_extensions.rb `pulp3_configuration`/`pulp3_ssl_configuration`): the
+///   same host, Foreman's client_cert.pem/client_key.pem, no user name;
+/// - the registry (app/lib/katello/resources/registry.rb): `/pulpcore_registry/` on the host
+///   of the content app URL (the edge), with Foreman's client certificate.
+fn katello_calls_reach_pulp_as_katello_makes_them(
+    objects: &[Value],
+    fm: &Foreman,
+    api_port: u16,
+    repo_href: &str,
+) {
+    let control = crate::edge::Control::start(fm, nginx_config(objects, "pulp-control"), api_port);
+    let ping = control.call("/pulp/api/v3/status/", None, &[]);
+    assert_eq!(ping.code, 200, "Katello's ping: {}", ping.text());
+    let status = ping.json();
+    assert!(
+        status["online_workers"]
+            .as_array()
+            .is_some_and(|w| !w.is_empty()),
+        "Katello's ping fails without an online worker: {status}"
+    );
+    let repos = control.call("/pulp/api/v3/repositories/file/file/", Some("foreman"), &[]);
+    assert_eq!(repos.code, 200, "Katello's API call: {}", repos.text());
+    assert!(
+        repos.text().contains(repo_href),
+        "the admin does not see {repo_href}: {}",
+        repos.text()
+    );
+    // Nobody else is the admin: Pulp itself refuses the anonymous call that gets past
+    // pulp-control's status path, and pulp-control refuses the rest.
+    for (cert, code) in [(None, 403), (Some("host"), 403), (Some("stranger"), 400)] {
+        let a = control.call(
+            "/pulp/api/v3/repositories/file/file/",
+            cert,
+            &["-H", "REMOTE-USER: admin"],
+        );
+        assert_eq!(a.code, code, "{cert:?}: {}", a.text());
+    }
+    let users = control.call("/pulp/api/v3/status/../users/", None, &["--path-as-is"]);
+    assert!(
+        users.code == 401 || users.code == 403,
+        "a path that normalizes out of the status location: {} {}",
+        users.code,
+        users.text()
+    );
+
+    let edge =
+        crate::edge::Edge::start_with(fm, nginx_config(objects, "foreman-edge"), Some(api_port));
+    let registry = edge.https("/pulpcore_registry/v2/", Some("foreman"), &[]);
+    assert_eq!(
+        registry.code,
+        200,
+        "Katello's registry call: {}",
+        registry.text()
+    );
+    let anonymous = edge.https(
+        "/pulpcore_registry/v2/",
+        None,
+        &["-H", "REMOTE-USER: admin"],
+    );
+    assert_eq!(
+        anonymous.code,
+        401,
+        "an anonymous registry call: {}",
+        anonymous.text()
+    );
 }

@@ -5,6 +5,7 @@ pub mod apiserver;
 pub mod containerd;
 pub mod loopback;
 pub mod mirror;
+pub mod nginx;
 pub mod nspawn;
 pub mod pg;
 pub mod pulp;

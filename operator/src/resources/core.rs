@@ -13,6 +13,9 @@ use crate::crd::Foreman;
 use serde_json::{json, Value};
 
 pub const FOREMAN_PORT: u16 = 3000;
+/// The Service in front of the web pods. Not `foreman`: that name (the one the server
+/// certificate carries) is the edge's, see [`super::edge`].
+pub const WEB_SERVICE: &str = "foreman-web";
 pub const CONFIG_MAP: &str = "foreman-config";
 /// The claim web and Dynflow share `/usr/share/foreman/tmp` through.
 pub const TMP_CLAIM: &str = "foreman-tmp";
@@ -33,7 +36,7 @@ pub fn objects(fm: &Foreman) -> Vec<Value> {
     let mut objs = vec![config(fm), tmp_claim(fm)];
     objs.extend(redis(fm));
     objs.push(migrate_job(fm));
-    objs.push(service(fm, "foreman", &[("http", FOREMAN_PORT)]));
+    objs.push(web_service(fm));
     objs.push(web(fm));
     objs.extend(dynflow(fm));
     objs.extend(cron(fm));
@@ -248,6 +251,11 @@ fn config(fm: &Foreman) -> Value {
             ":urls": [format!("redis://{}:{REDIS_PORT}/4", svc(fm, "redis"))],
             ":options": {":compress": true, ":namespace": "foreman"},
         },
+        // Foreman (config/application.rb) believes X-Forwarded-For only from these: the edge's
+        // pod address (FC 2.0.0 sets none: its Apache is on localhost, Foreman's default).
+        ":trusted_proxies": ["127.0.0.1/8", "::1", super::edge::POD_CIDR],
+        // What the edge passes on (FC settings.yaml.j2 "Configure reverse proxy headers"):
+        // Rack turns the edge's `SSL-CLIENT-S-DN` header into HTTP_SSL_CLIENT_S_DN.
         ":ssl_client_dn_env": "HTTP_SSL_CLIENT_S_DN",
         ":ssl_client_verify_env": "HTTP_SSL_CLIENT_VERIFY",
         ":ssl_client_cert_env": "HTTP_SSL_CLIENT_CERT",
@@ -349,6 +357,13 @@ fn ping_probe(fm: &Foreman) -> Value {
         "readinessProbe": {"exec": {"command": ["/bin/sh", "-c", script]}, "periodSeconds": 10, "timeoutSeconds": 10, "failureThreshold": 3},
         "livenessProbe": {"tcpSocket": {"port": FOREMAN_PORT}, "initialDelaySeconds": 90, "periodSeconds": 20, "timeoutSeconds": 5, "failureThreshold": 6},
     })
+}
+
+/// [`WEB_SERVICE`], selecting the web Deployment's pods (named `foreman`).
+fn web_service(fm: &Foreman) -> Value {
+    let mut s = service(fm, "foreman", &[("http", FOREMAN_PORT)]);
+    s["metadata"] = metadata(fm, WEB_SERVICE, "foreman");
+    s
 }
 
 fn web(fm: &Foreman) -> Value {

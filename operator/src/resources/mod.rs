@@ -4,7 +4,8 @@
 //!
 //! One module per component, each returning its finished objects:
 //! [`core`] (Foreman web, Dynflow, cron, Redis), [`candlepin`], [`pulp`], [`proxy`],
-//! [`certificates`] (what the controller generates once) and [`ingress`]. Facts taken from the
+//! [`certificates`] (what the controller generates once) and [`edge`] (the front door on 80
+//! and 443). Facts taken from the
 //! Foreman project's own deployments carry a comment naming their source:
 //! FC = theforeman/foremanctl at tag 2.0.0 (Foreman 3.18), FK = theforeman/foreman-kubernetes,
 //! OCI = theforeman/foreman-oci-images, PO = theforeman/pulp-oci-images,
@@ -19,7 +20,7 @@
 pub mod candlepin;
 pub mod certificates;
 pub mod core;
-pub mod ingress;
+pub mod edge;
 pub mod nginx;
 pub mod proxy;
 pub mod pulp;
@@ -62,6 +63,8 @@ pub const KINDS: &[(&str, &str, &str)] = &[
     ("apps/v1", "Deployment", "deployments"),
     ("batch/v1", "Job", "jobs"),
     ("batch/v1", "CronJob", "cronjobs"),
+    // Nothing renders an Ingress any more (the edge replaced it); listed so that the one an
+    // older operator made is pruned.
     ("networking.k8s.io/v1", "Ingress", "ingresses"),
 ];
 
@@ -77,7 +80,7 @@ pub fn desired(fm: &Foreman) -> Vec<Value> {
     if fm.spec.plugins.remote_execution {
         objs.extend(proxy::objects(fm));
     }
-    objs.push(ingress::object(fm));
+    objs.extend(edge::objects(fm));
     for o in &mut objs {
         let hash = short_hash(o);
         o["metadata"]["annotations"] = json!({HASH_ANNOTATION: hash});

@@ -1,7 +1,7 @@
 //! foreman-proxy with Remote Execution over SSH: its settings and enabled modules, its
 //! certificates and SSH key, and the Job that registers it in Foreman.
 
-use super::certificates::{self, CA_CRT, CLIENT_CRT, CLIENT_KEY, PROXY_CRT, PROXY_KEY, TLS_SECRET};
+use super::certificates::{self, CA_CRT, PROXY_CRT, PROXY_KEY, TLS_SECRET};
 use super::core::{self, Needs};
 use super::{
     config_map, config_volume, deployment, dir_mount, env, file_mount, image, job, secret_volume,
@@ -44,7 +44,11 @@ fn config(fm: &Foreman) -> Value {
     // FC templates/settings.yml.j2 (logs to the container's output instead of the journal).
     let settings = json!({
         ":settings_directory": "/etc/foreman-proxy/settings.d",
-        ":foreman_url": format!("https://{}", certificates::server_name(fm)),
+        // Where the proxy calls Foreman back (Dynflow task callbacks): through the edge, by the
+        // Service name its certificate carries, so the edge verifies the proxy's certificate
+        // and Foreman (smart_proxy_auth.rb) matches its names against the registered URL.
+        // Hosts still use the hostname: this is only the proxy's own way in.
+        ":foreman_url": super::edge::internal_url(fm),
         ":trusted_hosts": [certificates::client_cn(fm)],
         ":https_port": PORT,
         ":ssl_ca_file": "/etc/foreman-proxy/ssl_ca.pem",
@@ -151,8 +155,10 @@ fn pod(fm: &Foreman) -> Value {
                     (PROXY_CRT, "ssl_cert.pem"),
                     (PROXY_KEY, "ssl_key.pem"),
                     (CA_CRT, "foreman_ssl_ca.pem"),
-                    (CLIENT_CRT, "foreman_ssl_cert.pem"),
-                    (CLIENT_KEY, "foreman_ssl_key.pem"),
+                    // FC roles/foreman_proxy/tasks/certs.yaml: the proxy presents its own
+                    // certificate to Foreman (clientAuth), not Foreman's.
+                    (PROXY_CRT, "foreman_ssl_cert.pem"),
+                    (PROXY_KEY, "foreman_ssl_key.pem"),
                 ],
             ),
             secret_volume(
@@ -167,14 +173,27 @@ fn pod(fm: &Foreman) -> Value {
     .render()
 }
 
-/// Registers the proxy (FC roles/foreman_proxy/tasks/main.yaml: name = fqdn, url
-/// `https://<name>:8443`; FK: the features are Ansible, Dynflow and Script, Ansible only when its
+/// The name the proxy is registered under and its URL's host: the first name its certificate
+/// carries (`foreman-proxy.<namespace>.svc`, certificates.rs). FC roles/foreman_proxy/defaults:
+/// name = fqdn, url `https://<name>:8443` with the certificate for that fqdn, so the three agree;
+/// here the proxy lives at its Service name. Foreman (app/controllers/concerns/foreman/
+/// controller/smart_proxy_auth.rb) admits a callback when a name of the verified client
+/// certificate (its SANs, else its CN) equals the host of a registered proxy's URL.
+pub fn registered_name(fm: &Foreman) -> String {
+    svc(fm, "foreman-proxy")
+}
+
+pub fn registered_url(fm: &Foreman) -> String {
+    format!("https://{}:{PORT}", registered_name(fm))
+}
+
+/// Registers the proxy (FK: the features are Ansible, Dynflow and Script, Ansible only when its
 /// module is on, which it is not here).
 fn registration_job(fm: &Foreman) -> Value {
     let c = super::pulp::registration_container(
         fm,
-        &certificates::server_name(fm),
-        &format!("https://{}:{PORT}", svc(fm, "foreman-proxy")),
+        &registered_name(fm),
+        &registered_url(fm),
         &["Dynflow", "Script"],
     );
     let needs = Needs {

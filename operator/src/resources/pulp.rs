@@ -123,10 +123,9 @@ pub fn pulp_env(fm: &Foreman) -> Vec<Value> {
 
 /// Pulp trusts the `Remote-User` header, so the API is reachable only from its mTLS front end
 /// ([`control_deployment`], which sets the header from a verified client certificate) and the
-/// Ingress controller (k3s runs Traefik in kube-system, which forwards only the /pulp/assets
-/// route of [`super::ingress`]). FK S/network-policies.yaml: pulp-api admits the
-/// pulp-control-proxy pods and the ingress controller (and its smoke test). k3s enforces
-/// NetworkPolicy.
+/// edge ([`super::edge`], which sets it the same way on /pulpcore_registry/v2/ and removes it
+/// on /pulp/assets/). FK S/network-policies.yaml: pulp-api admits the pulp-control-proxy pods
+/// and the ingress controller (and its smoke test). k3s enforces NetworkPolicy.
 fn api_policy(fm: &Foreman) -> Value {
     json!({
         "apiVersion": "networking.k8s.io/v1",
@@ -138,7 +137,7 @@ fn api_policy(fm: &Foreman) -> Value {
             "ingress": [{
                 "from": [
                     {"podSelector": {"matchLabels": super::selector(fm, CONTROL)}},
-                    {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}},
+                    {"podSelector": {"matchLabels": super::selector(fm, super::edge::NAME)}},
                 ],
                 "ports": [{"port": API_PORT, "protocol": "TCP"}],
             }],
@@ -171,21 +170,74 @@ pub fn control_url(fm: &Foreman) -> String {
     format!("https://{}", svc(fm, CONTROL))
 }
 
-/// The nginx configuration, through the structured builder in [`super::nginx`] (every value
-/// checked when written). Directives from FK H pulpControlProxyConfig.
-pub fn control_config(fm: &Foreman) -> String {
-    let cn = format!(
+/// The nginx map pattern for a subject DN (`$ssl_client_s_dn`, RFC 2253) whose CN is the
+/// Foreman client certificate's ([`certificates::client_cn`]; FK: platform.fqdn; FC
+/// `%{SSL_CLIENT_S_DN_CN} == fqdn`).
+pub fn cn_pattern(fm: &Foreman) -> String {
+    format!(
         "~(?:^|,)CN={}(?:,|$)",
         regex_literal(&certificates::client_cn(fm))
-    );
+    )
+}
+
+/// Katello's health check (app/models/katello/ping.rb `backend_status`): GET
+/// `<pulp_url>/pulp/api/v3/status/` with the CA file and no client certificate.
+pub const STATUS_PATH: &str = "/pulp/api/v3/status/";
+
+/// The nginx configuration, through the structured builder in [`super::nginx`] (every value
+/// checked when written). Directives from FK H pulpControlProxyConfig, with two changes that
+/// follow FC 2.0.0's httpd (foreman-ssl-vhost.conf.j2 `<Location "/pulp/api/v3">`), which
+/// verifies client certificates optionally and maps only Foreman's to `REMOTE-USER: admin`:
+/// - the certificate is optional (`ssl_verify_client optional`), because Katello pings
+///   [`STATUS_PATH`] without one (FK's `on` answers that 400 and Katello's ping fails);
+/// - the status path is proxied for anyone with `REMOTE-USER` removed (Pulp serves it
+///   anonymously); every other path needs Foreman's certificate (403 otherwise), and a
+///   certificate the CA did not sign is refused (400) before any path is looked at.
+pub fn control_config(fm: &Foreman) -> String {
     let header = |name: &str, value| directive("proxy_set_header", vec![word(name), value]);
+    let proxied = |remote_user| {
+        vec![
+            directive("proxy_http_version", vec![word("1.1")]),
+            directive("proxy_request_buffering", vec![word("off")]),
+            directive("proxy_read_timeout", vec![word("600s")]),
+            header("Connection", quoted("")),
+            header("Host", word("$http_host")),
+            header("X-Forwarded-For", word("$proxy_add_x_forwarded_for")),
+            header("X-Forwarded-Proto", word("https")),
+            header("REMOTE-USER", remote_user),
+            header("REMOTE_USER", quoted("")),
+            header("X-CLIENT-CERT", quoted("")),
+            directive("proxy_pass", vec![word("http://pulp_api")]),
+        ]
+    };
+    let mut admin_only = vec![block(
+        "if",
+        vec![
+            word("("),
+            word("$pulp_remote_user"),
+            word("="),
+            quoted(""),
+            word(")"),
+        ],
+        vec![directive("return", vec![word("403")])],
+    )];
+    admin_only.extend(proxied(word("$pulp_remote_user")));
     let conf = [
+        // Only a certificate nginx verified has a subject here.
         block(
             "map",
-            vec![word("$ssl_client_s_dn"), word("$pulp_remote_user")],
+            vec![word("$ssl_client_verify"), word("$pulp_verified_dn")],
             vec![
                 directive("default", vec![quoted("")]),
-                directive(cn, vec![word("admin")]),
+                directive("SUCCESS", vec![word("$ssl_client_s_dn")]),
+            ],
+        ),
+        block(
+            "map",
+            vec![word("$pulp_verified_dn"), word("$pulp_remote_user")],
+            vec![
+                directive("default", vec![quoted("")]),
+                directive(cn_pattern(fm), vec![word("admin")]),
             ],
         ),
         block(
@@ -207,6 +259,7 @@ pub fn control_config(fm: &Foreman) -> String {
                 directive("server_name", vec![word("_")]),
                 directive("server_tokens", vec![word("off")]),
                 directive("client_max_body_size", vec![word("0")]),
+                directive("underscores_in_headers", vec![word("off")]),
                 directive(
                     "ssl_certificate",
                     vec![word(format!("{CONTROL_PKI}/tls.crt"))],
@@ -219,36 +272,15 @@ pub fn control_config(fm: &Foreman) -> String {
                     "ssl_client_certificate",
                     vec![word(format!("{CONTROL_PKI}/ca.crt"))],
                 ),
-                directive("ssl_verify_client", vec![word("on")]),
+                directive("ssl_verify_client", vec![word("optional")]),
                 directive("ssl_verify_depth", vec![word("3")]),
                 directive("ssl_protocols", vec![word("TLSv1.2"), word("TLSv1.3")]),
                 block(
                     "location",
-                    vec![word("/")],
-                    vec![
-                        block(
-                            "if",
-                            vec![
-                                word("("),
-                                word("$pulp_remote_user"),
-                                word("="),
-                                quoted(""),
-                                word(")"),
-                            ],
-                            vec![directive("return", vec![word("403")])],
-                        ),
-                        directive("proxy_http_version", vec![word("1.1")]),
-                        directive("proxy_request_buffering", vec![word("off")]),
-                        directive("proxy_read_timeout", vec![word("600s")]),
-                        header("Connection", quoted("")),
-                        header("Host", word("$http_host")),
-                        header("X-Forwarded-For", word("$proxy_add_x_forwarded_for")),
-                        header("X-Forwarded-Proto", word("https")),
-                        header("REMOTE-USER", word("$pulp_remote_user")),
-                        header("X-CLIENT-CERT", quoted("")),
-                        directive("proxy_pass", vec![word("http://pulp_api")]),
-                    ],
+                    vec![word("="), word(STATUS_PATH)],
+                    proxied(quoted("")),
                 ),
+                block("location", vec![word("/")], admin_only),
             ],
         ),
     ];
@@ -452,8 +484,11 @@ fn server(fm: &Foreman, name: &'static str, command: &[&str], port: Option<u16>)
 
 /// Registers Pulp as a smart proxy (FC: name `<fqdn>-pulp`; FK S/pulp-registration.yaml: a
 /// `rails runner` Job that upserts the SmartProxy and asserts the `Pulpcore` feature). The URL is
-/// the mTLS front end's (FK H pulpSmartProxyUrl), which Foreman reaches with its client
-/// certificate; the public one is not routed (see [`super::ingress`]).
+/// the mTLS front end's (FK H pulpSmartProxyUrl): its host is the name pulp-control's
+/// certificate carries, and Foreman reaches it with its client certificate, which pulp-control
+/// maps to the admin. The edge does not route /pulp/api/v3 (FK has no public API either; FC's
+/// httpd does, with the same mapping). Pulp never calls Foreman back, so no certificate of its
+/// own has to match the registration; the name is FC's.
 fn registration_job(fm: &Foreman) -> Value {
     let c = registration_container(
         fm,

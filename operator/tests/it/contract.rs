@@ -190,6 +190,32 @@ const FOREMAN: &[Row] = &[
         "foreman",
         Config(
             "foreman-config",
+            "settings.yaml",
+            ":ssl_client_verify_env: HTTP_SSL_CLIENT_VERIFY",
+        ),
+        "FC templates/settings.yaml.j2",
+    ),
+    (
+        "Deployment/foreman",
+        "foreman",
+        Config(
+            "foreman-config",
+            "settings.yaml",
+            ":ssl_client_cert_env: HTTP_SSL_CLIENT_CERT",
+        ),
+        "FC templates/settings.yaml.j2",
+    ),
+    (
+        "Deployment/foreman",
+        "foreman",
+        Config("foreman-config", "settings.yaml", "- 10.42.0.0/16"),
+        "Foreman config/application.rb :trusted_proxies (the edge's pod network)",
+    ),
+    (
+        "Deployment/foreman",
+        "foreman",
+        Config(
+            "foreman-config",
             "katello.yaml",
             ":url: https://candlepin.foreman.svc:23443/candlepin",
         ),
@@ -403,15 +429,53 @@ const PULP: &[Row] = &[
     ("Deployment/pulp-control", "nginx", File("/etc/nginx/conf.d/default.conf"), "FK S/pulp-control-proxy.yaml"),
     ("Deployment/pulp-control", "nginx", File("/etc/nginx/pki"), "FK S/pulp-control-proxy.yaml"),
     ("Deployment/pulp-control", "nginx", File("/tmp"), "FK S/pulp-control-proxy.yaml (emptyDir, read-only root)"),
-    ("Deployment/pulp-control", "nginx", Config("pulp-control", "default.conf", "map $ssl_client_s_dn $pulp_remote_user {\n  default \"\";\n  ~(?:^|,)CN=foreman\\.example\\.com(?:,|$) admin;\n}"), "FK H pulpControlProxyConfig (CN = platform.fqdn)"),
+    ("Deployment/pulp-control", "nginx", Config("pulp-control", "default.conf", "map $pulp_verified_dn $pulp_remote_user {\n  default \"\";\n  ~(?:^|,)CN=foreman\\.example\\.com(?:,|$) admin;\n}"), "FK H pulpControlProxyConfig (CN = platform.fqdn)"),
+    ("Deployment/pulp-control", "nginx", Config("pulp-control", "default.conf", "map $ssl_client_verify $pulp_verified_dn {\n  default \"\";\n  SUCCESS $ssl_client_s_dn;\n}"), "FC foreman-ssl-vhost.conf.j2 (SSL_CLIENT_S_DN_CN of a verified certificate)"),
+    ("Deployment/pulp-control", "nginx", Config("pulp-control", "default.conf", "location = /pulp/api/v3/status/ {"), "Katello 4.20 app/models/katello/ping.rb backend_status: <pulp_url>/pulp/api/v3/status/, CA file, no client certificate"),
+    ("Deployment/pulp-control", "nginx", Config("pulp-control", "default.conf", "proxy_set_header REMOTE-USER \"\";"), "FC foreman-ssl-vhost.conf.j2 RequestHeader unset REMOTE-USER"),
     ("Deployment/pulp-control", "nginx", Config("pulp-control", "default.conf", "server pulp-api.foreman.svc:24817;"), "FK H pulpControlProxyConfig upstream"),
     ("Deployment/pulp-control", "nginx", Config("pulp-control", "default.conf", "listen 8443 ssl;"), "FK H pulpControlProxyConfig"),
     ("Deployment/pulp-control", "nginx", Config("pulp-control", "default.conf", "ssl_client_certificate /etc/nginx/pki/ca.crt;"), "FK H pulpControlProxyConfig"),
-    ("Deployment/pulp-control", "nginx", Config("pulp-control", "default.conf", "ssl_verify_client on;"), "FK H pulpControlProxyConfig"),
+    ("Deployment/pulp-control", "nginx", Config("pulp-control", "default.conf", "ssl_verify_client optional;"), "FC foreman-ssl-vhost.conf.j2 SSLVerifyClient optional (FK's `on` fails Katello's ping)"),
     ("Deployment/pulp-control", "nginx", Config("pulp-control", "default.conf", "if ( $pulp_remote_user = \"\" ) {\n      return 403;"), "FK H pulpControlProxyConfig"),
     ("Deployment/pulp-control", "nginx", Config("pulp-control", "default.conf", "proxy_set_header REMOTE-USER $pulp_remote_user;"), "FK H pulpControlProxyConfig"),
     ("Deployment/pulp-control", "nginx", Config("pulp-control", "default.conf", "proxy_set_header X-CLIENT-CERT \"\";"), "FK H pulpControlProxyConfig"),
     ("Deployment/pulp-control", "nginx", Config("pulp-control", "default.conf", "proxy_pass http://pulp_api;"), "FK H pulpControlProxyConfig"),
+];
+
+/// The edge: FC src/roles/httpd/templates/foreman-ssl-vhost.conf.j2 (443) and
+/// foreman-vhost.conf.j2 (80), and what the programs behind it read.
+#[rustfmt::skip]
+const EDGE: &[Row] = &[
+    ("Deployment/foreman-edge", "nginx", Image("docker.io/nginxinc/nginx-unprivileged:1.28"), "not from upstream: FC runs httpd on the host, FK ingress-nginx; the same image as pulp-control"),
+    ("Deployment/foreman-edge", "nginx", Port(8443), "FC foreman-ssl-vhost.conf.j2 <VirtualHost *:443> (Service 443 -> 8443)"),
+    ("Deployment/foreman-edge", "nginx", Port(8080), "FC foreman-vhost.conf.j2 <VirtualHost *:80> (Service 80 -> 8080)"),
+    ("Deployment/foreman-edge", "nginx", File("/srv/pub"), "FC roles/httpd/tasks/main.yml: katello-server-ca.crt in the pub directory"),
+    ("Deployment/foreman-edge", "nginx", Config("foreman-edge", "default.conf", "ssl_verify_client optional;"), "FC foreman-ssl-vhost.conf.j2 SSLVerifyClient optional"),
+    ("Deployment/foreman-edge", "nginx", Config("foreman-edge", "default.conf", "ssl_verify_depth 3;"), "FC foreman-ssl-vhost.conf.j2 SSLVerifyDepth 3"),
+    ("Deployment/foreman-edge", "nginx", Config("foreman-edge", "default.conf", "ssl_client_certificate /etc/nginx/pki/ca.crt;"), "FC foreman-ssl-vhost.conf.j2 SSLCACertificateFile katello-default-ca.crt"),
+    ("Deployment/foreman-edge", "nginx", Config("foreman-edge", "default.conf", "proxy_set_header SSL-CLIENT-S-DN $edge_client_s_dn;"), "FC foreman-ssl-vhost.conf.j2 RequestHeader set SSL_CLIENT_S_DN; Foreman app/services/foreman/client_certificate.rb"),
+    ("Deployment/foreman-edge", "nginx", Config("foreman-edge", "default.conf", "proxy_set_header SSL-CLIENT-VERIFY $ssl_client_verify;"), "FC foreman-ssl-vhost.conf.j2 RequestHeader set SSL_CLIENT_VERIFY; Foreman client_certificate.rb verified? == 'SUCCESS'"),
+    ("Deployment/foreman-edge", "nginx", Config("foreman-edge", "default.conf", "proxy_set_header SSL-CLIENT-CERT $edge_client_cert;"), "FC foreman-ssl-vhost.conf.j2 SSLOptions +ExportCertData; Foreman certificate_extract.rb, Katello cert/rhsm_client.rb strip_cert + Base64.decode64"),
+    ("Deployment/foreman-edge", "nginx", Config("foreman-edge", "default.conf", "proxy_set_header X-RHSM-SSL-CLIENT-CERT \"\";"), "Katello 4.20 client_authentication.rb cert_from_request reads HTTP_X_RHSM_SSL_CLIENT_CERT first"),
+    ("Deployment/foreman-edge", "nginx", Config("foreman-edge", "default.conf", "proxy_set_header REMOTE-USER \"\";"), "FC foreman-ssl-vhost.conf.j2 RequestHeader unset REMOTE-USER"),
+    ("Deployment/foreman-edge", "nginx", Config("foreman-edge", "default.conf", "proxy_set_header REMOTE-USER-GROUPS \"\";"), "FC foreman-ssl-vhost.conf.j2 RequestHeader unset REMOTE-USER-GROUPS"),
+    ("Deployment/foreman-edge", "nginx", Config("foreman-edge", "default.conf", "underscores_in_headers off;"), "Puma 6.4.3/5.6.9 drops an underscore header when the hyphen one exists"),
+    ("Deployment/foreman-edge", "nginx", Config("foreman-edge", "default.conf", "proxy_set_header X-Forwarded-Proto https;"), "FC foreman-ssl-vhost.conf.j2 RequestHeader set X_FORWARDED_PROTO https; Foreman client_certificate.rb request.ssl?"),
+    ("Deployment/foreman-edge", "nginx", Config("foreman-edge", "default.conf", "proxy_set_header X-Forwarded-Proto http;"), "FC foreman-vhost.conf.j2 RequestHeader set X-FORWARDED-PROTO http"),
+    ("Deployment/foreman-edge", "nginx", Config("foreman-edge", "default.conf", "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;"), "FC ProxyAddHeaders On; Foreman config/application.rb trusted_proxies"),
+    ("Deployment/foreman-edge", "nginx", Config("foreman-edge", "default.conf", "proxy_set_header Upgrade $http_upgrade;"), "FC foreman-ssl-vhost.conf.j2 ProxyPass / upgrade=websocket"),
+    ("Deployment/foreman-edge", "nginx", Config("foreman-edge", "default.conf", "proxy_read_timeout 900s;"), "FC foreman-ssl-vhost.conf.j2 ProxyPass / timeout=900"),
+    ("Deployment/foreman-edge", "nginx", Config("foreman-edge", "default.conf", "proxy_pass http://foreman-web.foreman.svc:3000;"), "FC foreman-ssl-vhost.conf.j2 ProxyPass / httpd_foreman_backend"),
+    ("Deployment/foreman-edge", "nginx", Config("foreman-edge", "default.conf", "location /pulp/content {"), "FC foreman-ssl-vhost.conf.j2 <Location \"/pulp/content\">"),
+    ("Deployment/foreman-edge", "nginx", Config("foreman-edge", "default.conf", "proxy_set_header X-CLIENT-CERT $edge_client_escaped_cert;"), "FC foreman-ssl-vhost.conf.j2 X-CLIENT-CERT; pulp_certguard app/models.py unquote()"),
+    ("Deployment/foreman-edge", "nginx", Config("foreman-edge", "default.conf", "proxy_pass http://pulp-content.foreman.svc:24816/pulp/content/;"), "FK S/ingress.yaml /pulp/isos -> /pulp/content/ (not in FC 2.0.0)"),
+    ("Deployment/foreman-edge", "nginx", Config("foreman-edge", "default.conf", "location /pulp/container/ {"), "FC foreman-ssl-vhost.conf.j2 ProxyPass /pulp/container/"),
+    ("Deployment/foreman-edge", "nginx", Config("foreman-edge", "default.conf", "location /pulp/assets/ {"), "FC foreman-ssl-vhost.conf.j2 ProxyPass /pulp/assets/"),
+    ("Deployment/foreman-edge", "nginx", Config("foreman-edge", "default.conf", "proxy_pass http://pulp-api.foreman.svc:24817/v2/;"), "FC foreman-ssl-vhost.conf.j2 <Location \"/pulpcore_registry/v2/\">; Katello app/lib/katello/resources/registry.rb"),
+    ("Deployment/foreman-edge", "nginx", Config("foreman-edge", "default.conf", "proxy_set_header REMOTE-USER $edge_pulp_admin;"), "FC foreman-ssl-vhost.conf.j2 REMOTE-USER admin iff SSL_CLIENT_S_DN_CN == fqdn"),
+    ("Deployment/foreman-edge", "nginx", Config("foreman-edge", "default.conf", "location /pulp/ {\n    return 404;"), "FC ProxyPass /pulp !"),
+    ("Deployment/foreman-edge", "nginx", Config("foreman-edge", "default.conf", "alias /srv/pub/;"), "FC Alias /pub"),
 ];
 
 const CANDLEPIN: &[Row] = &[
@@ -702,6 +766,22 @@ const PROXY: &[Row] = &[
     (
         "Deployment/foreman-proxy",
         "foreman-proxy",
+        Config(
+            "foreman-proxy-config",
+            "settings.yml",
+            ":foreman_url: https://foreman.foreman.svc",
+        ),
+        "Foreman smart_proxy_auth.rb: the callback must come through the edge (verified client certificate)",
+    ),
+    (
+        "Job/foreman-proxy-registration-",
+        "register",
+        Env("PROXY_NAME", Some("foreman-proxy.foreman.svc")),
+        "FC roles/foreman_proxy/defaults foreman_proxy_name (= the name its certificate carries)",
+    ),
+    (
+        "Deployment/foreman-proxy",
+        "foreman-proxy",
         Config("foreman-proxy-config", "dynflow.yml", ":enabled: true"),
         "FC templates/settings.d/dynflow.yml.j2",
     ),
@@ -855,6 +935,11 @@ fn dynflow_cron_and_redis_follow_the_contract() {
 #[test]
 fn pulp_follows_the_contract() {
     check(&render(), PULP);
+}
+
+#[test]
+fn edge_follows_the_contract() {
+    check(&render(), EDGE);
 }
 
 #[test]

@@ -228,7 +228,7 @@ fn every_mount_has_its_volume_and_every_key_read_exists() {
 }
 
 #[test]
-fn every_service_selects_a_pod_port_and_every_ingress_backend_a_service_port() {
+fn every_service_selects_a_pod_port_and_every_edge_backend_a_service_port() {
     for (case, objs) in every_render() {
         let templates: Vec<(&Value, &Value)> = objs
             .iter()
@@ -278,23 +278,50 @@ fn every_service_selects_a_pod_port_and_every_ingress_backend_a_service_port() {
                 p["metadata"]["name"]
             );
         }
-        let ingress = objs.iter().find(|o| o["kind"] == "Ingress").unwrap();
-        for rule in ingress["spec"]["rules"].as_array().unwrap() {
-            for path in rule["http"]["paths"].as_array().unwrap() {
-                let b = &path["backend"]["service"];
-                let (name, port) = (
-                    b["name"].as_str().unwrap(),
-                    b["port"]["number"].as_u64().unwrap(),
-                );
+        assert!(
+            !objs.iter().any(|o| o["kind"] == "Ingress"),
+            "{case}: the edge replaced the Ingress"
+        );
+        // Every backend an nginx configuration (the edge, pulp-control) proxies to is a Service
+        // port of this render, by its in-cluster name.
+        let ns = objs[0]["metadata"]["namespace"].as_str().unwrap();
+        let mut backends = 0;
+        for cm in objs.iter().filter(|o| o["kind"] == "ConfigMap") {
+            let Some(conf) = cm["data"]["default.conf"].as_str() else {
+                continue;
+            };
+            for line in conf.lines().map(str::trim) {
+                let target = line
+                    .strip_prefix("proxy_pass http://")
+                    .or_else(|| line.strip_prefix("server "))
+                    .map(|t| t.trim_end_matches(';'));
+                let Some(target) = target.filter(|t| t.contains(':')) else {
+                    continue;
+                };
+                let host_port = target.split('/').next().unwrap();
+                let (host, port) = host_port.rsplit_once(':').unwrap();
+                let name = host
+                    .strip_suffix(&format!(".{ns}.svc"))
+                    .unwrap_or_else(|| panic!("{case}: {line} names no Service of {ns}"));
+                let port: u64 = port.parse().unwrap();
                 assert!(
                     service_ports
                         .get(name)
                         .is_some_and(|ports| ports.contains(&port)),
-                    "{case}: Ingress path {} goes to {name}:{port}, which no Service offers",
-                    path["path"]
+                    "{case}: {} sends {line} to {name}:{port}, which no Service offers",
+                    cm["metadata"]["name"]
                 );
+                backends += 1;
             }
         }
+        assert!(backends > 0, "{case}: no nginx backend found to check");
+        // The edge is published on the host's 80 and 443 (ServiceLB binds a LoadBalancer's ports).
+        let edge = objs
+            .iter()
+            .find(|o| o["kind"] == "Service" && o["metadata"]["name"] == "foreman")
+            .unwrap_or_else(|| panic!("{case}: no edge Service"));
+        assert_eq!(edge["spec"]["type"], "LoadBalancer", "{case}");
+        assert_eq!(service_ports["foreman"], [80, 443], "{case}");
     }
 }
 

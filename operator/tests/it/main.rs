@@ -4,7 +4,6 @@
 
 mod contract;
 mod integrity;
-mod pulp_control;
 mod read;
 mod reconcile;
 mod render;

@@ -488,7 +488,7 @@ async fn rejected_object_is_reported_degraded_and_the_rest_is_applied() {
     let fm = foreman(true, true);
     let (reqs, result) = reconcile_once(cluster.clone(), fm.clone()).await;
     result.expect("a rejected object is reported in status, not as an error");
-    // Every object after the rejected one is still applied: Jobs, CronJobs, the Ingress.
+    // Every object after the rejected one is still applied: Jobs, CronJobs, the edge.
     let patched: Vec<String> = reqs
         .iter()
         .filter(|r| r.method == "PATCH")
@@ -507,7 +507,7 @@ async fn rejected_object_is_reported_degraded_and_the_rest_is_applied() {
         .contains_key("/apis/apps/v1/namespaces/foreman/deployments/foreman-proxy"));
     assert!(stored
         .objects
-        .contains_key("/apis/networking.k8s.io/v1/namespaces/foreman/ingresses/foreman"));
+        .contains_key("/apis/apps/v1/namespaces/foreman/deployments/foreman-edge"));
     drop(stored);
     let status = &reqs.last().unwrap().body["status"];
     let degraded = status["conditions"]
