@@ -131,7 +131,8 @@ pub struct Condition {
 fn default_workers() -> u32 {
     2
 }
-fn default_version() -> String {
+/// The release stream a resource gets when it names none.
+pub fn default_version() -> String {
     "3.18".into()
 }
 fn default_foreman_db() -> String {
