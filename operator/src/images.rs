@@ -59,8 +59,10 @@ impl Component {
     /// Which plugin brings it into the render.
     pub fn needed_by(self) -> Needed {
         match self {
-            Component::Foreman | Component::Redis => Needed::Always,
-            Component::Candlepin | Component::Pulp | Component::PulpControl => Needed::Katello,
+            // The nginx image serves pulp-control (Katello) and also the edge Deployment
+            // that every render has (resources/edge.rs), so it is always rendered.
+            Component::Foreman | Component::Redis | Component::PulpControl => Needed::Always,
+            Component::Candlepin | Component::Pulp => Needed::Katello,
             Component::Proxy => Needed::RemoteExecution,
         }
     }
