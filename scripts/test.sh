@@ -30,6 +30,8 @@ main() {
 #   curl vagrant       install.sh's download, and `vagrant validate` on vagrant/Vagrantfile
 #   nginx-light        the operator's nginx front ends (the edge, pulp-control), run for real
 #   puma               Foreman's HTTP server, reading the headers the edge passes (tests/e2e/edge.rs)
+#   docker-registry skopeo busybox-static   a real registry to make bundles from, an independent
+#                      reader of the bundle's image archive, a static binary for the test images
 PACKAGES="
 postgresql
 containerd
@@ -46,6 +48,9 @@ curl
 vagrant
 nginx-light
 puma
+docker-registry
+skopeo
+busybox-static
 "
 
 install_packages() {

@@ -501,3 +501,62 @@ fn bundle_verify_refuses_a_flipped_byte_in_any_member_and_a_cut_file_naming_it()
         assert!(v.stderr.contains("cut short"), "cut at {len}: {}", v.stderr);
     }
 }
+
+#[test]
+fn pin_images_sh_records_the_digests_a_registry_serves_through_jq() {
+    let registry = Registry::start().unwrap_or_else(|why| panic!("{why}"));
+    let host = format!("127.0.0.1:{}", registry.port);
+    let a = registry.push_test_image("foreman/foreman", "3.18", "foreman", true);
+    let b = registry.push_test_image("foreman/pulp", "foreman-3.18", "pulp", false);
+    // The shipped table with its repositories moved to the loopback registry and every digest
+    // cleared; two of them pushed there.
+    let mut table = Table::builtin().clone();
+    table.streams.retain(|s, _| s == STREAM);
+    for p in table.streams.get_mut(STREAM).unwrap() {
+        let path = p.repository.split_once('/').unwrap().1.to_string();
+        p.repository = format!("{host}/{path}");
+        p.digest = None;
+    }
+    let pushed_only: Vec<_> = [Component::Foreman, Component::Pulp].into();
+    for p in table.streams.get_mut(STREAM).unwrap() {
+        if !pushed_only.contains(&p.component) {
+            // Not on this registry: the script must stop, naming it, and change nothing.
+            p.repository = format!("{host}/absent/{}", p.component.name());
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("images.json");
+    let text = serde_json::to_string_pretty(&table).unwrap();
+    std::fs::write(&file, &text).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/pin-images.sh");
+    let sh = |args: &[&str]| {
+        run(std::process::Command::new("sh")
+            .arg(&script)
+            .args(args)
+            .env("PIN_IMAGES_TLS_VERIFY", "false"))
+    };
+    let check = sh(&["--check", file.to_str().unwrap()]);
+    assert_eq!(check.code, 1, "{}", check.all());
+    let failed = sh(&[file.to_str().unwrap()]);
+    assert_eq!(failed.code, 1, "{}", failed.all());
+    assert!(failed.stderr.contains("absent/"), "{}", failed.stderr);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), text, "nothing half-written");
+
+    table
+        .streams
+        .get_mut(STREAM)
+        .unwrap()
+        .retain(|p| pushed_only.contains(&p.component));
+    // A table of two entries is not a usable table for the operator; the script does not care.
+    std::fs::write(&file, serde_json::to_string_pretty(&table).unwrap()).unwrap();
+    let done = sh(&[file.to_str().unwrap()]);
+    assert_eq!(done.code, 0, "{}", done.all());
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    for p in written["streams"][STREAM].as_array().unwrap() {
+        let want = if p["component"] == "foreman" { &a.digest } else { &b.digest };
+        assert_eq!(p["digest"].as_str(), Some(want.as_str()), "{p}");
+    }
+    let check = sh(&["--check", file.to_str().unwrap()]);
+    assert_eq!(check.code, 0, "{}", check.all());
+}
