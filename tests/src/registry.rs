@@ -286,6 +286,35 @@ impl Registry {
         }
     }
 
+    /// An amd64 image of one gzip layer holding `size` bytes of incompressible data (for
+    /// throughput figures).
+    pub fn push_sized_image(&self, path: &str, tag: &str, size: usize, seed: u64) -> Pushed {
+        let data = crate::artifact(size, seed);
+        let (gz, raw) = gzip_tar(&[("data", &data, 0o644)]);
+        let layer = self.push_blob(path, &gz);
+        let config = serde_json::to_vec(&serde_json::json!({
+            "architecture": "amd64", "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [sha256(&raw)]},
+        }))
+        .unwrap();
+        let config_digest = self.push_blob(path, &config);
+        let manifest = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": MEDIA_MANIFEST,
+            "config": {"mediaType": MEDIA_CONFIG, "digest": config_digest, "size": config.len()},
+            "layers": [{"mediaType": MEDIA_LAYER_GZIP, "digest": layer, "size": gz.len()}],
+        }))
+        .unwrap();
+        let digest = self.push_manifest(path, tag, MEDIA_MANIFEST, &manifest);
+        Pushed {
+            path: path.to_string(),
+            tag: tag.to_string(),
+            digest: digest.clone(),
+            blobs: vec![(layer, gz), (config_digest, config), (digest, manifest)],
+            other_platforms: Vec::new(),
+        }
+    }
+
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
