@@ -30,6 +30,7 @@ main() {
 #   curl vagrant       install.sh's download, and `vagrant validate` on vagrant/Vagrantfile
 #   nginx-light        the operator's nginx front ends (the edge, pulp-control), run for real
 #   puma               Foreman's HTTP server, reading the headers the edge passes (tests/e2e/edge.rs)
+#   zstd               GNU tar reads back the .tar.zst of `backup --archive` and `support-bundle`
 #   docker-registry skopeo busybox-static   a real registry to make bundles from, an independent
 #                      reader of the bundle's image archive, a static binary for the test images
 PACKAGES="
@@ -48,6 +49,7 @@ curl
 vagrant
 nginx-light
 puma
+zstd
 docker-registry
 skopeo
 busybox-static

@@ -74,6 +74,8 @@ pub enum Error {
     NotADirectory { path: PathBuf },
     #[error(transparent)]
     Cluster(#[from] crate::cluster::ClusterError),
+    #[error(transparent)]
+    DayTwo(#[from] crate::backup::DayTwoError),
     #[error("unknown step `{name}`\nhelp: steps are {known}")]
     UnknownStep { name: String, known: String },
     #[error("{path} is dynamically linked (it needs {interpreter}), so it cannot be the operator's image, which holds nothing but this binary; nothing was written\nhelp: build the static binary with `{build}` and run `target/static/foreman-box install`")]

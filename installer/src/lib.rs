@@ -4,17 +4,23 @@
 //! every touch of the machine. The operator (crate `foreman-operator`) is linked in and runs as
 //! `foreman-box operator` inside the cluster.
 
+pub mod backup;
 pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod download;
 pub mod error;
 pub mod facts;
+pub mod health;
 pub mod host;
+pub mod inspect;
+pub mod maintenance;
 pub mod manifests;
 mod postgres_error;
 pub mod secret;
 pub mod steps;
+pub mod support;
+pub mod upgrade;
 pub mod validate;
 
 pub use error::{Error, Result};

@@ -9,6 +9,7 @@ pub mod generated;
 pub mod images;
 pub mod resources;
 pub mod secrets;
+pub mod streams;
 
 pub use crd::{Foreman, ForemanSpec, ForemanStatus};
 

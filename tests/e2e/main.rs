@@ -6,6 +6,7 @@
 mod bad_input;
 mod bundle;
 mod crash;
+mod daytwo;
 mod edge;
 mod foreman;
 mod host;

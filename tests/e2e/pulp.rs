@@ -23,6 +23,7 @@ const DEPLOYMENTS: [&str; 3] = ["pulp-api", "pulp-content", "pulp-worker"];
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pulp_render_migrates_serves_status_and_serves_an_uploaded_file_back() {
+    let _ports = PULP_PORTS.lock().unwrap_or_else(|p| p.into_inner());
     let started = Instant::now();
     let venv = pulp::venv();
     let pg = Pg::start();
@@ -246,9 +247,21 @@ async fn pulp_render_migrates_serves_status_and_serves_an_uploaded_file_back() {
     );
 }
 
+/// The Pulp processes share this machine's network and the image's fixed ports: one scenario
+/// that runs them at a time.
+pub(crate) static PULP_PORTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Everything a Pulp pod can read: the operator's render of the product's default resource, the
 /// installer's manifests under `root`, and the Secrets the controller generates at reconcile.
 fn objects(root: &Path) -> (Vec<Value>, Foreman) {
+    let (mut objects, fm) = rendered_objects(root);
+    objects.extend(generated_secrets());
+    (objects, fm)
+}
+
+/// The operator's render of the product's default resource and the installer's manifests under
+/// `root`, with the resource as the operator reads it.
+pub(crate) fn rendered_objects(root: &Path) -> (Vec<Value>, Foreman) {
     let all = run(&mut foreman_box(&[
         "render",
         "--hostname",
@@ -276,7 +289,6 @@ fn objects(root: &Path) -> (Vec<Value>, Foreman) {
         let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
         objects.extend(pulp::parse_objects(&text));
     }
-    objects.extend(generated_secrets());
     (objects, fm)
 }
 
@@ -296,7 +308,7 @@ fn generated_secrets() -> Vec<Value> {
     ]
 }
 
-fn port_of(pod: &pulp::Pod, name: &str) -> u16 {
+pub(crate) fn port_of(pod: &pulp::Pod, name: &str) -> u16 {
     *pod.containers[0]
         .ports
         .first()
@@ -306,13 +318,13 @@ fn port_of(pod: &pulp::Pod, name: &str) -> u16 {
 /// How the test authenticates as Katello does. With Pulp's remote-user authentication (what the
 /// Foreman project configures: the proxy in front maps Foreman's client certificate to
 /// `REMOTE-USER: admin`), the header; nothing else is set up by the render.
-enum Auth {
+pub(crate) enum Auth {
     RemoteUser(String),
     None,
 }
 
 impl Auth {
-    fn of(api: &pulp::Process) -> Auth {
+    pub(crate) fn of(api: &pulp::Process) -> Auth {
         let classes = api
             .env
             .get("PULP_REST_FRAMEWORK__DEFAULT_AUTHENTICATION_CLASSES")
@@ -333,7 +345,7 @@ impl Auth {
         }
     }
 
-    fn apply(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    pub(crate) fn apply(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         match self {
             Auth::RemoteUser(header) => rb.header(header.as_str(), "admin"),
             Auth::None => rb,
@@ -341,7 +353,7 @@ impl Auth {
     }
 }
 
-async fn call(
+pub(crate) async fn call(
     http: &reqwest::Client,
     auth: &Auth,
     api: &str,
@@ -364,7 +376,7 @@ async fn call(
     json_of(resp, &format!("{method} {path}"), running).await
 }
 
-async fn json_of(resp: reqwest::Response, what: &str, running: &mut [Running]) -> Value {
+pub(crate) async fn json_of(resp: reqwest::Response, what: &str, running: &mut [Running]) -> Value {
     let status = resp.status();
     let text = resp.text().await.unwrap_or_default();
     if status.as_u16() == 401 || status.as_u16() == 403 {
@@ -385,7 +397,7 @@ async fn json_of(resp: reqwest::Response, what: &str, running: &mut [Running]) -
 }
 
 /// Polls a task (`{"task": href}`) until it completes; returns the task.
-async fn wait_task(
+pub(crate) async fn wait_task(
     http: &reqwest::Client,
     auth: &Auth,
     api: &str,
@@ -416,7 +428,7 @@ async fn wait_task(
 }
 
 /// Polls `/pulp/api/v3/status/` until the database, a worker and a content app are reported.
-async fn wait_for_status(http: &reqwest::Client, api: &str, running: &mut [Running]) -> Value {
+pub(crate) async fn wait_for_status(http: &reqwest::Client, api: &str, running: &mut [Running]) -> Value {
     let url = format!("{api}/pulp/api/v3/status/");
     let deadline = Instant::now() + STATUS_TIMEOUT;
     loop {
@@ -453,7 +465,7 @@ async fn wait_for_status(http: &reqwest::Client, api: &str, running: &mut [Runni
     }
 }
 
-fn logs(running: &[Running]) -> String {
+pub(crate) fn logs(running: &[Running]) -> String {
     running
         .iter()
         .map(|r| format!("--- {} (last lines)\n{}", r.name, r.tail(25)))

@@ -28,6 +28,9 @@ pub struct Request {
     pub status: u16,
 }
 
+/// The key suffix of a previous run's log.
+const PREVIOUS: &str = "\u{0}previous";
+
 #[derive(Default)]
 struct State {
     objects: BTreeMap<String, Value>,
@@ -163,6 +166,11 @@ impl ApiServer {
             ),
             text.into(),
         );
+    }
+
+    /// Serves `text` as the log of the previous run of `container` (`?previous=true`).
+    pub fn put_previous_log(&self, namespace: &str, pod: &str, container: &str, text: &str) {
+        self.put_log(namespace, pod, &format!("{container}{PREVIOUS}"), text);
     }
 
     pub fn requests(&self) -> Vec<Request> {
@@ -511,7 +519,10 @@ fn answer(
     match method {
         "GET" => {
             if let Some(pod) = path.strip_suffix("/log") {
-                let container = query.get("container").cloned().unwrap_or_default();
+                let mut container = query.get("container").cloned().unwrap_or_default();
+                if query.get("previous").is_some_and(|p| p == "true") {
+                    container.push_str(PREVIOUS);
+                }
                 return match st.logs.get(&(pod.to_string(), container)) {
                     Some(text) => (200, "text/plain", text.clone()),
                     None => json_answer(404, status_body(404, "NotFound", "no logs", Value::Null)),

@@ -2,6 +2,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod bundle;
+mod daytwo;
 pub mod display;
 pub mod logging;
 mod status;
@@ -83,6 +84,19 @@ enum Command {
     /// Remove k3s and foreman-box. Keeps the PostgreSQL databases and roles, the Pulp content and
     /// /etc/foreman-box unless --purge. Runs the embedded foreman-box-uninstall.sh.
     Uninstall(UninstallArgs),
+    /// Back up the databases, the Pulp content, /etc/foreman-box and the Foreman resource, with
+    /// Foreman in maintenance. Refuses while tasks run (see --wait-for-tasks).
+    Backup(daytwo::BackupArgs),
+    /// Restore a backup (after `uninstall --purge`, or onto a fresh host), then converge;
+    /// --validate only checks it.
+    Restore(daytwo::RestoreArgs),
+    /// Check that Foreman works: resource, pods, ping, tasks, certificates, disk, images.
+    /// Exits 0 when healthy, 1 when not.
+    Health(daytwo::HealthArgs),
+    /// Collect logs, cluster objects and facts for a bug report, without secrets.
+    SupportBundle(daytwo::SupportArgs),
+    /// Move Foreman one release stream forward, when healthy and backed up.
+    Upgrade(daytwo::UpgradeArgs),
 }
 
 /// `scripts/uninstall.sh`, the same script install.sh puts at /usr/local/bin/foreman-box-uninstall.sh.
@@ -257,6 +271,11 @@ pub fn main() -> ExitCode {
                 form,
             );
         }
+        Command::Backup(a) => ("backup", &a.run, Verb::Install, Output::Human),
+        Command::Restore(a) => ("restore", &a.run, Verb::Install, Output::Human),
+        Command::Health(a) => ("health", &a.run, Verb::Install, a.output),
+        Command::SupportBundle(a) => ("support-bundle", &a.run, Verb::Install, Output::Human),
+        Command::Upgrade(a) => ("upgrade", &a.run, Verb::Install, Output::Human),
         Command::Render { .. }
         | Command::Images(_)
         | Command::Operator { .. }
@@ -421,6 +440,11 @@ async fn run(command: Command, display: Display, output: Output) -> anyhow::Resu
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Backup(a) => daytwo::backup(a, display, reporter).await,
+        Command::Restore(a) => daytwo::restore(a, display, reporter).await,
+        Command::Health(a) => daytwo::health(a, reporter).await,
+        Command::SupportBundle(a) => daytwo::support_bundle(a, display, reporter).await,
+        Command::Upgrade(a) => daytwo::upgrade(a, display, reporter).await,
         other => run_tool(other).await,
     }
 }
@@ -500,7 +524,12 @@ async fn run_tool(command: Command) -> anyhow::Result<ExitCode> {
         | Command::Bundle { .. }
         | Command::Plan { .. }
         | Command::Preflight(_)
-        | Command::Status { .. } => unreachable!("host commands run through `run`"),
+        | Command::Status { .. }
+        | Command::Backup(_)
+        | Command::Restore(_)
+        | Command::Health(_)
+        | Command::SupportBundle(_)
+        | Command::Upgrade(_) => unreachable!("host commands run through `run`"),
     }
 }
 

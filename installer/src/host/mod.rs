@@ -8,6 +8,7 @@ mod lock;
 mod net;
 mod runner;
 mod service;
+mod tree;
 
 pub(crate) use fs::start_writeback;
 pub use fs::{FileStamp, FileState, HostFs};
@@ -15,6 +16,7 @@ pub use lock::{RunLock, LOCK_PATH, LOCK_WAIT};
 pub(crate) use net::listening_tcp_ports;
 pub use runner::{Cmd, CommandRunner, Output, RecordingRunner, SystemRunner};
 pub use service::{PackageManager, ServiceManager};
+pub use tree::{EntryKind, TreeEntry, TreeStats};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

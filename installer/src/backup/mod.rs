@@ -1,0 +1,581 @@
+//! `foreman-box backup`: one directory (or `.tar.zst`) from which `restore` rebuilds the box.
+//!
+//! What it holds, each file 0600 in a 0700 directory named `foreman-box-backup-<UTC time>`
+//! (foremanctl's layout: src/roles/backup/tasks/main.yaml, 3.0.0, `foreman-backup-<time>`):
+//! - `foreman.dump`, `candlepin.dump`, `pulp.dump`: `pg_dump -Fc` of the three databases;
+//! - `pulp-content.tar`: the Pulp tree with owners and modes, without its scratch directories
+//!   (tmp, imports, exports, sync_imports: foremanctl excludes media/exports, media/imports and
+//!   media/sync_imports, src/roles/backup/tasks/pulp_content.yaml);
+//! - `etc-foreman-box.tar`: /etc/foreman-box, the configuration and the kept secrets (database
+//!   passwords and the copies of the generated Secrets) the data was made with;
+//! - `foreman.yaml`: the Foreman resource;
+//! - `metadata.json`: versions, stream, images and their digests, hostname, sizes, time;
+//! - `SHA256SUMS`, written last (`sha256sum -c` reads it): a backup without it is incomplete.
+//!
+//! Order: refuse while tasks run (or wait, bounded), enter maintenance (see
+//! [`crate::maintenance`]), write, leave maintenance whatever happened, then checksums and the
+//! archive. A failure says what was written.
+
+pub mod archive;
+pub mod db;
+mod error;
+pub mod restore;
+pub mod verify;
+
+pub use error::DayTwoError;
+
+use crate::cluster::{Cluster, ClusterError};
+use crate::error::Result;
+use crate::host::{HostError, TreeStats};
+use crate::inspect::{ImageInfo, Inspector};
+use crate::maintenance;
+use crate::steps::{Change, Context, Outcome};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The layout version `metadata.json` carries.
+pub const FORMAT: u32 = 1;
+pub const SUMS: &str = "SHA256SUMS";
+pub const METADATA: &str = "metadata.json";
+pub const PULP_TAR: &str = "pulp-content.tar";
+pub const ETC_TAR: &str = "etc-foreman-box.tar";
+pub const RESOURCE_FILE: &str = "foreman.yaml";
+/// Files a backup may lack: the resource, when no cluster ran.
+pub const FILES_OPTIONAL: &[&str] = &[RESOURCE_FILE];
+pub const ETC_DIR: &str = "/etc/foreman-box";
+/// Where backups go when no directory is given.
+pub const DEFAULT_PARENT: &str = "/var/backups/foreman-box";
+/// The newest backup this host made (for the upgrade guard).
+pub const LAST_BACKUP: &str = "/var/lib/foreman-box/last-backup.json";
+pub const NAME_PREFIX: &str = "foreman-box-backup-";
+/// Parts of the Pulp tree that are scratch space, left out.
+pub const PULP_EXCLUDED: &[&str] = &[
+    "tmp",
+    "imports",
+    "exports",
+    "sync_imports",
+    "media/imports",
+    "media/exports",
+    "media/sync_imports",
+];
+
+/// `metadata.json`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Metadata {
+    pub format: u32,
+    pub foreman_box_version: String,
+    /// RFC 3339, UTC.
+    pub created: String,
+    pub created_unix: u64,
+    pub hostname: String,
+    /// The Foreman release stream the data belongs to (`spec.version`).
+    pub stream: String,
+    pub postgres_mode: String,
+    pub postgres_server_version: String,
+    pub databases: Vec<String>,
+    /// Taken with every writer stopped.
+    pub maintenance: bool,
+    pub images: Vec<ImageInfo>,
+    pub pulp_files: u64,
+    pub pulp_bytes: u64,
+    /// Every file but SHA256SUMS and this one, with its size.
+    pub files: BTreeMap<String, u64>,
+}
+
+impl Metadata {
+    /// What a complete backup of these databases holds besides SHA256SUMS.
+    pub fn required_files(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.databases.iter().map(|d| dump_name(d)).collect();
+        out.extend([
+            PULP_TAR.to_string(),
+            ETC_TAR.to_string(),
+            METADATA.to_string(),
+        ]);
+        out
+    }
+}
+
+/// The last backup, as the upgrade guard reads it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LastBackup {
+    pub path: String,
+    pub created_unix: u64,
+    pub stream: String,
+}
+
+pub fn dump_name(database: &str) -> String {
+    format!("{database}.dump")
+}
+
+/// The stream a resource without `spec.version` runs: the CRD's default.
+pub fn default_stream() -> String {
+    serde_json::from_value::<foreman_operator::ForemanSpec>(serde_json::json!({}))
+        .map(|s| s.version)
+        .unwrap_or_else(|_| "3.18".into())
+}
+
+#[derive(Debug, Clone)]
+pub struct BackupOptions {
+    /// The directory the backup's directory (or archive) goes into.
+    pub parent: Option<PathBuf>,
+    pub archive: bool,
+    pub wait_for_tasks: bool,
+    pub tasks_timeout: Duration,
+    /// False: `--no-maintenance`, said aloud.
+    pub maintenance: bool,
+    pub maintenance_timeout: Duration,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BackupReport {
+    pub path: PathBuf,
+    pub files: BTreeMap<String, u64>,
+    pub maintenance: bool,
+}
+
+/// How often running tasks are counted again while waiting (foreman-maintain's
+/// RETRY_INTERVAL_FOR_TASKS_STATE, definitions/features/foreman_tasks.rb).
+const TASKS_POLL: Duration = Duration::from_secs(10);
+
+pub async fn backup(cx: &Context, opts: &BackupOptions) -> Result<BackupReport> {
+    let server = db::Server::admin(cx)?;
+    let explicit = cx.config.foreman.kubeconfig.as_deref();
+    let cluster = if opts.maintenance {
+        let c = connect(cx).await?;
+        if let Some(note) = maintenance::recover(&cx.host, Some(&c)).await? {
+            cx.reporter.warning("maintenance", &note);
+        }
+        Some(c)
+    } else {
+        cx.reporter.warning(
+            "maintenance",
+            "--no-maintenance: Foreman keeps running during the backup; writes made meanwhile may be missing or inconsistent",
+        );
+        None
+    };
+
+    phase(cx, "tasks", async {
+        wait_for_tasks(cx, &server, opts).await
+    })
+    .await?;
+
+    let stamp = k8s_openapi::jiff::Timestamp::now();
+    let name = format!("{NAME_PREFIX}{}", stamp.strftime("%Y%m%dT%H%M%SZ"));
+    let parent = opts
+        .parent
+        .clone()
+        .unwrap_or_else(|| cx.host.path(DEFAULT_PARENT));
+    let dir = parent.join(&name);
+    let archive = parent.join(format!("{name}.tar.zst"));
+    for p in [&dir, &archive] {
+        if cx.host.fs().exists(p) {
+            return Err(DayTwoError::Exists { path: p.clone() }.into());
+        }
+    }
+    if !cx.host.fs().is_dir(&parent) {
+        cx.host.fs().ensure_dir(&parent, 0o700)?;
+    }
+    cx.host.fs().ensure_dir(&dir, 0o700)?;
+
+    let mut written: Vec<String> = Vec::new();
+    let entered = match &cluster {
+        None => false,
+        Some(c) => {
+            let entering = phase(cx, "maintenance", async {
+                cx.reporter.step_planned(
+                    "maintenance",
+                    &[Change::new(
+                        "set spec.maintenance on Foreman foreman/foreman",
+                        "writers must stop so that the dumps and files agree",
+                    )],
+                );
+                maintenance::enter(&cx.host, c, "backup", opts.maintenance_timeout, &|d| {
+                    cx.reporter
+                        .note("maintenance", &format!("waiting for maintenance: {d}"))
+                })
+                .await
+            })
+            .await;
+            match entering {
+                Ok(entered) => {
+                    if !entered {
+                        cx.reporter.note(
+                            "maintenance",
+                            "no Foreman resource in the cluster: nothing runs that writes",
+                        );
+                    }
+                    entered
+                }
+                Err(e) => {
+                    let _ = maintenance::leave(&cx.host, c).await;
+                    let _ = cx.host.fs().remove_tree(&dir);
+                    return Err(e);
+                }
+            }
+        }
+    };
+
+    let captured = capture(cx, &server, cluster.as_ref(), explicit, &dir, &mut written).await;
+    let left = match (&cluster, entered) {
+        (Some(c), true) => {
+            let r = maintenance::leave(&cx.host, c).await;
+            if r.is_ok() {
+                cx.reporter
+                    .note("maintenance", "Foreman is out of maintenance again");
+            }
+            r
+        }
+        _ => Ok(()),
+    };
+    let captured = match (captured, left) {
+        (Ok(c), Ok(())) => c,
+        (Err(e), left) => {
+            if let Err(l) = &left {
+                cx.reporter.warning(
+                    "maintenance",
+                    &format!("could not take Foreman out of maintenance: {l}; the next backup, restore or upgrade does (`foreman-box backup` again)"),
+                );
+            }
+            return Err(DayTwoError::BackupFailed {
+                dir,
+                written,
+                left_maintenance: entered && left.is_ok(),
+                source: Box::new(e),
+            }
+            .into());
+        }
+        (Ok(_), Err(e)) => {
+            return Err(DayTwoError::BackupFailed {
+                dir,
+                written,
+                left_maintenance: false,
+                source: Box::new(e),
+            }
+            .into())
+        }
+    };
+
+    // The record of what was written, then the checksums over everything.
+    let mut files = BTreeMap::new();
+    for n in &written {
+        files.insert(n.clone(), cx.host.fs().size(&dir.join(n))?.unwrap_or(0));
+    }
+    let created_unix = stamp.as_second().max(0) as u64;
+    let metadata = Metadata {
+        format: FORMAT,
+        foreman_box_version: env!("CARGO_PKG_VERSION").into(),
+        created: stamp.to_string(),
+        created_unix,
+        hostname: cx.facts.fqdn.clone(),
+        stream: captured.stream.clone(),
+        postgres_mode: match cx.config.postgres.mode {
+            crate::config::PostgresMode::Local => "local".into(),
+            crate::config::PostgresMode::External => "external".into(),
+        },
+        postgres_server_version: captured.server_version,
+        databases: db::databases().iter().map(|d| d.to_string()).collect(),
+        maintenance: entered,
+        images: captured.images,
+        pulp_files: captured.pulp.files,
+        pulp_bytes: captured.pulp.bytes,
+        files: files.clone(),
+    };
+    let text = serde_json::to_string_pretty(&metadata).map_err(|source| DayTwoError::Encode {
+        what: METADATA.into(),
+        source,
+    })?;
+    write_new(cx, &dir.join(METADATA), text.as_bytes())?;
+    written.push(METADATA.into());
+    verify::write_sums(&cx.host, &dir, &written)?;
+
+    let path = if opts.archive {
+        phase(cx, "archive", async {
+            cx.reporter.step_planned(
+                "archive",
+                &[Change::new(
+                    format!("write {}", archive.display()),
+                    "--archive: one zstd-compressed tar of the backup",
+                )],
+            );
+            archive::pack(&cx.host, &dir, &archive, cx.reporter.as_ref())?;
+            cx.host.fs().remove_tree(&dir)?;
+            Ok(())
+        })
+        .await?;
+        archive.clone()
+    } else {
+        dir.clone()
+    };
+    let record = LastBackup {
+        path: path.display().to_string(),
+        created_unix,
+        stream: metadata.stream.clone(),
+    };
+    let text = serde_json::to_vec(&record).map_err(|source| DayTwoError::Encode {
+        what: LAST_BACKUP.into(),
+        source,
+    })?;
+    let record_path = cx.host.path(LAST_BACKUP);
+    if let Some(d) = record_path.parent() {
+        cx.host.fs().ensure_dir(d, 0o700)?;
+    }
+    cx.host.fs().write_atomic(&record_path, &text, 0o600)?;
+    Ok(BackupReport {
+        path,
+        files,
+        maintenance: entered,
+    })
+}
+
+/// The cluster for maintenance, read once: unreachable is an error (its pods may still write).
+async fn connect(cx: &Context) -> Result<Cluster> {
+    let explicit = cx.config.foreman.kubeconfig.as_deref();
+    let c = Cluster::connect(&cx.host, explicit)
+        .await
+        .map_err(|source| DayTwoError::NoCluster { source })?;
+    c.foreman()
+        .await
+        .map_err(|source| DayTwoError::NoCluster { source })?;
+    Ok(c)
+}
+
+/// Refuses (or waits, bounded) while Foreman or Pulp tasks run.
+async fn wait_for_tasks(cx: &Context, server: &db::Server, opts: &BackupOptions) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        let (foreman, pulp) = db::running_tasks(server).await?;
+        if foreman + pulp == 0 {
+            return Ok(());
+        }
+        if !opts.wait_for_tasks {
+            return Err(DayTwoError::TasksRunning { foreman, pulp }.into());
+        }
+        if started.elapsed() >= opts.tasks_timeout {
+            return Err(DayTwoError::TasksStillRunning {
+                foreman,
+                pulp,
+                waited_secs: opts.tasks_timeout.as_secs(),
+            }
+            .into());
+        }
+        cx.reporter.note(
+            "tasks",
+            &format!(
+                "waiting for {foreman} Foreman and {pulp} Pulp task(s) to finish (checking every {}s, up to {}s)",
+                TASKS_POLL.as_secs(),
+                opts.tasks_timeout.as_secs()
+            ),
+        );
+        tokio::time::sleep(TASKS_POLL.min(opts.tasks_timeout)).await;
+    }
+}
+
+struct Captured {
+    stream: String,
+    server_version: String,
+    images: Vec<ImageInfo>,
+    pulp: TreeStats,
+}
+
+/// The databases, the Pulp tree, /etc/foreman-box and the resource, into `dir`.
+async fn capture(
+    cx: &Context,
+    server: &db::Server,
+    cluster: Option<&Cluster>,
+    explicit: Option<&Path>,
+    dir: &Path,
+    written: &mut Vec<String>,
+) -> Result<Captured> {
+    let host = &cx.host;
+    let admin = server.connect("postgres").await?;
+    let (_, server_version) = server.version(&admin).await?;
+    drop(admin);
+    phase(cx, "databases", async {
+        let changes: Vec<Change> = db::databases()
+            .iter()
+            .map(|d| {
+                Change::new(
+                    format!("write {}", dump_name(d)),
+                    format!("pg_dump -Fc of database {d} at {}", server.shown()),
+                )
+            })
+            .collect();
+        cx.reporter.step_planned("databases", &changes);
+        let passfile = db::PassFile::new(host, server)?;
+        for d in db::databases() {
+            let name = dump_name(d);
+            let file = dir.join(&name);
+            host.runner()
+                .run(&db::dump_cmd(server, d, &passfile.path, &file))?;
+            host.fs().set_mode(&file, 0o600)?;
+            host.fs().sync_file(&file)?;
+            written.push(name);
+        }
+        Ok(())
+    })
+    .await?;
+
+    let pulp_dir = host.path(&cx.config.storage.pulp_dir);
+    let pulp = phase(cx, "pulp", async {
+        cx.reporter.step_planned(
+            "pulp",
+            &[Change::new(
+                format!("write {PULP_TAR}"),
+                format!(
+                    "{} without {}",
+                    cx.config.storage.pulp_dir.display(),
+                    PULP_EXCLUDED.join(", ")
+                ),
+            )],
+        );
+        let include = |p: &Path| !PULP_EXCLUDED.iter().any(|x| p == Path::new(x));
+        let stats = pack_into(cx, &pulp_dir, &include, &dir.join(PULP_TAR), "Pulp content")?;
+        written.push(PULP_TAR.into());
+        Ok(stats)
+    })
+    .await?;
+
+    phase(cx, "config", async {
+        cx.reporter.step_planned(
+            "config",
+            &[Change::new(
+                format!("write {ETC_TAR}"),
+                format!("{ETC_DIR}: the configuration and the kept secrets"),
+            )],
+        );
+        pack_into(
+            cx,
+            &host.path(ETC_DIR),
+            &|_| true,
+            &dir.join(ETC_TAR),
+            ETC_DIR,
+        )?;
+        written.push(ETC_TAR.into());
+        Ok(())
+    })
+    .await?;
+
+    let mut stream = default_stream();
+    let mut images = Vec::new();
+    if let Some(c) = cluster {
+        if let Some(fm) = c.foreman().await? {
+            if let Some(v) = fm.data["spec"]["version"].as_str() {
+                stream = v.to_string();
+            }
+            let yaml = serde_yaml::to_string(&resource_for_backup(&fm)).map_err(|source| {
+                crate::Error::Render {
+                    what: RESOURCE_FILE.into(),
+                    source,
+                }
+            })?;
+            write_new(cx, &dir.join(RESOURCE_FILE), yaml.as_bytes())?;
+            written.push(RESOURCE_FILE.into());
+        }
+        match Inspector::connect(host, explicit).await {
+            Ok(i) => match i.pods().await {
+                Ok(pods) => images = crate::inspect::images(&pods),
+                Err(e) => cx
+                    .reporter
+                    .warning("resource", &format!("the images are not recorded: {e}")),
+            },
+            Err(e) => cx
+                .reporter
+                .warning("resource", &format!("the images are not recorded: {e}")),
+        }
+    }
+    Ok(Captured {
+        stream,
+        server_version,
+        images,
+        pulp,
+    })
+}
+
+/// The resource as it is worth keeping: its spec and identity, without server bookkeeping.
+pub fn resource_for_backup(fm: &kube::api::DynamicObject) -> serde_json::Value {
+    let v = serde_json::to_value(fm).unwrap_or_default();
+    serde_json::json!({
+        "apiVersion": v["apiVersion"],
+        "kind": v["kind"],
+        "metadata": {
+            "name": v["metadata"]["name"],
+            "namespace": v["metadata"]["namespace"],
+            "labels": v["metadata"]["labels"],
+        },
+        "spec": v["spec"],
+    })
+}
+
+/// A tar of `src` into the new file `file` (0600), with progress.
+fn pack_into(
+    cx: &Context,
+    src: &Path,
+    include: &dyn Fn(&Path) -> bool,
+    file: &Path,
+    what: &str,
+) -> Result<TreeStats> {
+    let f = cx.host.fs().create_new(file, 0o600)?;
+    let mut bar = cx.reporter.download(what, None);
+    let (w, stats) =
+        cx.host
+            .fs()
+            .pack_tree(src, None, include, std::io::BufWriter::new(f), &mut |n| {
+                bar.advance(n)
+            })?;
+    bar.finish();
+    let f = w.into_inner().map_err(|e| HostError::Io {
+        action: "write",
+        path: file.to_path_buf(),
+        source: e.into_error(),
+    })?;
+    f.sync_all().map_err(|source| HostError::Io {
+        action: "flush",
+        path: file.to_path_buf(),
+        source,
+    })?;
+    Ok(stats)
+}
+
+fn write_new(cx: &Context, path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f = cx.host.fs().create_new(path, 0o600)?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|source| HostError::Io {
+            action: "write",
+            path: path.to_path_buf(),
+            source,
+        })?;
+    Ok(())
+}
+
+/// Runs `work` as one step of the display: started, finished with its outcome and time.
+pub(crate) async fn phase<T>(
+    cx: &Context,
+    name: &'static str,
+    work: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    let started = Instant::now();
+    cx.reporter.step_started(name);
+    let r = work.await;
+    cx.reporter.step_finished(
+        name,
+        if r.is_ok() {
+            Outcome::Changed
+        } else {
+            Outcome::Failed
+        },
+        started.elapsed(),
+    );
+    r
+}
+
+/// Why the cluster could not be read, for messages.
+pub fn cluster_problem(e: &ClusterError) -> String {
+    let mut s = e.to_string();
+    if let Some(i) = s.find("\nhelp:") {
+        s.truncate(i);
+    }
+    s
+}
