@@ -35,6 +35,8 @@ main() {
 #   openjdk-17-jdk-headless ruby   Candlepin's key and stores read by Java 17 (javac, keytool) as
 #                      Candlepin 4 reads them; keys read by Ruby's OpenSSL as Katello does
 #   ruby-activerecord  Foreman's DATABASE_URL wrapper run as rendered, read back by Rails' reader
+#   docker-registry skopeo busybox-static   a real registry to make bundles from, an independent
+#                      reader of the bundle's image archive, a static binary for the test images
 PACKAGES="
 postgresql
 containerd
@@ -55,6 +57,9 @@ zstd
 openjdk-17-jdk-headless
 ruby
 ruby-activerecord
+docker-registry
+skopeo
+busybox-static
 "
 
 install_packages() {

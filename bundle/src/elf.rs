@@ -83,9 +83,37 @@ pub fn linking(head: &[u8]) -> Result<Linking, Error> {
     Ok(Linking::Static)
 }
 
+/// The OCI architecture an ELF file is built for (`e_machine`): `amd64`, `arm64`, or the
+/// number for others.
+pub fn machine(head: &[u8]) -> Result<String, Error> {
+    if head.len() < 20 || &head[..4] != b"\x7fELF" {
+        return Err(Error::NotElf {
+            why: "no ELF magic".into(),
+        });
+    }
+    let b = [head[18], head[19]];
+    let m = if head[5] == 2 {
+        u16::from_be_bytes(b)
+    } else {
+        u16::from_le_bytes(b)
+    };
+    Ok(match m {
+        62 => "amd64".to_string(),
+        183 => "arm64".to_string(),
+        other => format!("ELF machine {other}"),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn this_test_binary_is_built_for_this_machine() {
+        let head = std::fs::read("/proc/self/exe").unwrap();
+        assert_eq!(machine(&head[..64]).unwrap(), crate::oci::oci_arch());
+        assert!(machine(b"#!/bin/sh").is_err());
+    }
 
     /// A minimal little-endian ELF64 header with the given program header types.
     fn elf(types: &[u32], interp: &str) -> Vec<u8> {

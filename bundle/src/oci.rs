@@ -32,7 +32,7 @@ pub const MEDIA_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
 pub const ANNOTATION_CONTAINERD_NAME: &str = "io.containerd.image.name";
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
 
-const BLOCK: u64 = 512;
+pub(crate) const BLOCK: u64 = 512;
 
 /// The layer: its digest (`sha256:<hex>`) and size in bytes. Uncompressed, so it is also the
 /// config's diff_id.
@@ -229,17 +229,17 @@ pub fn oci_arch() -> &'static str {
     }
 }
 
-const OCI_LAYOUT: &str = "{\"imageLayoutVersion\":\"1.0.0\"}";
+pub(crate) const OCI_LAYOUT: &str = "{\"imageLayoutVersion\":\"1.0.0\"}";
 
-fn sha256_digest(bytes: &[u8]) -> String {
+pub(crate) fn sha256_digest(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
-fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
+pub(crate) fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("image JSON serializes")
 }
 
-fn padded(size: u64) -> u64 {
+pub(crate) fn padded(size: u64) -> u64 {
     size.div_ceil(BLOCK) * BLOCK
 }
 
@@ -262,7 +262,9 @@ fn layer_trailer(binary_len: u64) -> Vec<u8> {
     vec![0u8; (padded(binary_len) - binary_len + 2 * BLOCK) as usize]
 }
 
-fn file_header(path: &str, size: u64, mode: u32) -> [u8; 512] {
+/// A regular file's tar header: root-owned, [`MTIME`], no user or group names: the same bytes
+/// for the same path, size and mode.
+pub(crate) fn file_header(path: &str, size: u64, mode: u32) -> [u8; 512] {
     let mut h = tar::Header::new_ustar();
     h.set_path(path).expect("short relative path");
     h.set_entry_type(tar::EntryType::Regular);

@@ -181,7 +181,8 @@ pub const DEFAULT_DYNFLOW_WORKERS: u32 = 2;
 fn default_workers() -> u32 {
     DEFAULT_DYNFLOW_WORKERS
 }
-fn default_version() -> String {
+/// The release stream a resource gets when it names none.
+pub fn default_version() -> String {
     "3.18".into()
 }
 fn default_foreman_db() -> String {

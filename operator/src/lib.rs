@@ -6,6 +6,7 @@
 pub mod controller;
 pub mod crd;
 pub mod generated;
+pub mod images;
 pub mod resources;
 pub mod secrets;
 pub mod sizing;

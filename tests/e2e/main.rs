@@ -4,6 +4,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)] // benchmarks and tests report to the terminal
 
 mod bad_input;
+mod bundle;
 mod crash;
 mod daytwo;
 mod edge;

@@ -9,6 +9,7 @@ pub mod nginx;
 pub mod nspawn;
 pub mod pg;
 pub mod pulp;
+pub mod registry;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

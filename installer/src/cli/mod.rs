@@ -1,6 +1,7 @@
 //! The user interface: argument parsing, output, exit codes. The only module that prints.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod bundle;
 mod daytwo;
 pub mod display;
 pub mod logging;
@@ -72,6 +73,13 @@ enum Command {
     Operator {
         #[command(subcommand)]
         command: Option<OperatorCommand>,
+    },
+    /// Every image the operator renders, per release stream: reference, digest, source.
+    Images(bundle::ImagesArgs),
+    /// The offline bundle: `create` one on a connected machine, `verify` one before use.
+    Bundle {
+        #[command(subcommand)]
+        command: bundle::BundleCommand,
     },
     /// Remove k3s and foreman-box. Keeps the PostgreSQL databases and roles, the Pulp content and
     /// /etc/foreman-box unless --purge. Runs the embedded foreman-box-uninstall.sh.
@@ -262,12 +270,27 @@ pub fn main() -> ExitCode {
             let output = if *json { Output::Json } else { *output };
             ("status", run, Verb::Install, output)
         }
+        Command::Bundle { command } => {
+            let form = match command.output() {
+                Output::Json => Form::Quiet,
+                Output::Human => Form::detect(),
+            };
+            let display = Display::new(form, Verb::Install, command.verbose());
+            logging::init(&display, command.verbose(), None);
+            let command = command.clone();
+            return finish(
+                runtime.block_on(bundle::run(command, Arc::new(display))),
+                None,
+                form,
+            );
+        }
         Command::Backup(a) => ("backup", &a.run, Verb::Install, Output::Human),
         Command::Restore(a) => ("restore", &a.run, Verb::Install, Output::Human),
         Command::Health(a) => ("health", &a.run, Verb::Install, a.output),
         Command::SupportBundle(a) => ("support-bundle", &a.run, Verb::Install, Output::Human),
         Command::Upgrade(a) => ("upgrade", &a.run, Verb::Install, Output::Human),
         Command::Render { .. }
+        | Command::Images(_)
         | Command::Operator { .. }
         | Command::Uninstall(_)
         | Command::Completions { .. }
@@ -509,7 +532,9 @@ async fn run_tool(command: Command) -> anyhow::Result<ExitCode> {
             }
         },
         Command::Uninstall(args) => uninstall(&args),
+        Command::Images(args) => bundle::images(&args),
         Command::Install(_)
+        | Command::Bundle { .. }
         | Command::Plan { .. }
         | Command::Preflight(_)
         | Command::Status { .. }

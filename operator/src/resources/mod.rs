@@ -118,39 +118,23 @@ impl Stream {
     }
 }
 
-/// The image for a component: the override, else the release stream's tag.
+/// The image for a component: the override, else the release stream's entry in the image
+/// table ([`crate::images`]: `repository:tag@digest`, tag only while a digest is unknown).
 pub fn image(fm: &Foreman, component: Component) -> String {
     let i = &fm.spec.images;
-    let v = &fm.spec.version;
-    let (over, default) = match component {
-        // FC src/vars/images.yml (2.0.0): foreman and foreman-proxy are tagged "<stream>" (no
-        // `-rex`: Remote Execution ships inside foreman-proxy), candlepin and pulp
-        // "foreman-<stream>", redis is quay.io/sclorg/redis-6-c9s:latest.
-        Component::Foreman => (&i.foreman, format!("quay.io/foreman/foreman:{v}")),
-        Component::Proxy => (
-            &i.foreman_proxy,
-            format!("quay.io/foreman/foreman-proxy:{v}"),
-        ),
-        Component::Candlepin => (
-            &i.candlepin,
-            format!("quay.io/foreman/candlepin:foreman-{v}"),
-        ),
-        Component::Pulp => (&i.pulp, format!("quay.io/foreman/pulp:foreman-{v}")),
-        Component::Redis => (&i.redis, "quay.io/sclorg/redis-6-c9s:latest".to_string()),
-        Component::PulpControl => (&i.pulp_control, pulp::CONTROL_IMAGE.to_string()),
+    let over = match component {
+        Component::Foreman => &i.foreman,
+        Component::Proxy => &i.foreman_proxy,
+        Component::Candlepin => &i.candlepin,
+        Component::Pulp => &i.pulp,
+        Component::Redis => &i.redis,
+        Component::PulpControl => &i.pulp_control,
     };
-    over.clone().unwrap_or(default)
+    over.clone()
+        .unwrap_or_else(|| crate::images::default_reference(&fm.spec.version, component))
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Component {
-    Foreman,
-    Proxy,
-    Candlepin,
-    Pulp,
-    Redis,
-    PulpControl,
-}
+pub use crate::images::Component;
 
 pub(crate) fn namespace(fm: &Foreman) -> String {
     fm.metadata.namespace.clone().unwrap_or_default()

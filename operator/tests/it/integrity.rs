@@ -364,16 +364,11 @@ fn every_image_is_the_release_streams() {
             .split(' ')
             .next()
             .unwrap();
-        // The table (foremanctl src/vars/images.yml at 2.0.0, per stream).
-        let table = [
-            format!("quay.io/foreman/foreman:{version}"),
-            format!("quay.io/foreman/foreman-proxy:{version}"),
-            format!("quay.io/foreman/candlepin:foreman-{version}"),
-            format!("quay.io/foreman/pulp:foreman-{version}"),
-            "quay.io/sclorg/redis-6-c9s:latest".to_string(),
-            // Not a release-stream image: FK's nginx front end (default UNCONFIRMED).
-            pulp::CONTROL_IMAGE.to_string(),
-        ];
+        // The stream's entries in the image table (operator/images.json), nothing else.
+        let table: Vec<String> = foreman_operator::images::Table::builtin().streams[version]
+            .iter()
+            .map(|p| p.reference())
+            .collect();
         for (owner, pod) in pods(&objs) {
             for c in containers(pod) {
                 let image = c["image"].as_str().unwrap();
