@@ -159,6 +159,8 @@ pub fn rules() -> Value {
         // patched only to add keys a newer operator needs (existing values are never replaced).
         {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create", "patch"]},
         {"apiGroups": [""], "resources": ["configmaps", "services", "persistentvolumeclaims"], "verbs": manage},
+        // Maintenance is reached when no writer pod is left: pods are listed, never changed.
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
         {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": manage},
         {"apiGroups": ["batch"], "resources": ["jobs", "cronjobs"], "verbs": manage},
         {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses", "networkpolicies"], "verbs": manage},

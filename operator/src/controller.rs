@@ -13,19 +13,19 @@ mod cache;
 mod status;
 
 pub use cache::RETRY_ANNOTATION;
-pub use status::{status_for, ComponentState, Health, Problem, Retry};
+pub use status::{status_for, ComponentState, Health, Maintenance, Problem, Retry};
 
 use crate::crd::{Foreman, ForemanSpec, ForemanStatus};
 use crate::generated::{self, Generated};
 use crate::resources::{
-    self, certificates, DB_KEYS, GENERATED_KEYS, GENERATED_SECRET, HASH_ANNOTATION, KINDS,
-    TLS_SECRET,
+    self, certificates, DB_KEYS, GENERATED_KEYS, GENERATED_SECRET, HASH_ANNOTATION, INSTANCE_LABEL,
+    KINDS, TLS_SECRET,
 };
 use crate::{Error, FIELD_MANAGER};
 use cache::{Cache, Pending, Readiness, View};
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
@@ -175,7 +175,7 @@ pub async fn reconcile(fm: Arc<Foreman>, ctx: Arc<Context>) -> Result<Action, Er
     let (secrets, known) = match load(&fm, &ctx).await? {
         Ok(loaded) => loaded,
         Err(problems) => {
-            write_status(&fm, &ctx, &[], &Health::Degraded(problems)).await?;
+            write_status(&fm, &ctx, &[], &Health::Degraded(problems), None).await?;
             ctx.succeeded(&name);
             return Ok(Action::requeue(Duration::from_secs(60)));
         }
@@ -196,7 +196,27 @@ pub async fn reconcile(fm: Arc<Foreman>, ctx: Arc<Context>) -> Result<Action, Er
         && assessed.problems.is_empty()
         && assessed.components.iter().all(|(_, s)| s.is_ready());
     let health = Health::judge(assessed.problems, ready);
-    write_status(&fm, &ctx, &assessed.components, &health).await?;
+    let maintenance = if fm.spec.maintenance {
+        Some(writers_left(&fm, &ctx).await?)
+    } else {
+        None
+    };
+    write_status(
+        &fm,
+        &ctx,
+        &assessed.components,
+        &health,
+        maintenance.as_ref(),
+    )
+    .await?;
+    // Entering maintenance is watched pod by pod, which no watch here sees: look again soon.
+    if maintenance
+        .as_ref()
+        .is_some_and(|m| !m.writers_left.is_empty())
+    {
+        ctx.succeeded(&name);
+        return Ok(Action::requeue(Duration::from_secs(2)));
+    }
     ctx.succeeded(&name);
     let again = if ready { 300 } else { 15 };
     Ok(Action::requeue(
@@ -809,13 +829,40 @@ async fn retry_when_due(
 
 /// Status: written when it differs from what the resource has (or, while the watch has not
 /// brought our last write back, from what we wrote).
+/// The writer pods of this resource still there (terminating ones included: they may still
+/// write), by name. One list of pods by label; only while in maintenance.
+async fn writers_left(fm: &Foreman, ctx: &Context) -> Result<Maintenance, Error> {
+    let ns = fm.namespace().ok_or(Error::NoNamespace)?;
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let selector = format!("{INSTANCE_LABEL}={}", fm.name_any());
+    let pods = api
+        .list_metadata(&ListParams::default().labels(&selector))
+        .await
+        .map_err(kube_err("listing the writer pods"))?;
+    let mut writers_left: Vec<String> = pods
+        .items
+        .into_iter()
+        .filter(|p| {
+            p.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("app.kubernetes.io/name"))
+                .is_some_and(|c| resources::WRITERS.contains(&c.as_str()))
+        })
+        .filter_map(|p| p.metadata.name)
+        .collect();
+    writers_left.sort();
+    Ok(Maintenance { writers_left })
+}
+
 async fn write_status(
     fm: &Foreman,
     ctx: &Context,
     components: &[(String, ComponentState)],
     health: &Health,
+    maintenance: Option<&Maintenance>,
 ) -> Result<(), Error> {
-    let status = status_for(fm, components, health);
+    let status = status_for(fm, components, health, maintenance);
     let name = fm.name_any();
     let version = fm.resource_version();
     let current = match ctx.written.lock().unwrap().get(&name) {

@@ -48,6 +48,16 @@ pub struct ForemanSpec {
     pub version: String,
     #[serde(default)]
     pub images: Images,
+    /// Maintenance mode (backup, restore, upgrade): every writer is scaled to 0 (web, Dynflow,
+    /// Pulp, Candlepin, proxy), the CronJobs are suspended and the edge answers 503 with a page
+    /// that says so; the `Maintenance` condition turns True (reason `Reached`) once no writer
+    /// pod is left, terminating ones included.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub maintenance: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// foremanctl's tuning profiles (FC src/playbooks/_tuning/metadata.obsah.yaml), `default` as

@@ -594,3 +594,61 @@ fn every_name_a_server_is_called_by_is_in_its_certificate() {
         "pulp-control: {control} not in {control_sans:?}"
     );
 }
+
+/// In maintenance (`spec.maintenance`, set by backup, restore and upgrade) the edge answers
+/// every path but /pub with 503, a page that says so and Retry-After, on both ports; hosts can
+/// still fetch the CA. nginx runs the rendered configuration; no backend runs at all.
+#[test]
+fn in_maintenance_the_edge_answers_503_with_a_page_saying_so_and_still_serves_the_ca() {
+    let mut fm = default_resource();
+    fm.spec.maintenance = true;
+    let dir = tempfile::Builder::new()
+        .prefix("fb-edge-maint-")
+        .tempdir()
+        .unwrap();
+    let files = certificate_files(&fm, dir.path());
+    let (http, https) = (free_port(), free_port());
+    let d = dir.path().display();
+    let conf = localize(
+        &edge::config(&fm),
+        &[
+            ("listen 8080;", format!("listen 127.0.0.1:{http};")),
+            ("listen 8443 ssl;", format!("listen 127.0.0.1:{https} ssl;")),
+            ("/etc/nginx/pki/", format!("{d}/")),
+            ("/srv/pub/", format!("{d}/pub/")),
+        ],
+    );
+    assert!(
+        !conf.contains("proxy_pass"),
+        "nothing is passed on in maintenance:\n{conf}"
+    );
+    let _nginx = Nginx::start(dir.path(), &conf, &[http, https]);
+    for path in ["/", "/users/login", "/rhsm/consumers", "/pulp/content/x/"] {
+        for url in [
+            format!("https://{HOST}:{https}{path}"),
+            format!("http://{HOST}:{http}{path}"),
+        ] {
+            let a = curl(&url, Some(&files["ca.crt"]), None, &["-D", "-"]);
+            assert_eq!(a.code, 503, "{url}: {}", a.text());
+            let text = a.text();
+            assert!(text.contains("Foreman is in maintenance"), "{url}: {text}");
+            assert!(
+                text.to_ascii_lowercase().contains("retry-after: 300"),
+                "{url}: {text}"
+            );
+        }
+    }
+    let ca = curl(
+        &format!("https://{HOST}:{https}/pub/katello-server-ca.crt"),
+        Some(&files["ca.crt"]),
+        None,
+        &[],
+    );
+    assert_eq!(ca.code, 200);
+    assert!(ca.text().starts_with("-----BEGIN CERTIFICATE-----"));
+
+    // Out of maintenance the same paths reach the backends' routes again.
+    fm.spec.maintenance = false;
+    assert!(edge::config(&fm).contains("proxy_pass"));
+    assert!(!edge::config(&fm).contains("return 503"));
+}

@@ -143,11 +143,49 @@ fn condition(type_: &str, on: bool, reason: &str, message: impl Into<String>) ->
     }
 }
 
+/// Where maintenance stands, when the resource asks for it: the writer pods still there
+/// (terminating ones included). None left: reached.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Maintenance {
+    pub writers_left: Vec<String>,
+}
+
+/// The `Maintenance` condition: True (`Reached`) once no writer pod is left, else False
+/// (`Entering`) naming them. The installer's backup waits for True at the current generation.
+fn maintenance_condition(m: &Maintenance) -> Condition {
+    if m.writers_left.is_empty() {
+        return condition(
+            "Maintenance",
+            true,
+            "Reached",
+            "every writer is stopped; the edge answers 503",
+        );
+    }
+    let shown: Vec<&str> = m.writers_left.iter().take(5).map(String::as_str).collect();
+    let more = m.writers_left.len() - shown.len();
+    condition(
+        "Maintenance",
+        false,
+        "Entering",
+        format!(
+            "waiting for {} writer pod(s) to stop: {}{}",
+            m.writers_left.len(),
+            shown.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        ),
+    )
+}
+
 /// The status a person can act on.
 pub fn status_for(
     fm: &Foreman,
     components: &[(String, ComponentState)],
     health: &Health,
+    maintenance: Option<&Maintenance>,
 ) -> ForemanStatus {
     let waiting = components
         .iter()
@@ -155,7 +193,7 @@ pub fn status_for(
         .map(|(n, s)| format!("{n}: {s}"))
         .collect::<Vec<_>>()
         .join("; ");
-    let conditions = match health {
+    let mut conditions = match health {
         Health::Degraded(problems) => {
             let reason = problems[0].0.reason();
             let message = problems
@@ -185,6 +223,7 @@ pub fn status_for(
             condition("Degraded", false, "AsExpected", ""),
         ],
     };
+    conditions.extend(maintenance.map(maintenance_condition));
     ForemanStatus {
         observed_generation: fm.metadata.generation,
         conditions,

@@ -313,6 +313,23 @@ fn server(fm: &Foreman, tls: bool) -> Directive {
             ],
         ),
     ]);
+    if fm.spec.maintenance {
+        // Every writer is stopped: one page says why, instead of a 502 from each backend; the
+        // CA under /pub stays.
+        body.push(block(
+            "location",
+            vec![word("/")],
+            vec![
+                directive("default_type", vec![word("text/html")]),
+                directive(
+                    "add_header",
+                    vec![word("Retry-After"), word("300"), word("always")],
+                ),
+                directive("return", vec![word("503"), quoted(MAINTENANCE_PAGE)]),
+            ],
+        ));
+        return block("server", vec![], body);
+    }
     let routes = if tls {
         https_routes(fm)
     } else {
@@ -329,6 +346,9 @@ fn server(fm: &Foreman, tls: bool) -> Directive {
     ));
     block("server", vec![], body)
 }
+
+/// What the edge answers (503) while the resource is in maintenance.
+pub const MAINTENANCE_PAGE: &str = "<!DOCTYPE html><html><head><title>Foreman: maintenance</title></head><body><h1>Foreman is in maintenance</h1><p>A backup, restore or upgrade is running. Foreman is back when it ends; try again in a few minutes.</p></body></html>";
 
 fn location(fm: &Foreman, r: &Route, tls: bool) -> Directive {
     let header = |name: &str, value: Value| {

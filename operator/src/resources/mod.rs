@@ -73,11 +73,43 @@ pub(crate) const REDIS_PORT: u16 = 6379;
 /// Every object for this resource, in apply order, each with its desired-hash annotation.
 pub fn desired(fm: &Foreman) -> Vec<Value> {
     let mut objs = objects(fm);
+    if fm.spec.maintenance {
+        hold_writers(&mut objs);
+    }
     for o in &mut objs {
         let hash = short_hash(o);
         o["metadata"]["annotations"] = json!({HASH_ANNOTATION: hash});
     }
     objs
+}
+
+/// The components that write to the databases or Pulp's storage (by their
+/// `app.kubernetes.io/name`): scaled to 0 in maintenance. Redis, the edge and pulp-control keep
+/// running (they hold nothing a backup reads; the edge tells users what is going on).
+pub const WRITERS: &[&str] = &[
+    "foreman",
+    "dynflow-orchestrator",
+    "dynflow-worker",
+    "dynflow-worker-hosts-queue",
+    "candlepin",
+    "pulp-api",
+    "pulp-content",
+    "pulp-worker",
+    "foreman-proxy",
+];
+
+/// Maintenance: the writers' Deployments at 0 replicas, every CronJob suspended.
+fn hold_writers(objs: &mut [Value]) {
+    for o in objs.iter_mut() {
+        let component = o["metadata"]["labels"]["app.kubernetes.io/name"].clone();
+        match o["kind"].as_str() {
+            Some("Deployment") if WRITERS.iter().any(|w| component == *w) => {
+                o["spec"]["replicas"] = json!(0);
+            }
+            Some("CronJob") => o["spec"]["suspend"] = json!(true),
+            _ => {}
+        }
+    }
 }
 
 /// Every object for this resource, in apply order, before the desired-hash annotation.

@@ -710,3 +710,81 @@ fn job_that_keeps_failing_is_run_again_a_bounded_number_of_times() {
     assert_eq!(writes(&reqs), Vec::<String>::new());
     assert_eq!(c.condition("Ready")["status"], "False");
 }
+
+/// Maintenance (the contract with the installer's backup, installer/src/maintenance.rs): every
+/// writer's Deployment at 0 replicas and the CronJobs suspended, Redis and the edge left
+/// running; the `Maintenance` condition is False naming the writer pods still there
+/// (terminating ones included) and True (`Reached`) once none is left; leaving it brings the
+/// replicas back and drops the condition.
+#[test]
+fn maintenance_stops_every_writer_and_is_reached_only_when_no_writer_pod_is_left() {
+    const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/foreman/deployments";
+    const CRONJOBS: &str = "/apis/batch/v1/namespaces/foreman/cronjobs";
+    let c = Cluster::start(ALL_DB, true, true);
+    c.settle();
+    let pod = |name: &str, component: &str| {
+        json!({"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": name, "namespace": "foreman",
+                            "deletionTimestamp": "2026-12-03T00:00:00Z",
+                            "labels": {"app.kubernetes.io/name": component, "app.kubernetes.io/instance": "foreman"}}})
+    };
+    c.api.put(pod("foreman-6d9f-abcde", "foreman"));
+    c.api.put(pod("redis-5c7b-fghij", "redis"));
+    let set_maintenance = |on: bool, generation: i64| {
+        let mut fm = c.api.get(FOREMAN).unwrap();
+        fm["spec"]["maintenance"] = json!(on);
+        fm["metadata"]["generation"] = json!(generation);
+        c.api.put(fm);
+    };
+    set_maintenance(true, 2);
+    c.reconcile().1.unwrap();
+    let replicas = |name: &str| {
+        c.api.get(&format!("{DEPLOYMENTS}/{name}")).unwrap()["spec"]["replicas"].clone()
+    };
+    for writer in foreman_operator::resources::WRITERS {
+        assert_eq!(replicas(writer), json!(0), "{writer}");
+    }
+    assert_eq!(replicas("redis"), json!(1));
+    assert_eq!(replicas("foreman-edge"), json!(1));
+    assert_eq!(
+        c.api
+            .get(&format!("{CRONJOBS}/foreman-cron-daily"))
+            .unwrap()["spec"]["suspend"],
+        json!(true)
+    );
+    let m = c.condition("Maintenance");
+    assert_eq!(
+        (m["status"].as_str(), m["reason"].as_str()),
+        (Some("False"), Some("Entering")),
+        "{m}"
+    );
+    let message = m["message"].as_str().unwrap();
+    assert!(message.contains("foreman-6d9f-abcde"), "{message}");
+    assert!(!message.contains("redis"), "{message}");
+
+    // The terminating writer is gone: reached, for the generation that asked.
+    assert!(c
+        .api
+        .delete("/api/v1/namespaces/foreman/pods/foreman-6d9f-abcde"));
+    c.reconcile().1.unwrap();
+    let m = c.condition("Maintenance");
+    assert_eq!(
+        (m["status"].as_str(), m["reason"].as_str()),
+        (Some("True"), Some("Reached")),
+        "{m}"
+    );
+    assert_eq!(c.status()["observed_generation"], json!(2));
+
+    // Leaving it: the writers come back and the condition goes.
+    set_maintenance(false, 3);
+    c.settle();
+    assert_eq!(replicas("foreman"), json!(1));
+    assert_eq!(replicas("dynflow-worker"), json!(2));
+    assert_ne!(
+        c.api
+            .get(&format!("{CRONJOBS}/foreman-cron-daily"))
+            .unwrap()["spec"]["suspend"],
+        json!(true)
+    );
+    assert!(c.condition("Maintenance").is_null(), "{}", c.status());
+}
