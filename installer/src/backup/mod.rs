@@ -162,18 +162,25 @@ pub async fn backup(cx: &Context, opts: &BackupOptions) -> Result<BackupReport> 
     .await?;
 
     let stamp = k8s_openapi::jiff::Timestamp::now();
-    let name = format!("{NAME_PREFIX}{}", stamp.strftime("%Y%m%dT%H%M%SZ"));
+    let base = format!("{NAME_PREFIX}{}", stamp.strftime("%Y%m%dT%H%M%SZ"));
     let parent = opts
         .parent
         .clone()
         .unwrap_or_else(|| cx.host.path(DEFAULT_PARENT));
+    // A backup of the same second (one killed at once, say) keeps its name: this one takes the
+    // next free `-N`; no backup is ever written over another.
+    let taken = |name: &str| {
+        cx.host.fs().exists(&parent.join(name))
+            || cx.host.fs().exists(&parent.join(format!("{name}.tar.zst")))
+    };
+    let name = std::iter::once(base.clone())
+        .chain((2..100).map(|n| format!("{base}-{n}")))
+        .find(|n| !taken(n))
+        .ok_or_else(|| DayTwoError::Exists {
+            path: parent.join(&base),
+        })?;
     let dir = parent.join(&name);
     let archive = parent.join(format!("{name}.tar.zst"));
-    for p in [&dir, &archive] {
-        if cx.host.fs().exists(p) {
-            return Err(DayTwoError::Exists { path: p.clone() }.into());
-        }
-    }
     if !cx.host.fs().is_dir(&parent) {
         cx.host.fs().ensure_dir(&parent, 0o700)?;
     }
