@@ -213,7 +213,7 @@ fn absent_resource_is_created_by_server_side_apply_and_the_wait_ends_when_ready(
             "apiVersion": "app.theforeman.org/v1alpha1",
             "kind": "Foreman",
             "metadata": {"name": "foreman", "namespace": "foreman"},
-            "spec": {"hostname": HOSTNAME, "dynflow_workers": 2, "plugins": {"katello": true, "remote_execution": true}},
+            "spec": {"hostname": HOSTNAME, "dynflow_workers": 2, "tuning": "default", "plugins": {"katello": true, "remote_execution": true}},
         })
     );
     // The live view saw the Deployment starting, then ready.
@@ -332,7 +332,8 @@ fn component_stuck_in_image_pull_backoff_times_out_naming_it_and_why() {
         json!({"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s restarting failed container"}}),
         3,
     ));
-    c.api.put_log(
+    // A crash-looping container's last words are in its previous run's log.
+    c.api.put_previous_log(
         "foreman",
         "dynflow-sidekiq-5f6d-xyz",
         "dynflow-sidekiq",
