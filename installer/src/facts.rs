@@ -144,7 +144,7 @@ impl Facts {
             .as_ref()
             .map(|u| u.machine().to_string_lossy().into_owned())
             .unwrap_or_default();
-        let fqdn = cfg.hostname.clone().unwrap_or_else(|| system_fqdn(host));
+        let fqdn = fqdn_of(host, cfg);
         let fqdn_resolves = (fqdn.as_str(), 0)
             .to_socket_addrs()
             .is_ok_and(|mut a| a.next().is_some());
@@ -224,6 +224,12 @@ fn host_size_override() -> Option<(usize, u64)> {
 
 fn read_proc(path: &str) -> Option<String> {
     crate::host::read_kernel_file(path)
+}
+
+/// The hostname Foreman is served on: the configured one, else this host's FQDN (as install's
+/// facts have it).
+pub(crate) fn fqdn_of(host: &Host, cfg: &Config) -> String {
+    cfg.hostname.clone().unwrap_or_else(|| system_fqdn(host))
 }
 
 fn system_fqdn(host: &Host) -> String {

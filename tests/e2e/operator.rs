@@ -68,3 +68,58 @@ fn render_for_an_existing_cluster_validates() {
     let v = kubernetes_validate(&[file]);
     assert_eq!(v.code, 0, "{}", v.all());
 }
+
+/// The Foreman resource in `render`'s output.
+fn rendered_foreman(stdout: &str) -> serde_yaml::Value {
+    serde_yaml::Deserializer::from_str(stdout)
+        .map(|d| <serde_yaml::Value as serde::Deserialize>::deserialize(d).unwrap())
+        .find(|d| d["kind"] == "Foreman")
+        .expect("render prints a Foreman resource")
+}
+
+/// `render` reads the configuration as install does (config.toml under --root, then
+/// FOREMAN_BOX_* variables, then flags) and prints the resource install would apply, so a
+/// cluster set up with it points at the hostname and not at in-cluster names.
+#[test]
+fn render_takes_the_hostname_and_the_rest_of_the_configuration_as_install_does() {
+    let root = tempfile::tempdir().unwrap();
+    let etc = root.path().join("etc/foreman-box");
+    std::fs::create_dir_all(&etc).unwrap();
+    std::fs::write(
+        etc.join("config.toml"),
+        "hostname = \"foreman.example.org\"\n[foreman]\ndynflow_workers = 3\nremote_execution = false\n",
+    )
+    .unwrap();
+    let r = root.path().to_str().unwrap();
+    let out = run(&mut foreman_box(&["render", "--root", r]));
+    assert_eq!(out.code, 0, "{}", out.all());
+    let fm = rendered_foreman(&out.stdout);
+    assert_eq!(fm["spec"]["hostname"], "foreman.example.org");
+    assert_eq!(fm["spec"]["dynflow_workers"], 3);
+    assert_eq!(fm["spec"]["plugins"]["remote_execution"], false);
+    assert_eq!(fm["spec"]["plugins"]["katello"], true);
+    assert_eq!(fm["spec"]["tuning"], "default");
+
+    // A variable wins over the file, a flag over both.
+    let out = run(
+        foreman_box(&["render", "--root", r, "--hostname", "flag.example.org"])
+            .env("FOREMAN_BOX_HOSTNAME", "env.example.org")
+            .env("FOREMAN_BOX_FOREMAN_DYNFLOW_WORKERS", "4"),
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    let fm = rendered_foreman(&out.stdout);
+    assert_eq!(fm["spec"]["hostname"], "flag.example.org");
+    assert_eq!(fm["spec"]["dynflow_workers"], 4);
+
+    // Bad configuration is refused as install refuses it, naming where it came from.
+    let out =
+        run(foreman_box(&["render", "--root", r])
+            .env("FOREMAN_BOX_FOREMAN_DYNFLOW_WORKERS", "many"));
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(
+        out.stderr.contains("FOREMAN_BOX_FOREMAN_DYNFLOW_WORKERS"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stdout.is_empty(), "nothing printed: {}", out.stdout);
+}

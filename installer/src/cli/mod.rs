@@ -62,13 +62,10 @@ enum Command {
     },
     /// Print the man page (roff): `foreman-box man > /usr/local/share/man/man1/foreman-box.1`.
     Man,
-    /// Print every manifest for an existing cluster: the CRD, the operator and the default
-    /// Foreman resource (`kubectl apply -f -`).
-    Render {
-        /// FQDN for the default resource.
-        #[arg(long)]
-        hostname: Option<String>,
-    },
+    /// Print every manifest for an existing cluster: the CRD, the operator and the Foreman
+    /// resource install would apply, from the same configuration (config.toml, FOREMAN_BOX_*
+    /// variables, flags; the hostname defaults to this host's FQDN), for `kubectl apply -f -`.
+    Render(RunArgs),
     /// The in-cluster operator (the default), or its tools.
     Operator {
         #[command(subcommand)]
@@ -289,7 +286,7 @@ pub fn main() -> ExitCode {
         Command::Health(a) => ("health", &a.run, Verb::Install, a.output),
         Command::SupportBundle(a) => ("support-bundle", &a.run, Verb::Install, Output::Human),
         Command::Upgrade(a) => ("upgrade", &a.run, Verb::Install, Output::Human),
-        Command::Render { .. }
+        Command::Render(_)
         | Command::Images(_)
         | Command::Operator { .. }
         | Command::Uninstall(_)
@@ -482,16 +479,13 @@ async fn run_tool(command: Command) -> anyhow::Result<ExitCode> {
             clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Render { hostname } => {
+        Command::Render(run) => {
+            let host = Host::new(&run.root, Arc::new(SystemRunner));
+            let config = load_config(&run, &host)?;
+            let fqdn = crate::facts::fqdn_of(&host, &config);
             let mut objs = vec![crate::manifests::namespace()];
             objs.extend(foreman_box_bundle::operator_objects());
-            let defaults = Layers::new().resolve()?;
-            objs.push(foreman_box_bundle::default_foreman(
-                hostname.as_deref(),
-                defaults.foreman.dynflow_workers,
-                defaults.foreman.katello,
-                defaults.foreman.remote_execution,
-            ));
+            objs.push(steps::foreman::resource(&config, Some(&fqdn)));
             print!(
                 "---\n{}{}",
                 foreman_box_bundle::CRD_YAML,
@@ -586,6 +580,35 @@ fn prepare(
     reporter: Arc<dyn steps::Reporter>,
 ) -> anyhow::Result<(Context, Vec<Box<dyn steps::Step>>)> {
     let host = Host::new(&args.root, Arc::new(SystemRunner));
+    let config = load_config(args, &host)?;
+    let admin_password = config::admin_password(
+        &config.postgres,
+        std::env::var(config::ADMIN_PASSWORD_ENV).ok(),
+        |p| {
+            host.fs()
+                .read_string(&host.path(p))
+                .map_err(std::io::Error::other)
+                .and_then(|o| o.ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound)))
+        },
+    )?;
+    let mut skip_start = args.skip_start;
+    if !host.is_real_root() && !skip_start {
+        tracing::info!(root = %args.root.display(), "--root given: starting nothing (--skip-start)");
+        skip_start = true;
+    }
+    let steps = steps::select(&args.only)?;
+    let facts = Facts::gather(&host, &config);
+    let options = RunOptions {
+        skip_start,
+        ignore_preflight: args.ignore_preflight.clone(),
+    };
+    let cx = Context::new(host, facts, config, options, admin_password).with_reporter(reporter);
+    Ok((cx, steps))
+}
+
+/// The configuration as every command reads it: the file, then FOREMAN_BOX_* variables, then
+/// flags, each checked where it is read.
+fn load_config(args: &RunArgs, host: &Host) -> anyhow::Result<config::Config> {
     // An explicit --config must exist; the default file is optional. Messages name the file
     // that was read: under --root, <root>/etc/foreman-box/config.toml, so that their `help:`
     // (chmod, chown) never points at the real host's file.
@@ -620,27 +643,5 @@ fn prepare(
         .with_flags(args.settings.values.clone())?;
     let config = layers.resolve()?;
     layers.check_under_root(&config, &args.root, |p| host.fs().canonical(p))?;
-    let admin_password = config::admin_password(
-        &config.postgres,
-        std::env::var(config::ADMIN_PASSWORD_ENV).ok(),
-        |p| {
-            host.fs()
-                .read_string(&host.path(p))
-                .map_err(std::io::Error::other)
-                .and_then(|o| o.ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound)))
-        },
-    )?;
-    let mut skip_start = args.skip_start;
-    if !host.is_real_root() && !skip_start {
-        tracing::info!(root = %args.root.display(), "--root given: starting nothing (--skip-start)");
-        skip_start = true;
-    }
-    let steps = steps::select(&args.only)?;
-    let facts = Facts::gather(&host, &config);
-    let options = RunOptions {
-        skip_start,
-        ignore_preflight: args.ignore_preflight.clone(),
-    };
-    let cx = Context::new(host, facts, config, options, admin_password).with_reporter(reporter);
-    Ok((cx, steps))
+    Ok(config)
 }
