@@ -502,7 +502,7 @@ async fn certificates_check(cx: &Context, cluster: Option<&Cluster>) -> Check {
             format!("{} of {} certificates expire within {CERT_WARN_DAYS} days or have expired ({source})", named.len(), findings.len()),
         )
         .details(named)
-        .help("new certificates come from a new foreman-tls Secret: keep a backup, then replace the Secret's certificates from its CA before they expire"),
+        .help("the operator signs them again with the CA in foreman-ca 60 days before they expire; if that has not happened, read its log (kubectl -n foreman logs deploy/foreman-operator) and the Foreman resource's Degraded condition"),
     }
 }
 
