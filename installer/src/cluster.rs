@@ -6,7 +6,7 @@
 //! becomes an error that names what was asked, never a hang.
 
 use crate::host::Host;
-use crate::steps::ComponentLine;
+use crate::report::ComponentLine;
 use foreman_box_bundle::{NAMESPACE, OPERATOR};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
@@ -22,7 +22,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The kubeconfig k3s writes when it starts (`write-kubeconfig-mode 0600`).
-pub const K3S_KUBECONFIG: &str = crate::steps::k3s::KUBECONFIG;
+/// The kubeconfig k3s writes for its admin.
+pub const KUBECONFIG: &str = "/etc/rancher/k3s/k3s.yaml";
 /// The CRD's name as generated from the Rust type (bundle/manifests/foreman-crd.yaml).
 pub const CRD_NAME: &str = "foremans.app.theforeman.org";
 /// Our field manager for server-side apply; the operator has its own (`foreman-operator`).
@@ -91,7 +92,7 @@ pub struct Cluster {
 pub fn kubeconfig_path(host: &Host, explicit: Option<&Path>) -> (PathBuf, PathBuf) {
     match explicit {
         Some(p) => (p.to_path_buf(), p.to_path_buf()),
-        None => (host.path(K3S_KUBECONFIG), PathBuf::from(K3S_KUBECONFIG)),
+        None => (host.path(KUBECONFIG), PathBuf::from(KUBECONFIG)),
     }
 }
 

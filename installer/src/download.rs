@@ -5,7 +5,7 @@
 
 use crate::error::{Error, Result};
 use crate::host::HostFs;
-use crate::steps::{LogReporter, Reporter};
+use crate::report::{LogReporter, Reporter};
 use futures::StreamExt;
 use reqwest::header::{CONTENT_RANGE, LOCATION, RANGE};
 use reqwest::StatusCode;

@@ -384,7 +384,7 @@ async fn tasks_check(cx: &Context) -> Check {
 
 /// The certificates of the kept copy of Secret foreman-tls: (key, PEM).
 fn kept_certificates(cx: &Context) -> Vec<(String, Vec<u8>)> {
-    let path = cx.host.path(crate::steps::foreman::copy_path(
+    let path = cx.host.path(crate::kept::copy_path(
         foreman_operator::resources::TLS_SECRET,
     ));
     let Ok(Some(text)) = cx.host.fs().read_string(&path) else {
@@ -456,7 +456,7 @@ async fn certificates_check(cx: &Context, cluster: Option<&Cluster>) -> Check {
     let mut certs = kept_certificates(cx);
     let mut source = format!(
         "the kept copy {}",
-        crate::steps::foreman::copy_path(foreman_operator::resources::TLS_SECRET)
+        crate::kept::copy_path(foreman_operator::resources::TLS_SECRET)
     );
     if certs.is_empty() {
         if let Some(c) = cluster {

@@ -16,8 +16,8 @@
 //! upgrade, holding the one-run lock (so the marker's run is gone), takes the box out of
 //! maintenance first.
 
-use crate::backup::DayTwoError;
 use crate::cluster::{self, Cluster, FIELD_MANAGER, RESOURCE};
+use crate::error::DayTwoError;
 use crate::error::Result;
 use crate::host::Host;
 use foreman_box_bundle::NAMESPACE;

@@ -3,12 +3,15 @@
 //! applies once its API is up and keeps applied, and `foreman-box render` prints them for
 //! clusters that are not ours.
 
+use crate::desired::DesiredFile;
 use crate::error::{Error, Result};
-use crate::steps::DesiredFile;
 use serde_json::{json, Value};
 
 pub(crate) const MANIFESTS_DIR: &str = "/var/lib/rancher/k3s/server/manifests";
 pub(crate) const NAMESPACE: &str = "foreman";
+/// The CRD and the operator, in k3s's auto-deploy folder (applied in name order).
+pub const CRD_MANIFEST: &str = "foreman-box-10-crd.yaml";
+pub const OPERATOR_MANIFEST: &str = "foreman-box-20-operator.yaml";
 
 /// Labels every object we create carries.
 pub(crate) fn labels(component: &str) -> Value {
@@ -72,9 +75,9 @@ pub(crate) fn operator_files(image: &str) -> Result<Vec<DesiredFile>> {
         })?;
     Ok(vec![
         namespace_file()?,
-        manifest_file(crate::steps::operator::CRD_MANIFEST, &[crd])?,
+        manifest_file(CRD_MANIFEST, &[crd])?,
         manifest_file(
-            crate::steps::operator::OPERATOR_MANIFEST,
+            OPERATOR_MANIFEST,
             &foreman_box_bundle::operator_objects_for(image),
         )?,
     ])

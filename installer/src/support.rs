@@ -278,7 +278,7 @@ pub async fn collect(
 
     // Every value to keep out, before anything is read.
     let mut redactor = Redactor::new();
-    let secrets_dir = host.path(crate::steps::postgres::SECRETS_DIR);
+    let secrets_dir = host.path(crate::kept::SECRETS_DIR);
     for name in host.fs().list_dir(&secrets_dir)? {
         if let Ok(Some(bytes)) = host.fs().read(&secrets_dir.join(&name)) {
             add_secret_file(&mut redactor, &name, &bytes);

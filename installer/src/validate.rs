@@ -436,7 +436,7 @@ pub(crate) fn k3s_version(raw: &str) -> Result<String, Invalid> {
     } else {
         invalid(
             format!("{} is not a k3s release tag", shown(raw)),
-            format!("use a tag such as {}", crate::config::PINNED_K3S_VERSION),
+            "use a tag of the form v<major>.<minor>.<patch>+k3s<n>; `foreman-box install --help` shows the pinned one".to_string(),
         )
     }
 }

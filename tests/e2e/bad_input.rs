@@ -335,7 +335,7 @@ fn catalogue() -> Vec<Case> {
                 "`k3s.version`",
                 "`1.33.5`",
                 "not a k3s release tag",
-                "help: use a tag such as v1.33.5+k3s1",
+                "help: use a tag of the form v<major>.<minor>.<patch>+k3s<n>",
             ],
         ),
         flag(

@@ -12,6 +12,7 @@ mod foreman;
 mod host;
 mod image;
 mod k3s;
+mod layers;
 mod lock;
 mod messages;
 mod operator;

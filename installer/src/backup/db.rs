@@ -7,8 +7,9 @@ use super::DayTwoError;
 use crate::config::PostgresMode;
 use crate::error::Result;
 use crate::host::{Cmd, Host};
+use crate::kept::{read_role_password, role_password_path};
 use crate::secret::Secret;
-use crate::steps::postgres::{read_secret, secret_path, ADMIN_ROLE, DATABASES};
+use crate::steps::postgres::{ADMIN_ROLE, DATABASES};
 use crate::steps::Context;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -44,9 +45,9 @@ impl Server {
     pub fn admin(cx: &Context) -> Result<Server> {
         match cx.config.postgres.mode {
             PostgresMode::Local => {
-                let password = read_secret(&cx.host, ADMIN_ROLE)?.ok_or_else(|| {
+                let password = read_role_password(&cx.host, ADMIN_ROLE)?.ok_or_else(|| {
                     DayTwoError::NoAdminLogin {
-                        secret: secret_path(ADMIN_ROLE),
+                        secret: role_password_path(ADMIN_ROLE),
                     }
                 })?;
                 Ok(Server {

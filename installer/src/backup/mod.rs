@@ -18,11 +18,10 @@
 
 pub mod archive;
 pub mod db;
-mod error;
 pub mod restore;
 pub mod verify;
 
-pub use error::DayTwoError;
+pub use crate::error::DayTwoError;
 
 use crate::cluster::{Cluster, ClusterError};
 use crate::error::Result;

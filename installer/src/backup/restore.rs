@@ -146,12 +146,9 @@ pub struct RestoreOptions {
 pub async fn existing(cx: &Context) -> Vec<String> {
     let host = &cx.host;
     let mut found = Vec::new();
-    let secrets = host.path(crate::steps::postgres::SECRETS_DIR);
+    let secrets = host.path(crate::kept::SECRETS_DIR);
     if !host.fs().list_dir(&secrets).unwrap_or_default().is_empty() {
-        found.push(format!(
-            "kept secrets in {}",
-            crate::steps::postgres::SECRETS_DIR
-        ));
+        found.push(format!("kept secrets in {}", crate::kept::SECRETS_DIR));
     }
     let media = host.path(cx.config.storage.pulp_dir.join("media"));
     if host.fs().walk(&media).is_ok_and(|e| !e.is_empty()) {

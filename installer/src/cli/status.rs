@@ -83,8 +83,8 @@ pub async fn gather(cx: &Context) -> Status {
             binary: k3s::BINARY.into(),
             service: service("k3s"),
             kubeconfig: fs
-                .exists(&host.path(k3s::KUBECONFIG))
-                .then(|| k3s::KUBECONFIG.to_string()),
+                .exists(&host.path(crate::cluster::KUBECONFIG))
+                .then(|| crate::cluster::KUBECONFIG.to_string()),
         },
         postgres: PostgresStatus {
             mode: if local {
@@ -95,7 +95,12 @@ pub async fn gather(cx: &Context) -> Status {
             service: local.then(|| service("postgresql")),
             roles_with_stored_password: postgres::DATABASES
                 .iter()
-                .filter(|d| postgres::read_secret(host, d).ok().flatten().is_some())
+                .filter(|d| {
+                    crate::kept::read_role_password(host, d)
+                        .ok()
+                        .flatten()
+                        .is_some()
+                })
                 .map(|d| d.to_string())
                 .collect(),
         },

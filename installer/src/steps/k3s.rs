@@ -15,7 +15,6 @@ pub(crate) const CONFIG: &str = "/etc/rancher/k3s/config.yaml";
 pub(crate) const UNIT: &str = "/etc/systemd/system/k3s.service";
 pub(crate) const ENV_FILE: &str = "/etc/systemd/system/k3s.service.env";
 pub(crate) const IMAGES_DIR: &str = "/var/lib/rancher/k3s/agent/images";
-pub(crate) const KUBECONFIG: &str = "/etc/rancher/k3s/k3s.yaml";
 pub(crate) const VERSION_STAMP: &str = "/var/lib/foreman-box/k3s-version";
 /// The installed binary's hash and the stat fields it had when verified.
 pub(crate) const BINARY_STAMP: &str = "/var/lib/foreman-box/k3s-binary.stamp";

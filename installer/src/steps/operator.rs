@@ -27,8 +27,6 @@ pub const ARCHIVE_NAME: &str = "foreman-box-operator.tar";
 pub const ARCHIVE: &str = "/var/lib/rancher/k3s/agent/images/foreman-box-operator.tar";
 /// The stat stamp of the executable and the archive (a cache: losing it costs one re-hash).
 pub const STAMP: &str = "/var/lib/foreman-box/operator-image.json";
-pub const CRD_MANIFEST: &str = "foreman-box-10-crd.yaml";
-pub const OPERATOR_MANIFEST: &str = "foreman-box-20-operator.yaml";
 /// The README's build command, which makes the static binary.
 pub const BUILD_COMMAND: &str = "scripts/build.sh";
 /// The executable that is running: the one the image is made of.

@@ -11,7 +11,7 @@
 
 mod secrets;
 
-pub use secrets::copy_path;
+use crate::kept::copy_path;
 
 use super::{Action, Context, Step};
 use crate::cluster::{self, Cluster, ClusterError, FIELD_MANAGER, RESOURCE};

@@ -19,8 +19,8 @@
 use super::STEP;
 use crate::cluster::Cluster;
 use crate::error::{Error, Result};
+use crate::kept::{copy_path, SECRETS_DIR};
 use crate::manifests;
-use crate::steps::postgres::SECRETS_DIR;
 use crate::steps::{Action, Context, DesiredFile};
 use foreman_box_bundle::NAMESPACE;
 use foreman_operator::generated::{self, Generated};
@@ -31,11 +31,6 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
 type Data = BTreeMap<String, ByteString>;
-
-/// Where the copy of Secret `name` is kept (a host path).
-pub fn copy_path(name: &str) -> String {
-    format!("{SECRETS_DIR}/{name}.yaml")
-}
 
 /// The typed resource the operator will see, for the generators.
 pub fn resource(desired: &Value) -> Result<Foreman> {

@@ -188,9 +188,9 @@ pub(super) fn external_target(url: Option<&AdminUrl>, password: Option<&Secret>)
 
 /// Local mode's server, through our own admin role.
 pub(super) fn local_target(host: &Host) -> Result<Target> {
-    let password = super::roles::read_secret(host, ADMIN_ROLE)?.ok_or_else(|| {
+    let password = crate::kept::read_role_password(host, ADMIN_ROLE)?.ok_or_else(|| {
         PostgresError::NoLocalAdmin {
-            secret: super::roles::secret_path(ADMIN_ROLE),
+            secret: crate::kept::role_password_path(ADMIN_ROLE),
         }
     })?;
     Ok(Target {

@@ -11,6 +11,7 @@ use super::{hba, original, roles, PostgresError, ADMIN_ROLE};
 use crate::error::Result;
 use crate::facts::OsFamily;
 use crate::host::Cmd;
+use crate::kept;
 use crate::secret::Secret;
 use crate::steps::{Action, Context};
 use std::path::PathBuf;
@@ -107,7 +108,7 @@ pub(super) fn plan(cx: &Context, out: &mut Vec<Action>) -> Result<Server> {
         ));
         ready = false;
     }
-    let admin = roles::read_secret(host, ADMIN_ROLE)?;
+    let admin = kept::read_role_password(host, ADMIN_ROLE)?;
     match (&admin, ready) {
         (Some(_), true) => return Ok(Server::Ready(local_target(host)?)),
         (None, _) => out.push(bootstrap_admin(
@@ -142,7 +143,7 @@ fn bootstrap_admin(cx: &Context, stored: Option<Secret>, why: &str) -> Action {
             let runner = host.runner();
             // Stored first: a run killed after the role was made still knows its password.
             if generated {
-                roles::write_secret(host, ADMIN_ROLE, &password)?;
+                kept::write_role_password(host, ADMIN_ROLE, &password)?;
             }
             // The role is ours alone (its name says so): giving it our password when the
             // stored one was lost touches nothing of the user's.

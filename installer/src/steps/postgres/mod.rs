@@ -17,8 +17,8 @@ mod original;
 mod roles;
 mod settings;
 
+use crate::kept::{role_password_path, SECRETS_DIR};
 pub use crate::postgres_error::PostgresError;
-pub(crate) use roles::{read_secret, secret_path};
 
 use super::{Action, Context, Step};
 use crate::config::PostgresMode;
@@ -32,7 +32,6 @@ use std::sync::Arc;
 pub(crate) const DATABASES: &[&str] = &["foreman", "candlepin", "pulp"];
 /// Local mode's own superuser, created once through the `postgres` OS user.
 pub(crate) const ADMIN_ROLE: &str = "foreman_box_admin";
-pub(crate) const SECRETS_DIR: &str = "/etc/foreman-box/secrets";
 pub(crate) const MANIFEST: &str = "foreman-box-postgres.yaml";
 pub(crate) const SERVICE: &str = "postgres";
 
@@ -55,16 +54,16 @@ async fn plan(cx: &Context) -> Result<Vec<Action>> {
     let secrets: Vec<_> = DATABASES
         .iter()
         .chain([&ADMIN_ROLE])
-        .map(|name| cx.host.path(secret_path(name)))
+        .map(|name| cx.host.path(role_password_path(name)))
         .collect();
     actions.extend(super::remove_stale_temps(&cx.host, &secrets));
     // Stored passwords must stay private: a loosened mode is repaired, with a warning.
     let secret_files: Vec<String> = DATABASES
         .iter()
         .chain([&ADMIN_ROLE])
-        .map(|name| secret_path(name))
+        .map(|name| role_password_path(name))
         .collect();
-    for (action, warning) in crate::secret::mode_repairs(cx, SECRETS_DIR, &secret_files)? {
+    for (action, warning) in crate::kept::mode_repairs(cx, SECRETS_DIR, &secret_files)? {
         cx.reporter.warning("postgres", &warning);
         actions.push(action);
     }

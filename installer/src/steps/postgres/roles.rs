@@ -4,9 +4,9 @@
 //! the run rather than being silently given a new one.
 
 use super::connection::Session;
-use super::{PostgresError, DATABASES, SECRETS_DIR};
+use super::{PostgresError, DATABASES};
 use crate::error::{Error, Result};
-use crate::host::Host;
+use crate::kept::{read_role_password, role_password_path, write_role_password};
 use crate::secret::Secret;
 use crate::steps::{Action, Context};
 use std::sync::Arc;
@@ -22,8 +22,8 @@ pub(super) async fn plan(
     let server = db.target.server();
     let mut passwords = Vec::new();
     for &name in DATABASES {
-        let secret = secret_path(name);
-        let stored = read_secret(&cx.host, name)?;
+        let secret = role_password_path(name);
+        let stored = read_role_password(&cx.host, name)?;
         let role = db
             .query_opt(
                 "SELECT rolname FROM pg_roles WHERE rolname = $1",
@@ -75,7 +75,7 @@ fn create_role(db: &Arc<Session>, name: &'static str, password: Secret, generate
     let how = if generated {
         "a generated scram-sha-256 password".to_string()
     } else {
-        format!("the password stored in {}", secret_path(name))
+        format!("the password stored in {}", role_password_path(name))
     };
     let db = db.clone();
     Action::new(
@@ -86,7 +86,7 @@ fn create_role(db: &Arc<Session>, name: &'static str, password: Secret, generate
                 // The password is stored before the role exists, so a run killed in between
                 // finds it and creates the role with it.
                 if generated {
-                    write_secret(&cx.host, name, &password)?;
+                    write_role_password(&cx.host, name, &password)?;
                 }
                 let stmt = format!(
                     "CREATE ROLE \"{name}\" LOGIN PASSWORD {}",
@@ -260,29 +260,6 @@ pub(crate) fn scram_matches(verifier: &str, password: &str) -> bool {
     }
     let client_key = mac(&salted, b"Client Key");
     Sha256::digest(client_key).as_slice() == stored.as_slice()
-}
-
-pub(crate) fn secret_path(name: &str) -> String {
-    format!("{SECRETS_DIR}/postgres-{name}")
-}
-
-pub(crate) fn read_secret(host: &Host, name: &str) -> Result<Option<Secret>> {
-    Ok(host
-        .fs()
-        .read_string(&host.path(secret_path(name)))?
-        .map(|s| Secret::new(s.lines().next().unwrap_or("").to_string()))
-        .filter(|s| !s.expose().is_empty()))
-}
-
-/// Stores a password (0600, in the 0700 secrets folder).
-pub(super) fn write_secret(host: &Host, name: &str, password: &Secret) -> Result<()> {
-    host.fs().ensure_dir(&host.path(SECRETS_DIR), 0o700)?;
-    host.fs().write_atomic(
-        &host.path(secret_path(name)),
-        format!("{}\n", password.expose()).as_bytes(),
-        0o600,
-    )?;
-    Ok(())
 }
 
 /// A scram-sha-256 verifier, as an SQL literal: only the verifier ever crosses the wire.
