@@ -30,7 +30,7 @@ pub const CRD_NAME: &str = "foremans.app.theforeman.org";
 pub const FIELD_MANAGER: &str = "foreman-box";
 /// The one resource foreman-box manages (bundle::default_foreman).
 pub const RESOURCE: &str = "foreman";
-/// Pods, Deployments and Jobs of the resource carry this label (operator/src/resources.rs).
+/// Pods, Deployments and Jobs of the resource carry this label (operator/src/resources/mod.rs).
 const INSTANCE_SELECTOR: &str = "app.kubernetes.io/instance=foreman";
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 

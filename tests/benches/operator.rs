@@ -1,7 +1,7 @@
 //! The operator's cost, run as `cargo bench -p foreman-box-tests --bench operator`. Everything
 //! runs against the stand-in API server (`foreman_box_tests::apiserver`), which keeps what the
 //! operator writes and plays the kubelet (Deployments become available, Jobs complete), so every
-//! figure is of a reconcile that succeeds and reaches `Ready=True`. Targets (issue 18):
+//! figure is of a reconcile that succeeds and reaches `Ready=True`. Targets (set by the project for an operator that costs nothing at rest):
 //! - key generation: made once per resource, on a blocking thread, off the reconcile's thread;
 //!   its CPU per generated Secret is reported apart (median of several);
 //! - a fresh reconcile (every object applied, the generated Secrets already made): under 5 ms

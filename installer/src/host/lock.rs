@@ -15,7 +15,7 @@ use nix::fcntl::{fcntl, FcntlArg};
 use nix::libc;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 pub const LOCK_PATH: &str = "/run/foreman-box.lock";
@@ -78,11 +78,6 @@ impl RunLock {
                 Err(errno) => return Err(io("lock")(std::io::Error::from(errno))),
             }
         }
-    }
-
-    /// The lock file of the host rooted at `root`.
-    pub fn path_under(root: &Path) -> PathBuf {
-        root.join(LOCK_PATH.trim_start_matches('/'))
     }
 }
 

@@ -14,7 +14,9 @@ pub(crate) use fs::start_writeback;
 pub use fs::{FileStamp, FileState, HostFs};
 pub use lock::{RunLock, LOCK_PATH, LOCK_WAIT};
 pub(crate) use net::listening_tcp_ports;
-pub use runner::{Cmd, CommandRunner, Output, RecordingRunner, SystemRunner};
+#[cfg(test)]
+pub use runner::RecordingRunner;
+pub use runner::{Cmd, CommandRunner, Output, SystemRunner};
 pub use service::{PackageManager, ServiceManager};
 pub use tree::{EntryKind, TreeEntry, TreeStats};
 

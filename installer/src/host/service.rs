@@ -29,10 +29,6 @@ impl<'a> ServiceManager<'a> {
         }
     }
 
-    pub fn is_active(&self, unit: &str) -> bool {
-        self.state(unit) == "active"
-    }
-
     pub fn daemon_reload(&self) -> Result<(), HostError> {
         self.systemctl(&["daemon-reload"])
     }

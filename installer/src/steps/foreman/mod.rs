@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 const STEP: &str = "foreman";
 /// How often the wait looks again: often enough for a live view, cheap for the API server.
 const POLL: Duration = Duration::from_secs(1);
-/// The admin user the operator seeds (SEED_ADMIN_USER, operator/src/resources.rs).
+/// The admin user the operator seeds (SEED_ADMIN_USER, operator/src/resources/core.rs).
 pub const ADMIN_USER: &str = "admin";
 
 #[derive(Default)]
