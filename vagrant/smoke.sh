@@ -1,7 +1,7 @@
 #!/bin/sh
 # The Vagrant boxes' end-to-end check, as a user would see it: Foreman answers on
 # https://<fqdn> with every service ok, the admin logs in with the stored password, Katello and a
-# Remote Execution proxy are there when enabled, `foreman-box status --json` says Ready. Then the
+# Remote Execution proxy are there when enabled, `foreman-box status --output json` says Ready. Then the
 # uninstall script removes k3s and keeps the data, and a second install converges on that data.
 #
 # Environment: FOREMAN_BOX_BINARY (the binary to reinstall, as the first install did),
@@ -109,10 +109,10 @@ check_foreman() {
         say "ok: a smart proxy with Remote Execution is registered"
     fi
 
-    status="$("$BIN_DIR/foreman-box" status --json)" || err "foreman-box status --json failed"
+    status="$("$BIN_DIR/foreman-box" status --output json)" || err "foreman-box status --output json failed"
     printf '%s' "$status" | grep -Eq '"(ready|Ready)" *: *(true|"True")' \
-        || err "foreman-box status --json does not say Ready: $status"
-    say "ok: foreman-box status --json says Ready"
+        || err "foreman-box status --output json does not say Ready: $status"
+    say "ok: foreman-box status --output json says Ready"
 }
 
 wait_ready() {

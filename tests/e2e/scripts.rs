@@ -649,3 +649,42 @@ fn release_sh_writes_the_man_page_and_completions_of_the_built_binary_listed_in_
     assert_eq!(man, run(&mut foreman_box_at(&bin, &["man"])).stdout);
     crate::terminal::assert_man_page_mentions_every_subcommand(&man);
 }
+
+/// The README is read in two minutes: under 150 lines, the detail in `docs/` pages it links to,
+/// and every relative link in it and in those pages names a file that exists.
+#[test]
+fn readme_is_short_and_every_relative_link_in_it_and_docs_resolves() {
+    let readme = std::fs::read_to_string(workspace().join("README.md")).unwrap();
+    let lines = readme.lines().count();
+    assert!(lines < 150, "README.md has {lines} lines; move detail to a docs/ page");
+    let mut docs: Vec<std::path::PathBuf> = std::fs::read_dir(workspace().join("docs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    docs.sort();
+    docs.insert(0, workspace().join("README.md"));
+    let mut checked = 0;
+    let mut broken = Vec::new();
+    for doc in &docs {
+        let text = std::fs::read_to_string(doc).unwrap();
+        for target in text.split("](").skip(1).filter_map(|s| s.split(')').next()) {
+            if target.contains("://") || target.starts_with('#') || target.starts_with('<') {
+                continue;
+            }
+            let file = target.split('#').next().unwrap();
+            checked += 1;
+            if !doc.parent().unwrap().join(file).exists() {
+                broken.push(format!("{}: {target}", doc.display()));
+            }
+        }
+    }
+    assert!(checked >= 8, "only {checked} relative links found in README.md and docs/");
+    assert!(broken.is_empty(), "links to nothing:\n{}", broken.join("\n"));
+    for page in ["steps", "configuration", "install", "day-two", "testing"] {
+        assert!(
+            readme.contains(&format!("(docs/{page}.md)")),
+            "README.md does not link docs/{page}.md"
+        );
+    }
+}
