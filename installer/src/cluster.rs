@@ -97,6 +97,30 @@ pub fn kubeconfig_path(host: &Host, explicit: Option<&Path>) -> (PathBuf, PathBu
 }
 
 impl Cluster {
+    /// The client, for a reader that asks the cluster more than this one does.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Waits, up to `timeout`, until the resource is Ready (re-reading it every 2 s); on timeout
+    /// the error carries the diagnosis of what is stuck.
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<()> {
+        let started = std::time::Instant::now();
+        loop {
+            let fm = self.foreman().await?;
+            if fm.as_ref().is_some_and(is_ready) {
+                return Ok(());
+            }
+            if started.elapsed() >= timeout {
+                return Err(ClusterError::NotReady {
+                    timeout_secs: timeout.as_secs(),
+                    diagnosis: self.diagnose(fm.as_ref()).await,
+                });
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+
     /// Reads the kubeconfig and makes a client. Connects lazily: the first request tells whether
     /// the API answers.
     pub async fn connect(host: &Host, explicit: Option<&Path>) -> Result<Cluster> {

@@ -3,7 +3,7 @@
 //! own field manager). A client of its own from the same kubeconfig as [`crate::cluster`]
 //! (which owns the install step's writes and readings), with the same bounded timeouts.
 
-use crate::cluster::{kubeconfig_path, ClusterError};
+use crate::cluster::{Cluster, ClusterError};
 use crate::host::Host;
 use foreman_box_bundle::NAMESPACE;
 use k8s_openapi::api::core::v1::Pod;
@@ -11,9 +11,6 @@ use kube::api::{Api, DynamicObject, ListParams, LogParams, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::Client;
 use std::path::Path;
-use std::time::Duration;
-
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A client for the cluster the kubeconfig names.
 #[derive(Clone)]
@@ -38,41 +35,12 @@ pub struct ImageInfo {
 }
 
 impl Inspector {
+    /// A client from the same kubeconfig, set up the same way, as [`Cluster::connect`].
     pub async fn connect(host: &Host, explicit: Option<&Path>) -> Result<Inspector, ClusterError> {
-        let (real, shown) = kubeconfig_path(host, explicit);
-        let text = match host.fs().read_string(&real) {
-            Ok(Some(t)) => t,
-            Ok(None) => return Err(ClusterError::NoKubeconfig { path: shown }),
-            Err(e) => {
-                return Err(ClusterError::Kubeconfig {
-                    path: shown,
-                    source: kube::config::KubeconfigError::ReadConfig(
-                        std::io::Error::other(e.to_string()),
-                        real,
-                    ),
-                })
-            }
-        };
-        let kc = kube::config::Kubeconfig::from_yaml(&text).map_err(|source| {
-            ClusterError::Kubeconfig {
-                path: shown.clone(),
-                source,
-            }
-        })?;
-        let mut config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-            .await
-            .map_err(|source| ClusterError::Kubeconfig {
-                path: shown.clone(),
-                source,
-            })?;
-        config.connect_timeout = Some(Duration::from_secs(10));
-        config.read_timeout = Some(REQUEST_TIMEOUT);
-        config.write_timeout = Some(REQUEST_TIMEOUT);
-        let client = Client::try_from(config).map_err(|source| ClusterError::Client {
-            path: shown,
-            source,
-        })?;
-        Ok(Inspector { client })
+        let cluster = Cluster::connect(host, explicit).await?;
+        Ok(Inspector {
+            client: cluster.client().clone(),
+        })
     }
 
     /// Every object of a kind (`("apps/v1", "Deployment", "deployments")`) in our namespace,

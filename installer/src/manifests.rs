@@ -30,21 +30,16 @@ pub(crate) fn namespace() -> Value {
     })
 }
 
-/// Objects as a multi-document YAML stream.
+/// Objects as a multi-document YAML stream: the operator's writer, so `render` and the
+/// auto-deploy folder write YAML one way.
 pub(crate) fn to_yaml(objects: &[Value]) -> Result<String> {
-    let mut out = String::new();
-    for o in objects {
-        out.push_str("---\n");
-        out.push_str(&serde_yaml::to_string(o).map_err(|source| Error::Render {
-            what: format!(
-                "{} {}",
-                o["kind"].as_str().unwrap_or("object"),
-                o["metadata"]["name"].as_str().unwrap_or("")
-            ),
-            source,
-        })?);
-    }
-    Ok(out)
+    foreman_operator::resources::to_yaml(objects).map_err(|e| match e {
+        foreman_operator::Error::Render { what, source } => Error::Render { what, source },
+        other => Error::Generate {
+            what: "a manifest".into(),
+            source: other,
+        },
+    })
 }
 
 /// A manifest file in k3s's auto-deploy folder. 0600: some hold Secrets.

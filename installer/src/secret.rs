@@ -16,15 +16,10 @@ impl Secret {
         &self.0
     }
 
-    /// A fresh random value: 32 characters from [A-Za-z0-9], about 190 bits from the OS RNG.
+    /// A fresh random value: 32 characters from [A-Za-z0-9], about 190 bits from the OS RNG
+    /// (the operator's token generator, so both make their values one way).
     pub(crate) fn generate() -> Self {
-        use rand::{Rng, TryRngCore};
-        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-        let mut rng = rand::rngs::OsRng.unwrap_err();
-        let s = (0..32)
-            .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
-            .collect();
-        Secret(s)
+        Secret(foreman_operator::secrets::token(32))
     }
 }
 

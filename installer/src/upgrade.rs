@@ -15,7 +15,7 @@
 //! migrations before any Deployment rolls (its half), and this waits for Ready.
 
 use crate::backup::{self, db, DayTwoError, LastBackup, LAST_BACKUP};
-use crate::cluster::{self, Cluster, RESOURCE};
+use crate::cluster::{Cluster, RESOURCE};
 use crate::error::Result;
 use crate::health;
 use crate::steps::Context;
@@ -188,7 +188,10 @@ pub async fn upgrade(cx: &Context, opts: &UpgradeOptions) -> Result<Option<Decis
     cx.reporter.step_started("upgrade");
     let applied = apply_stream(cx, &decision.to).await;
     let waited = match applied {
-        Ok(()) => wait_ready(cx, &c).await,
+        Ok(()) => c
+            .wait_ready(Duration::from_secs(cx.config.foreman.wait_timeout_secs))
+            .await
+            .map_err(Into::into),
         Err(e) => Err(e),
     };
     cx.reporter.step_finished(
@@ -218,25 +221,6 @@ async fn apply_stream(cx: &Context, to: &str) -> Result<()> {
     )
     .await?;
     Ok(())
-}
-
-async fn wait_ready(cx: &Context, c: &Cluster) -> Result<()> {
-    let timeout = Duration::from_secs(cx.config.foreman.wait_timeout_secs);
-    let started = Instant::now();
-    loop {
-        let fm = c.foreman().await?;
-        if fm.as_ref().is_some_and(cluster::is_ready) {
-            return Ok(());
-        }
-        if started.elapsed() >= timeout {
-            return Err(cluster::ClusterError::NotReady {
-                timeout_secs: timeout.as_secs(),
-                diagnosis: c.diagnose(fm.as_ref()).await,
-            }
-            .into());
-        }
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
 }
 
 #[cfg(test)]

@@ -14,14 +14,14 @@ use super::{
     archive, db, default_stream, dump_name, phase, verify, DayTwoError, Metadata, ETC_DIR, ETC_TAR,
     PULP_TAR,
 };
-use crate::cluster::{self, Cluster};
+use crate::cluster::Cluster;
 use crate::error::Result;
 use crate::host::Host;
 use crate::maintenance;
 use crate::steps::{self, Change, Context};
 use foreman_operator::streams;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Where an archive is unpacked while it is checked and restored (removed afterwards).
 const WORK_DIR: &str = "/var/tmp";
@@ -279,7 +279,8 @@ pub async fn restore_data(
     }
     if install.iter().all(|s| s.name() != "foreman") {
         if let Some(c) = &cluster {
-            wait_ready(cx, c).await?;
+            c.wait_ready(Duration::from_secs(cx.config.foreman.wait_timeout_secs))
+                .await?;
         }
     }
     Ok(())
@@ -359,26 +360,6 @@ async fn restore_inner(
     }
     steps::apply(cx, &steps::select(&names)?).await?;
     Ok(())
-}
-
-/// Waits (bounded by foreman.wait_timeout) until the resource is Ready.
-async fn wait_ready(cx: &Context, c: &Cluster) -> Result<()> {
-    let timeout = Duration::from_secs(cx.config.foreman.wait_timeout_secs);
-    let started = Instant::now();
-    loop {
-        let fm = c.foreman().await?;
-        if fm.as_ref().is_some_and(cluster::is_ready) {
-            return Ok(());
-        }
-        if started.elapsed() >= timeout {
-            return Err(cluster::ClusterError::NotReady {
-                timeout_secs: timeout.as_secs(),
-                diagnosis: c.diagnose(fm.as_ref()).await,
-            }
-            .into());
-        }
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
 }
 
 /// `PATH.before-restore-<UTC time>`.
