@@ -21,6 +21,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use zstd::stream::write::Encoder;
 
 /// Shorter values are not redacted: they would match ordinary words (`true`, a port).
 const MIN_SECRET_LEN: usize = 8;
@@ -271,66 +272,19 @@ pub async fn collect(
     output: &Path,
     health: Option<String>,
 ) -> crate::Result<BundleReport> {
-    let host = &cx.host;
     let stamp = k8s_openapi::jiff::Timestamp::now();
-    let explicit = cx.config.foreman.kubeconfig.as_deref();
-    let inspector = Inspector::connect(host, explicit).await;
-
+    let inspector = Inspector::connect(&cx.host, cx.config.foreman.kubeconfig.as_deref()).await;
     // Every value to keep out, before anything is read.
-    let mut redactor = Redactor::new();
-    let secrets_dir = host.path(crate::kept::SECRETS_DIR);
-    for name in host.fs().list_dir(&secrets_dir)? {
-        if let Ok(Some(bytes)) = host.fs().read(&secrets_dir.join(&name)) {
-            add_secret_file(&mut redactor, &name, &bytes);
-        }
-    }
-    if let Some(p) = &cx.postgres_admin_password {
-        redactor.add("postgres-admin-password", p.expose().as_bytes());
-    }
-    let mut secrets: Vec<kube::api::DynamicObject> = Vec::new();
-    let mut cluster_error = None;
-    match &inspector {
-        Ok(i) => match i.list("v1", "Secret", "secrets", true).await {
-            Ok(list) => secrets = list,
-            Err(e) => cluster_error = Some(crate::backup::cluster_problem(&e)),
-        },
-        Err(e) => cluster_error = Some(crate::backup::cluster_problem(e)),
-    }
-    for s in &secrets {
-        let name = s.metadata.name.clone().unwrap_or_default();
-        for (k, v) in s.data["data"].as_object().into_iter().flatten() {
-            if CONNECTION_KEYS.contains(&k.as_str()) {
-                continue;
-            }
-            if let Some(bytes) = v
-                .as_str()
-                .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
-            {
-                redactor.add(&format!("secret {name}/{k}"), &bytes);
-            }
-        }
-        for (k, v) in s.data["stringData"].as_object().into_iter().flatten() {
-            if CONNECTION_KEYS.contains(&k.as_str()) {
-                continue;
-            }
-            if let Some(t) = v.as_str() {
-                redactor.add(&format!("secret {name}/{k}"), t.as_bytes());
-            }
-        }
-    }
-
-    let file = host.fs().create_new(output, 0o600)?;
-    let enc = zstd::stream::write::Encoder::new(BufWriter::new(file), 3).map_err(|source| {
-        HostError::Io {
-            action: "compress into",
-            path: output.to_path_buf(),
-            source,
-        }
+    let (redactor, cluster_error) = redactor_for(cx, &inspector).await?;
+    let file = cx.host.fs().create_new(output, 0o600)?;
+    let enc = Encoder::new(BufWriter::new(file), 3).map_err(|source| HostError::Io {
+        action: "compress into",
+        path: output.to_path_buf(),
+        source,
     })?;
-    let prefix = format!("foreman-box-support-{}", stamp.strftime("%Y%m%dT%H%M%SZ"));
     let mut b = Bundle {
         tar: tar::Builder::new(enc),
-        prefix,
+        prefix: format!("foreman-box-support-{}", stamp.strftime("%Y%m%dT%H%M%SZ")),
         mtime: stamp.as_second().max(0) as u64,
         redactor,
         collected: Vec::new(),
@@ -340,151 +294,11 @@ pub async fn collect(
         path: output.to_path_buf(),
         source,
     };
-
-    // The host.
-    b.text(
-        "host/facts.txt",
-        &facts_text(cx),
-        "facts gathered by foreman-box",
-    )
-    .map_err(io)?;
-    for (path, shown) in [
-        ("/etc/os-release", "host/os-release"),
-        (crate::config::DEFAULT_CONFIG_PATH, "host/config.toml"),
-    ] {
-        match host.fs().read_string(&host.path(path)) {
-            Ok(Some(t)) => b.text(shown, &t, path).map_err(io)?,
-            Ok(None) => b.skipped(shown, &format!("{path} does not exist")),
-            Err(e) => b.failed(shown, &e.to_string()),
-        }
-    }
-    let logs = host.path(LOG_DIR);
-    for name in host.fs().list_dir(&logs).unwrap_or_default() {
-        let shown = format!("logs/{name}");
-        match host.fs().read_string(&logs.join(&name)) {
-            Ok(Some(t)) => b
-                .text(&shown, &t, &format!("{LOG_DIR}/{name}"))
-                .map_err(io)?,
-            Ok(None) => {}
-            Err(e) => b.failed(&shown, &e.to_string()),
-        }
-    }
-    for unit in ["k3s", "postgresql"] {
-        let shown = format!("journal/{unit}.log");
-        if !host.is_real_root() {
-            b.skipped(&shown, "--root: the machine's journal is not this host's");
-            continue;
-        }
-        let cmd = Cmd::new("journalctl").args([
-            "-u",
-            unit,
-            "--no-pager",
-            "-o",
-            "short-iso",
-            "-n",
-            JOURNAL_LINES,
-        ]);
-        match host.runner().output(&cmd) {
-            Ok(o) if o.success() => b.text(&shown, &o.stdout, &cmd.display()).map_err(io)?,
-            Ok(o) => b.failed(
-                &shown,
-                &format!("{} exited {}: {}", cmd.display(), o.status, o.stderr.trim()),
-            ),
-            Err(e) => b.failed(&shown, &e.to_string()),
-        }
-    }
-    let manifests = host.path(MANIFESTS);
-    for name in host.fs().list_dir(&manifests).unwrap_or_default() {
-        let shown = format!("manifests/{name}");
-        let path = manifests.join(&name);
-        match host.fs().mode(&path) {
-            Ok(Some(m)) if m & 0o077 == 0 => {
-                b.skipped(
-                    &shown,
-                    &format!("mode {m:04o}: it may hold secrets, so it is not read"),
-                );
-                continue;
-            }
-            _ => {}
-        }
-        match host.fs().read_string(&path) {
-            Ok(Some(t)) => b
-                .text(&shown, &t, &format!("{MANIFESTS}/{name}"))
-                .map_err(io)?,
-            Ok(None) => {}
-            Err(e) => b.failed(&shown, &e.to_string()),
-        }
-    }
-
-    // The cluster.
-    let reachable = cluster_error.is_none();
+    collect_host(cx, &mut b).map_err(io)?;
     match (&inspector, &cluster_error) {
         (Ok(i), None) => {
-            for (api_version, kind, plural, namespaced) in KINDS {
-                let shown = format!("cluster/{plural}.yaml");
-                match i.list(api_version, kind, plural, *namespaced).await {
-                    Ok(items) => {
-                        let docs: Vec<Value> = items.iter().map(sanitize).collect();
-                        let mut text = String::new();
-                        for d in &docs {
-                            text.push_str("---\n");
-                            text.push_str(&serde_yaml::to_string(d).unwrap_or_default());
-                        }
-                        b.text(&shown, &text, &format!("{} {plural}", docs.len()))
-                            .map_err(io)?;
-                    }
-                    Err(e) => b.failed(&shown, &crate::backup::cluster_problem(&e)),
-                }
-            }
-            match i.pods().await {
-                Ok(pods) => {
-                    for p in pods {
-                        let pod = p.metadata.name.clone().unwrap_or_default();
-                        let restarted: BTreeMap<String, bool> = p
-                            .status
-                            .iter()
-                            .flat_map(|s| {
-                                s.init_container_statuses
-                                    .iter()
-                                    .flatten()
-                                    .chain(s.container_statuses.iter().flatten())
-                            })
-                            .map(|c| (c.name.clone(), c.restart_count > 0))
-                            .collect();
-                        let containers: Vec<String> = p
-                            .spec
-                            .iter()
-                            .flat_map(|s| {
-                                s.init_containers
-                                    .iter()
-                                    .flatten()
-                                    .chain(s.containers.iter())
-                            })
-                            .map(|c| c.name.clone())
-                            .collect();
-                        for c in containers {
-                            for previous in [false, true] {
-                                let shown = format!(
-                                    "pods/{pod}/{c}{}.log",
-                                    if previous { ".previous" } else { "" }
-                                );
-                                if previous && !restarted.get(&c).copied().unwrap_or(false) {
-                                    b.skipped(
-                                        &shown,
-                                        "the container has not restarted: there is no previous log",
-                                    );
-                                    continue;
-                                }
-                                match i.log(&pod, &c, previous).await {
-                                    Ok(t) => b.text(&shown, &t, "container log").map_err(io)?,
-                                    Err(e) => b.failed(&shown, &crate::backup::cluster_problem(&e)),
-                                }
-                            }
-                        }
-                    }
-                }
-                Err(e) => b.failed("pods/", &crate::backup::cluster_problem(&e)),
-            }
+            collect_objects(i, &mut b).await.map_err(io)?;
+            collect_pod_logs(i, &mut b).await.map_err(io)?;
         }
         (_, problem) => b.failed(
             "cluster/",
@@ -500,8 +314,206 @@ pub async fn collect(
             .map_err(io)?,
         None => b.skipped("health.json", "not run"),
     }
+    let mut report = finish(b).map_err(io)?;
+    report.path = output.to_path_buf();
+    report.cluster_reachable = cluster_error.is_none();
+    Ok(report)
+}
 
-    // The record, then the redaction report (it counts the record's redactions too).
+/// Every secret value the bundle must not hold: the kept copies, the external admin password,
+/// and every value of every Secret in the namespace (connection keys apart). Also says why the
+/// cluster cannot be read, when it cannot.
+async fn redactor_for(
+    cx: &Context,
+    inspector: &Result<Inspector, crate::cluster::ClusterError>,
+) -> crate::Result<(Redactor, Option<String>)> {
+    let host = &cx.host;
+    let mut redactor = Redactor::new();
+    let secrets_dir = host.path(crate::kept::SECRETS_DIR);
+    for name in host.fs().list_dir(&secrets_dir)? {
+        if let Ok(Some(bytes)) = host.fs().read(&secrets_dir.join(&name)) {
+            add_secret_file(&mut redactor, &name, &bytes);
+        }
+    }
+    if let Some(p) = &cx.postgres_admin_password {
+        redactor.add("postgres-admin-password", p.expose().as_bytes());
+    }
+    let secrets = match inspector {
+        Ok(i) => match i.list("v1", "Secret", "secrets", true).await {
+            Ok(list) => list,
+            Err(e) => return Ok((redactor, Some(crate::backup::cluster_problem(&e)))),
+        },
+        Err(e) => return Ok((redactor, Some(crate::backup::cluster_problem(e)))),
+    };
+    for s in &secrets {
+        let name = s.metadata.name.clone().unwrap_or_default();
+        let values = |field: &str| s.data[field].as_object().into_iter().flatten();
+        for (k, v) in values("data").filter(|(k, _)| !CONNECTION_KEYS.contains(&k.as_str())) {
+            if let Some(bytes) = v
+                .as_str()
+                .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+            {
+                redactor.add(&format!("secret {name}/{k}"), &bytes);
+            }
+        }
+        for (k, v) in values("stringData").filter(|(k, _)| !CONNECTION_KEYS.contains(&k.as_str())) {
+            if let Some(t) = v.as_str() {
+                redactor.add(&format!("secret {name}/{k}"), t.as_bytes());
+            }
+        }
+    }
+    Ok((redactor, None))
+}
+
+/// The host part: facts, os-release and our configuration, the run logs, the k3s and
+/// PostgreSQL journals, and the auto-deploy manifests that cannot hold secrets (not 0600).
+fn collect_host<W: Write>(cx: &Context, b: &mut Bundle<W>) -> std::io::Result<()> {
+    let host = &cx.host;
+    b.text(
+        "host/facts.txt",
+        &facts_text(cx),
+        "facts gathered by foreman-box",
+    )?;
+    for (path, shown) in [
+        ("/etc/os-release", "host/os-release"),
+        (crate::config::DEFAULT_CONFIG_PATH, "host/config.toml"),
+    ] {
+        match host.fs().read_string(&host.path(path)) {
+            Ok(Some(t)) => b.text(shown, &t, path)?,
+            Ok(None) => b.skipped(shown, &format!("{path} does not exist")),
+            Err(e) => b.failed(shown, &e.to_string()),
+        }
+    }
+    let logs = host.path(LOG_DIR);
+    for name in host.fs().list_dir(&logs).unwrap_or_default() {
+        let shown = format!("logs/{name}");
+        match host.fs().read_string(&logs.join(&name)) {
+            Ok(Some(t)) => b.text(&shown, &t, &format!("{LOG_DIR}/{name}"))?,
+            Ok(None) => {}
+            Err(e) => b.failed(&shown, &e.to_string()),
+        }
+    }
+    for unit in ["k3s", "postgresql"] {
+        collect_journal(cx, b, unit)?;
+    }
+    let manifests = host.path(MANIFESTS);
+    for name in host.fs().list_dir(&manifests).unwrap_or_default() {
+        let shown = format!("manifests/{name}");
+        let path = manifests.join(&name);
+        if let Ok(Some(m)) = host.fs().mode(&path) {
+            if m & 0o077 == 0 {
+                let why = format!("mode {m:04o}: it may hold secrets, so it is not read");
+                b.skipped(&shown, &why);
+                continue;
+            }
+        }
+        match host.fs().read_string(&path) {
+            Ok(Some(t)) => b.text(&shown, &t, &format!("{MANIFESTS}/{name}"))?,
+            Ok(None) => {}
+            Err(e) => b.failed(&shown, &e.to_string()),
+        }
+    }
+    Ok(())
+}
+
+/// The last lines of a unit's journal (only on the real root: under --root the machine's
+/// journal is not the host's).
+fn collect_journal<W: Write>(cx: &Context, b: &mut Bundle<W>, unit: &str) -> std::io::Result<()> {
+    let shown = format!("journal/{unit}.log");
+    if !cx.host.is_real_root() {
+        b.skipped(&shown, "--root: the machine's journal is not this host's");
+        return Ok(());
+    }
+    let cmd = Cmd::new("journalctl").args([
+        "-u",
+        unit,
+        "--no-pager",
+        "-o",
+        "short-iso",
+        "-n",
+        JOURNAL_LINES,
+    ]);
+    match cx.host.runner().output(&cmd) {
+        Ok(o) if o.success() => b.text(&shown, &o.stdout, &cmd.display())?,
+        Ok(o) => b.failed(
+            &shown,
+            &format!("{} exited {}: {}", cmd.display(), o.status, o.stderr.trim()),
+        ),
+        Err(e) => b.failed(&shown, &e.to_string()),
+    }
+    Ok(())
+}
+
+/// Every object of [`KINDS`] in the namespace, sanitized (Secrets as key names, annotation
+/// values dropped).
+async fn collect_objects<W: Write>(i: &Inspector, b: &mut Bundle<W>) -> std::io::Result<()> {
+    for (api_version, kind, plural, namespaced) in KINDS {
+        let shown = format!("cluster/{plural}.yaml");
+        match i.list(api_version, kind, plural, *namespaced).await {
+            Ok(items) => {
+                let docs: Vec<Value> = items.iter().map(sanitize).collect();
+                let mut text = String::new();
+                for d in &docs {
+                    text.push_str("---\n");
+                    text.push_str(&serde_yaml::to_string(d).unwrap_or_default());
+                }
+                b.text(&shown, &text, &format!("{} {plural}", docs.len()))?;
+            }
+            Err(e) => b.failed(&shown, &crate::backup::cluster_problem(&e)),
+        }
+    }
+    Ok(())
+}
+
+/// Every container's log, and the previous run's where the container restarted.
+async fn collect_pod_logs<W: Write>(i: &Inspector, b: &mut Bundle<W>) -> std::io::Result<()> {
+    let pods = match i.pods().await {
+        Ok(pods) => pods,
+        Err(e) => {
+            b.failed("pods/", &crate::backup::cluster_problem(&e));
+            return Ok(());
+        }
+    };
+    for p in pods {
+        let pod = p.metadata.name.clone().unwrap_or_default();
+        let restarted: BTreeMap<String, bool> = p
+            .status
+            .iter()
+            .flat_map(|s| {
+                let init = s.init_container_statuses.iter().flatten();
+                init.chain(s.container_statuses.iter().flatten())
+            })
+            .map(|c| (c.name.clone(), c.restart_count > 0))
+            .collect();
+        let containers = p.spec.iter().flat_map(|s| {
+            let init = s.init_containers.iter().flatten();
+            init.chain(s.containers.iter()).map(|c| c.name.clone())
+        });
+        for c in containers {
+            for previous in [false, true] {
+                let suffix = if previous { ".previous" } else { "" };
+                let shown = format!("pods/{pod}/{c}{suffix}.log");
+                if previous && !restarted.get(&c).copied().unwrap_or(false) {
+                    let why = "the container has not restarted: there is no previous log";
+                    b.skipped(&shown, why);
+                    continue;
+                }
+                match i.log(&pod, &c, previous).await {
+                    Ok(t) => b.text(&shown, &t, "container log")?,
+                    Err(e) => b.failed(&shown, &crate::backup::cluster_problem(&e)),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The record (`collection.tsv`), then the redaction report (it counts the record's
+/// redactions too); the archive closed and synced. The caller fills in the path and whether the
+/// cluster was reached.
+fn finish(
+    mut b: Bundle<Encoder<'static, BufWriter<std::fs::File>>>,
+) -> std::io::Result<BundleReport> {
     let mut tsv = String::from("path\tstatus\tbytes\tdetail\n");
     for c in &b.collected {
         tsv.push_str(&format!(
@@ -511,22 +523,22 @@ pub async fn collect(
     }
     tsv.push_str("collection.tsv\tok\t0\tthis file\nredaction.txt\tok\t0\twhat was kept out\n");
     let tsv = b.redactor.redact(&tsv);
-    b.raw("collection.tsv", tsv.as_bytes()).map_err(io)?;
+    b.raw("collection.tsv", tsv.as_bytes())?;
     let report = b.redactor.report();
-    b.raw("redaction.txt", report.as_bytes()).map_err(io)?;
+    b.raw("redaction.txt", report.as_bytes())?;
     let failed = b.collected.iter().filter(|c| c.status == "failed").count();
     let collected = b.collected.iter().filter(|c| c.status == "ok").count();
     let redacted = b.redactor.counts.values().sum();
-    let enc = b.tar.into_inner().map_err(io)?;
-    let w = enc.finish().map_err(io)?;
-    let f = w.into_inner().map_err(|e| io(e.into_error()))?;
-    f.sync_all().map_err(io)?;
+    let enc = b.tar.into_inner()?;
+    let w = enc.finish()?;
+    let f = w.into_inner().map_err(|e| e.into_error())?;
+    f.sync_all()?;
     Ok(BundleReport {
-        path: output.to_path_buf(),
+        path: PathBuf::new(),
         collected,
         failed,
         redacted,
-        cluster_reachable: reachable,
+        cluster_reachable: false,
     })
 }
 
