@@ -140,34 +140,88 @@ const TASKS_POLL: Duration = Duration::from_secs(10);
 
 pub async fn backup(cx: &Context, opts: &BackupOptions) -> Result<BackupReport> {
     let server = db::Server::admin(cx)?;
-    let explicit = cx.config.foreman.kubeconfig.as_deref();
-    let cluster = if opts.maintenance {
-        let c = connect(cx).await?;
-        if let Some(note) = maintenance::recover(&cx.host, Some(&c)).await? {
-            cx.reporter.warning("maintenance", &note);
-        }
-        Some(c)
-    } else {
-        cx.reporter.warning(
-            "maintenance",
-            "--no-maintenance: Foreman keeps running during the backup; writes made meanwhile may be missing or inconsistent",
-        );
-        None
-    };
-
+    let cluster = open_cluster(cx, opts).await?;
     phase(cx, "tasks", async {
         wait_for_tasks(cx, &server, opts).await
     })
     .await?;
-
     let stamp = k8s_openapi::jiff::Timestamp::now();
+    let (dir, archive) = new_backup_dir(cx, opts, &stamp)?;
+    let entered = match &cluster {
+        Some(c) => enter_maintenance(cx, c, opts, &dir).await?,
+        None => false,
+    };
+    let mut written: Vec<String> = Vec::new();
+    let explicit = cx.config.foreman.kubeconfig.as_deref();
+    let captured = capture(cx, &server, cluster.as_ref(), explicit, &dir, &mut written).await;
+    let left = match (&cluster, entered) {
+        (Some(c), true) => leave_maintenance(cx, c).await,
+        _ => Ok(()),
+    };
+    let captured = match (captured, left) {
+        (Ok(c), Ok(())) => c,
+        (captured, left) => {
+            if let (Err(_), Err(l)) = (&captured, &left) {
+                cx.reporter.warning(
+                    "maintenance",
+                    &format!("could not take Foreman out of maintenance: {l}; the next backup, restore or upgrade does (`foreman-box backup` again)"),
+                );
+            }
+            return Err(DayTwoError::BackupFailed {
+                dir,
+                written,
+                left_maintenance: entered && left.is_ok(),
+                source: Box::new(captured.err().or(left.err()).expect("one of them failed")),
+            }
+            .into());
+        }
+    };
+    let metadata = write_metadata(cx, &dir, &stamp, captured, entered, &mut written)?;
+    verify::write_sums(&cx.host, &dir, &written)?;
+    let path = if opts.archive {
+        pack_archive(cx, &dir, &archive).await?;
+        archive
+    } else {
+        dir
+    };
+    record_last_backup(cx, &path, &metadata)?;
+    Ok(BackupReport {
+        path,
+        files: metadata.files,
+        maintenance: entered,
+    })
+}
+
+/// The cluster to put into maintenance (after recovering from a killed run's), or none with
+/// `--no-maintenance`, said aloud.
+async fn open_cluster(cx: &Context, opts: &BackupOptions) -> Result<Option<Cluster>> {
+    if !opts.maintenance {
+        cx.reporter.warning(
+            "maintenance",
+            "--no-maintenance: Foreman keeps running during the backup; writes made meanwhile may be missing or inconsistent",
+        );
+        return Ok(None);
+    }
+    let c = connect(cx).await?;
+    if let Some(note) = maintenance::recover(&cx.host, Some(&c)).await? {
+        cx.reporter.warning("maintenance", &note);
+    }
+    Ok(Some(c))
+}
+
+/// A new 0700 directory `<parent>/foreman-box-backup-<time>` and the archive path beside it. A
+/// backup of the same second (one killed at once, say) keeps its name: this one takes the next
+/// free `-N`; no backup is ever written over another.
+fn new_backup_dir(
+    cx: &Context,
+    opts: &BackupOptions,
+    stamp: &k8s_openapi::jiff::Timestamp,
+) -> Result<(PathBuf, PathBuf)> {
     let base = format!("{NAME_PREFIX}{}", stamp.strftime("%Y%m%dT%H%M%SZ"));
     let parent = opts
         .parent
         .clone()
         .unwrap_or_else(|| cx.host.path(DEFAULT_PARENT));
-    // A backup of the same second (one killed at once, say) keeps its name: this one takes the
-    // next free `-N`; no backup is ever written over another.
     let taken = |name: &str| {
         cx.host.fs().exists(&parent.join(name))
             || cx.host.fs().exists(&parent.join(format!("{name}.tar.zst")))
@@ -178,104 +232,81 @@ pub async fn backup(cx: &Context, opts: &BackupOptions) -> Result<BackupReport> 
         .ok_or_else(|| DayTwoError::Exists {
             path: parent.join(&base),
         })?;
-    let dir = parent.join(&name);
-    let archive = parent.join(format!("{name}.tar.zst"));
     if !cx.host.fs().is_dir(&parent) {
         cx.host.fs().ensure_dir(&parent, 0o700)?;
     }
+    let dir = parent.join(&name);
     cx.host.fs().ensure_dir(&dir, 0o700)?;
+    Ok((dir, parent.join(format!("{name}.tar.zst"))))
+}
 
-    let mut written: Vec<String> = Vec::new();
-    let entered = match &cluster {
-        None => false,
-        Some(c) => {
-            let entering = phase(cx, "maintenance", async {
-                cx.reporter.step_planned(
-                    "maintenance",
-                    &[Change::new(
-                        "set spec.maintenance on Foreman foreman/foreman",
-                        "writers must stop so that the dumps and files agree",
-                    )],
-                );
-                maintenance::enter(&cx.host, c, "backup", opts.maintenance_timeout, &|d| {
-                    cx.reporter
-                        .note("maintenance", &format!("waiting for maintenance: {d}"))
-                })
-                .await
-            })
-            .await;
-            match entering {
-                Ok(entered) => {
-                    if !entered {
-                        cx.reporter.note(
-                            "maintenance",
-                            "no Foreman resource in the cluster: nothing runs that writes",
-                        );
-                    }
-                    entered
-                }
-                Err(e) => {
-                    let _ = maintenance::leave(&cx.host, c).await;
-                    let _ = cx.host.fs().remove_tree(&dir);
-                    return Err(e);
-                }
-            }
+/// Puts Foreman into maintenance; false when there is no resource (nothing writes). On failure
+/// it is taken out again and the empty backup directory removed.
+async fn enter_maintenance(
+    cx: &Context,
+    c: &Cluster,
+    opts: &BackupOptions,
+    dir: &Path,
+) -> Result<bool> {
+    let entering = phase(cx, "maintenance", async {
+        cx.reporter.step_planned(
+            "maintenance",
+            &[Change::new(
+                "set spec.maintenance on Foreman foreman/foreman",
+                "writers must stop so that the dumps and files agree",
+            )],
+        );
+        maintenance::enter(&cx.host, c, "backup", opts.maintenance_timeout, &|d| {
+            cx.reporter
+                .note("maintenance", &format!("waiting for maintenance: {d}"))
+        })
+        .await
+    })
+    .await;
+    match entering {
+        Ok(false) => {
+            cx.reporter.note(
+                "maintenance",
+                "no Foreman resource in the cluster: nothing runs that writes",
+            );
+            Ok(false)
         }
-    };
+        Ok(true) => Ok(true),
+        Err(e) => {
+            let _ = maintenance::leave(&cx.host, c).await;
+            let _ = cx.host.fs().remove_tree(dir);
+            Err(e)
+        }
+    }
+}
 
-    let captured = capture(cx, &server, cluster.as_ref(), explicit, &dir, &mut written).await;
-    let left = match (&cluster, entered) {
-        (Some(c), true) => {
-            let r = maintenance::leave(&cx.host, c).await;
-            if r.is_ok() {
-                cx.reporter
-                    .note("maintenance", "Foreman is out of maintenance again");
-            }
-            r
-        }
-        _ => Ok(()),
-    };
-    let captured = match (captured, left) {
-        (Ok(c), Ok(())) => c,
-        (Err(e), left) => {
-            if let Err(l) = &left {
-                cx.reporter.warning(
-                    "maintenance",
-                    &format!("could not take Foreman out of maintenance: {l}; the next backup, restore or upgrade does (`foreman-box backup` again)"),
-                );
-            }
-            return Err(DayTwoError::BackupFailed {
-                dir,
-                written,
-                left_maintenance: entered && left.is_ok(),
-                source: Box::new(e),
-            }
-            .into());
-        }
-        (Ok(_), Err(e)) => {
-            return Err(DayTwoError::BackupFailed {
-                dir,
-                written,
-                left_maintenance: false,
-                source: Box::new(e),
-            }
-            .into())
-        }
-    };
+async fn leave_maintenance(cx: &Context, c: &Cluster) -> Result<()> {
+    maintenance::leave(&cx.host, c).await?;
+    cx.reporter
+        .note("maintenance", "Foreman is out of maintenance again");
+    Ok(())
+}
 
-    // The record of what was written, then the checksums over everything.
+/// The record of what was written (`metadata.json`), added to `written`.
+fn write_metadata(
+    cx: &Context,
+    dir: &Path,
+    stamp: &k8s_openapi::jiff::Timestamp,
+    captured: Captured,
+    entered: bool,
+    written: &mut Vec<String>,
+) -> Result<Metadata> {
     let mut files = BTreeMap::new();
-    for n in &written {
+    for n in written.iter() {
         files.insert(n.clone(), cx.host.fs().size(&dir.join(n))?.unwrap_or(0));
     }
-    let created_unix = stamp.as_second().max(0) as u64;
     let metadata = Metadata {
         format: FORMAT,
         foreman_box_version: env!("CARGO_PKG_VERSION").into(),
         created: stamp.to_string(),
-        created_unix,
+        created_unix: stamp.as_second().max(0) as u64,
         hostname: cx.facts.fqdn.clone(),
-        stream: captured.stream.clone(),
+        stream: captured.stream,
         postgres_mode: match cx.config.postgres.mode {
             crate::config::PostgresMode::Local => "local".into(),
             crate::config::PostgresMode::External => "external".into(),
@@ -286,7 +317,7 @@ pub async fn backup(cx: &Context, opts: &BackupOptions) -> Result<BackupReport> 
         images: captured.images,
         pulp_files: captured.pulp.files,
         pulp_bytes: captured.pulp.bytes,
-        files: files.clone(),
+        files,
     };
     let text = serde_json::to_string_pretty(&metadata).map_err(|source| DayTwoError::Encode {
         what: METADATA.into(),
@@ -294,29 +325,31 @@ pub async fn backup(cx: &Context, opts: &BackupOptions) -> Result<BackupReport> 
     })?;
     write_new(cx, &dir.join(METADATA), text.as_bytes())?;
     written.push(METADATA.into());
-    verify::write_sums(&cx.host, &dir, &written)?;
+    Ok(metadata)
+}
 
-    let path = if opts.archive {
-        phase(cx, "archive", async {
-            cx.reporter.step_planned(
-                "archive",
-                &[Change::new(
-                    format!("write {}", archive.display()),
-                    "--archive: one zstd-compressed tar of the backup",
-                )],
-            );
-            archive::pack(&cx.host, &dir, &archive, cx.reporter.as_ref())?;
-            cx.host.fs().remove_tree(&dir)?;
-            Ok(())
-        })
-        .await?;
-        archive.clone()
-    } else {
-        dir.clone()
-    };
+/// `--archive`: one zstd-compressed tar of the backup, replacing the directory.
+async fn pack_archive(cx: &Context, dir: &Path, archive: &Path) -> Result<()> {
+    phase(cx, "archive", async {
+        cx.reporter.step_planned(
+            "archive",
+            &[Change::new(
+                format!("write {}", archive.display()),
+                "--archive: one zstd-compressed tar of the backup",
+            )],
+        );
+        archive::pack(&cx.host, dir, archive, cx.reporter.as_ref())?;
+        cx.host.fs().remove_tree(dir)?;
+        Ok(())
+    })
+    .await
+}
+
+/// Where the last backup is and when it was made, for `upgrade`'s guard.
+fn record_last_backup(cx: &Context, path: &Path, metadata: &Metadata) -> Result<()> {
     let record = LastBackup {
         path: path.display().to_string(),
-        created_unix,
+        created_unix: metadata.created_unix,
         stream: metadata.stream.clone(),
     };
     let text = serde_json::to_vec(&record).map_err(|source| DayTwoError::Encode {
@@ -328,11 +361,7 @@ pub async fn backup(cx: &Context, opts: &BackupOptions) -> Result<BackupReport> 
         cx.host.fs().ensure_dir(d, 0o700)?;
     }
     cx.host.fs().write_atomic(&record_path, &text, 0o600)?;
-    Ok(BackupReport {
-        path,
-        files,
-        maintenance: entered,
-    })
+    Ok(())
 }
 
 /// The cluster for maintenance, read once: unreachable is an error (its pods may still write).
