@@ -423,10 +423,32 @@ async fn capture(
     dir: &Path,
     written: &mut Vec<String>,
 ) -> Result<Captured> {
-    let host = &cx.host;
     let admin = server.connect("postgres").await?;
     let (_, server_version) = server.version(&admin).await?;
     drop(admin);
+    dump_databases(cx, server, dir, written).await?;
+    let pulp = pack_pulp(cx, dir, written).await?;
+    pack_config(cx, dir, written).await?;
+    let (stream, images) = match cluster {
+        Some(c) => save_resource(cx, c, explicit, dir, written).await?,
+        None => (default_stream(), Vec::new()),
+    };
+    Ok(Captured {
+        stream,
+        server_version,
+        images,
+        pulp,
+    })
+}
+
+/// `pg_dump -Fc` of each database, 0600 and synced.
+async fn dump_databases(
+    cx: &Context,
+    server: &db::Server,
+    dir: &Path,
+    written: &mut Vec<String>,
+) -> Result<()> {
+    let host = &cx.host;
     phase(cx, "databases", async {
         let changes: Vec<Change> = db::databases()
             .iter()
@@ -450,10 +472,13 @@ async fn capture(
         }
         Ok(())
     })
-    .await?;
+    .await
+}
 
-    let pulp_dir = host.path(&cx.config.storage.pulp_dir);
-    let pulp = phase(cx, "pulp", async {
+/// The Pulp tree without what Pulp rebuilds or only passes through.
+async fn pack_pulp(cx: &Context, dir: &Path, written: &mut Vec<String>) -> Result<TreeStats> {
+    let pulp_dir = cx.host.path(&cx.config.storage.pulp_dir);
+    phase(cx, "pulp", async {
         cx.reporter.step_planned(
             "pulp",
             &[Change::new(
@@ -470,8 +495,11 @@ async fn capture(
         written.push(PULP_TAR.into());
         Ok(stats)
     })
-    .await?;
+    .await
+}
 
+/// /etc/foreman-box: the configuration and the kept secrets.
+async fn pack_config(cx: &Context, dir: &Path, written: &mut Vec<String>) -> Result<()> {
     phase(cx, "config", async {
         cx.reporter.step_planned(
             "config",
@@ -480,52 +508,49 @@ async fn capture(
                 format!("{ETC_DIR}: the configuration and the kept secrets"),
             )],
         );
-        pack_into(
-            cx,
-            &host.path(ETC_DIR),
-            &|_| true,
-            &dir.join(ETC_TAR),
-            ETC_DIR,
-        )?;
+        let etc = cx.host.path(ETC_DIR);
+        pack_into(cx, &etc, &|_| true, &dir.join(ETC_TAR), ETC_DIR)?;
         written.push(ETC_TAR.into());
         Ok(())
     })
-    .await?;
+    .await
+}
 
+/// The `Foreman` resource (its release stream) and the images its pods run, when there is one.
+async fn save_resource(
+    cx: &Context,
+    c: &Cluster,
+    explicit: Option<&Path>,
+    dir: &Path,
+    written: &mut Vec<String>,
+) -> Result<(String, Vec<ImageInfo>)> {
     let mut stream = default_stream();
-    let mut images = Vec::new();
-    if let Some(c) = cluster {
-        if let Some(fm) = c.foreman().await? {
-            if let Some(v) = fm.data["spec"]["version"].as_str() {
-                stream = v.to_string();
+    if let Some(fm) = c.foreman().await? {
+        if let Some(v) = fm.data["spec"]["version"].as_str() {
+            stream = v.to_string();
+        }
+        let yaml = serde_yaml::to_string(&resource_for_backup(&fm)).map_err(|source| {
+            crate::Error::Render {
+                what: RESOURCE_FILE.into(),
+                source,
             }
-            let yaml = serde_yaml::to_string(&resource_for_backup(&fm)).map_err(|source| {
-                crate::Error::Render {
-                    what: RESOURCE_FILE.into(),
-                    source,
-                }
-            })?;
-            write_new(cx, &dir.join(RESOURCE_FILE), yaml.as_bytes())?;
-            written.push(RESOURCE_FILE.into());
-        }
-        match Inspector::connect(host, explicit).await {
-            Ok(i) => match i.pods().await {
-                Ok(pods) => images = crate::inspect::images(&pods),
-                Err(e) => cx
-                    .reporter
-                    .warning("resource", &format!("the images are not recorded: {e}")),
-            },
-            Err(e) => cx
-                .reporter
-                .warning("resource", &format!("the images are not recorded: {e}")),
-        }
+        })?;
+        write_new(cx, &dir.join(RESOURCE_FILE), yaml.as_bytes())?;
+        written.push(RESOURCE_FILE.into());
     }
-    Ok(Captured {
-        stream,
-        server_version,
-        images,
-        pulp,
-    })
+    let pods = match Inspector::connect(&cx.host, explicit).await {
+        Ok(i) => i.pods().await,
+        Err(e) => Err(e),
+    };
+    let images = match pods {
+        Ok(pods) => crate::inspect::images(&pods),
+        Err(e) => {
+            let warning = format!("the images are not recorded: {e}");
+            cx.reporter.warning("resource", &warning);
+            Vec::new()
+        }
+    };
+    Ok((stream, images))
 }
 
 /// The resource as it is worth keeping: its spec and identity, without server bookkeeping.

@@ -61,53 +61,72 @@ pub fn validate(cx: &Context, source: &Path, stream: &str) -> Result<Checked> {
     } else {
         source.to_path_buf()
     };
-    let mut checked = Checked {
-        dir: dir.clone(),
-        metadata: verify::check(host, &dir)?,
-        report,
-        work,
-    };
-    let m = checked.metadata.clone();
-    checked.report.push(format!(
+    let metadata = verify::check(host, &dir)?;
+    report.push(format!(
         "{}: every file matches SHA256SUMS ({} files)",
         super::SUMS,
-        m.files.len() + 1
+        metadata.files.len() + 1
     ));
+    report.extend(check_host_and_stream(cx, &metadata, stream)?);
+    report.extend(check_dumps(cx, &dir, &metadata)?);
+    for tar in [PULP_TAR, ETC_TAR] {
+        let path = dir.join(tar);
+        let stats = host.fs().scan_tree(host.fs().open_read(&path)?, &path)?;
+        report.push(format!(
+            "{tar}: {} files, {} bytes, every path inside the tree",
+            stats.files, stats.bytes
+        ));
+    }
+    Ok(Checked {
+        dir,
+        metadata,
+        report,
+        work,
+    })
+}
+
+/// The backup is of this host, and of this host's release stream or the one before it.
+fn check_host_and_stream(cx: &Context, m: &Metadata, stream: &str) -> Result<[String; 2]> {
     if m.hostname != cx.facts.fqdn {
         return Err(DayTwoError::WrongHost {
-            backup_host: m.hostname,
+            backup_host: m.hostname.clone(),
             this_host: cx.facts.fqdn.clone(),
         }
         .into());
     }
-    checked
-        .report
-        .push(format!("hostname: {} (this host)", m.hostname));
+    let host_line = format!("hostname: {} (this host)", m.hostname);
     match streams::plan(&m.stream, stream, None) {
-        Ok(changes) if changes.is_empty() => checked
-            .report
-            .push(format!("stream: {} (the one this host runs)", m.stream)),
-        Ok(_) => checked.report.push(format!(
-            "stream: {} → {stream}: the install migrates the data one stream forward",
-            m.stream
-        )),
-        Err(refusal) => {
-            return Err(DayTwoError::Refused {
-                message: format!(
-                    "the backup holds Foreman {} data and this host runs {stream}: {refusal}; nothing was changed",
-                    m.stream
-                ),
-                help: format!(
-                    "restore it with the foreman-box release of the {} stream, then upgrade one stream at a time",
-                    m.stream
-                ),
-            }
-            .into())
+        Ok(changes) if changes.is_empty() => Ok([
+            host_line,
+            format!("stream: {} (the one this host runs)", m.stream),
+        ]),
+        Ok(_) => Ok([
+            host_line,
+            format!(
+                "stream: {} → {stream}: the install migrates the data one stream forward",
+                m.stream
+            ),
+        ]),
+        Err(refusal) => Err(DayTwoError::Refused {
+            message: format!(
+                "the backup holds Foreman {} data and this host runs {stream}: {refusal}; nothing was changed",
+                m.stream
+            ),
+            help: format!(
+                "restore it with the foreman-box release of the {} stream, then upgrade one stream at a time",
+                m.stream
+            ),
         }
+        .into()),
     }
+}
+
+/// Every dump read by `pg_restore --list`: one line each, with its count of entries.
+fn check_dumps(cx: &Context, dir: &Path, m: &Metadata) -> Result<Vec<String>> {
+    let mut lines = Vec::new();
     for d in &m.databases {
         let file = dir.join(dump_name(d));
-        let out = host.runner().output(&db::list_cmd(&file))?;
+        let out = cx.host.runner().output(&db::list_cmd(&file))?;
         if !out.success() {
             return Err(DayTwoError::DumpUnreadable {
                 file: dump_name(d),
@@ -120,20 +139,12 @@ pub fn validate(cx: &Context, source: &Path, stream: &str) -> Result<Checked> {
             .lines()
             .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
             .count();
-        checked.report.push(format!(
+        lines.push(format!(
             "{}: pg_restore --list reads {entries} entries",
             dump_name(d)
         ));
     }
-    for tar in [PULP_TAR, ETC_TAR] {
-        let path = dir.join(tar);
-        let stats = host.fs().scan_tree(host.fs().open_read(&path)?, &path)?;
-        checked.report.push(format!(
-            "{tar}: {} files, {} bytes, every path inside the tree",
-            stats.files, stats.bytes
-        ));
-    }
-    Ok(checked)
+    Ok(lines)
 }
 
 #[derive(Debug, Clone)]

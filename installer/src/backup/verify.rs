@@ -71,11 +71,21 @@ pub fn parse_sums(text: &str) -> std::result::Result<Vec<(String, String)>, Stri
 /// Checks the files of the backup in `dir` against its `SHA256SUMS` (every file listed, every
 /// listed file there and unchanged) and reads its metadata. Writes nothing.
 pub fn check(host: &Host, dir: &Path) -> Result<Metadata> {
-    let bad = |problem: String, help: &str| DayTwoError::BadBackup {
+    let listed = check_sums(host, dir)?;
+    read_metadata(host, dir, &listed)
+}
+
+fn bad(dir: &Path, problem: String, help: &str) -> DayTwoError {
+    DayTwoError::BadBackup {
         path: dir.to_path_buf(),
         problem,
         help: help.into(),
-    };
+    }
+}
+
+/// Every file in the directory is listed in SHA256SUMS and matches it; returns the names listed.
+fn check_sums(host: &Host, dir: &Path) -> Result<BTreeSet<String>> {
+    let bad = |problem: String, help: &str| bad(dir, problem, help);
     if !host.fs().is_dir(dir) {
         return Err(bad(
             "it is not a directory".into(),
@@ -91,14 +101,14 @@ pub fn check(host: &Host, dir: &Path) -> Result<Metadata> {
         .into());
     };
     let sums = parse_sums(&text).map_err(|p| bad(format!("{SUMS}: {p}"), "use another backup"))?;
-    let listed: BTreeSet<&str> = sums.iter().map(|(_, n)| n.as_str()).collect();
+    let listed: BTreeSet<String> = sums.iter().map(|(_, n)| n.clone()).collect();
     let present: BTreeSet<String> = host
         .fs()
         .list_dir(dir)?
         .into_iter()
         .filter(|n| n != SUMS)
         .collect();
-    if let Some(extra) = present.iter().find(|n| !listed.contains(n.as_str())) {
+    if let Some(extra) = present.iter().find(|n| !listed.contains(*n)) {
         return Err(bad(
             format!("{extra} is not listed in {SUMS}: it was added after the backup was made"),
             "remove what does not belong to the backup, or use another backup",
@@ -127,6 +137,12 @@ pub fn check(host: &Host, dir: &Path) -> Result<Metadata> {
             Some(_) => {}
         }
     }
+    Ok(listed)
+}
+
+/// `metadata.json`, of a format this release reads, naming no file the backup lacks.
+fn read_metadata(host: &Host, dir: &Path, listed: &BTreeSet<String>) -> Result<Metadata> {
+    let bad = |problem: String, help: &str| bad(dir, problem, help);
     let text = host
         .fs()
         .read_string(&dir.join(METADATA))?
@@ -153,7 +169,7 @@ pub fn check(host: &Host, dir: &Path) -> Result<Metadata> {
         .into());
     }
     for required in metadata.required_files() {
-        if !listed.contains(required.as_str()) && !FILES_OPTIONAL.contains(&required.as_str()) {
+        if !listed.contains(&required) && !FILES_OPTIONAL.contains(&required.as_str()) {
             return Err(bad(format!("{required} is missing"), "use a complete backup").into());
         }
     }
