@@ -38,6 +38,17 @@ pub enum Outcome {
     Failed,
 }
 
+impl Outcome {
+    /// Up to date when nothing changes, else changed.
+    pub fn of(changes: &[Change]) -> Self {
+        if changes.is_empty() {
+            Outcome::UpToDate
+        } else {
+            Outcome::Changed
+        }
+    }
+}
+
 /// One line of the wait's live view: a component of the Foreman deployment.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ComponentLine {

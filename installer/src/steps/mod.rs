@@ -88,12 +88,8 @@ pub async fn plan(cx: &Context, steps: &[Box<dyn Step>]) -> Result<Vec<StepRepor
             }
         };
         cx.reporter.step_planned(name, &changes);
-        let outcome = if changes.is_empty() {
-            Outcome::UpToDate
-        } else {
-            Outcome::Changed
-        };
-        cx.reporter.step_finished(name, outcome, started.elapsed());
+        cx.reporter
+            .step_finished(name, Outcome::of(&changes), started.elapsed());
         reports.push(StepReport {
             step: name,
             changes,
@@ -111,12 +107,8 @@ pub async fn apply(cx: &Context, steps: &[Box<dyn Step>]) -> Result<Vec<StepRepo
         cx.reporter.step_started(name);
         match apply_one(cx, step.as_ref()).await {
             Ok(changes) => {
-                let outcome = if changes.is_empty() {
-                    Outcome::UpToDate
-                } else {
-                    Outcome::Changed
-                };
-                cx.reporter.step_finished(name, outcome, started.elapsed());
+                cx.reporter
+                    .step_finished(name, Outcome::of(&changes), started.elapsed());
                 reports.push(StepReport {
                     step: name,
                     changes,

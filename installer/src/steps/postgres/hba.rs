@@ -60,8 +60,9 @@ pub(crate) fn with_hba_block(current: &str, block: &str) -> String {
     format!("{block}{current}")
 }
 
-/// The block's write and the reload that makes it count, when the file lacks the block.
-pub(super) async fn plan(cx: &Context, db: &Arc<Session>) -> Result<Vec<Action>> {
+/// The block's write when the file lacks the block, and whether it changes (the caller adds the
+/// one reload that makes it count, with the settings').
+pub(super) async fn plan(cx: &Context, db: &Arc<Session>) -> Result<(Vec<Action>, bool)> {
     let path: String = db
         .query_one(
             "SELECT setting FROM pg_settings WHERE name = 'hba_file'",
@@ -81,7 +82,7 @@ pub(super) async fn plan(cx: &Context, db: &Arc<Session>) -> Result<Vec<Action>>
     let current = fs.read_string(&path)?.unwrap_or_default();
     let desired = with_hba_block(&current, &hba_block(cx));
     if desired == current {
-        return Ok(out);
+        return Ok((out, false));
     }
     let why = if current.contains(HBA_BEGIN) {
         "block differs"
@@ -90,18 +91,7 @@ pub(super) async fn plan(cx: &Context, db: &Arc<Session>) -> Result<Vec<Action>>
     };
     let mode = fs.mode(&path)?.unwrap_or(0o640);
     out.push(write_hba(path, desired, mode, why));
-    let db = db.clone();
-    out.push(Action::new(
-        "reload PostgreSQL's configuration",
-        "pg_hba.conf changed",
-        move |_| {
-            Box::pin(async move {
-                db.execute("SELECT pg_reload_conf()", "reloading the configuration")
-                    .await
-            })
-        },
-    ));
-    Ok(out)
+    Ok((out, true))
 }
 
 /// Writes the decided pg_hba.conf content, keeping the file's mode and owner.

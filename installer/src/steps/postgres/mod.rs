@@ -104,8 +104,9 @@ async fn plan_server(cx: &Context, db: &Arc<Session>) -> Result<Vec<Action>> {
             .into());
         }
         out.extend(original::plan_found(cx, db, &settings::TUNED).await?);
-        out.extend(hba::plan(cx, db).await?);
-        out.extend(settings::plan(cx, db).await?);
+        let (hba, hba_changed) = hba::plan(cx, db).await?;
+        out.extend(hba);
+        out.extend(settings::plan(cx, db, hba_changed).await?);
     } else {
         cx.reporter.note(
             "postgres",
@@ -120,6 +121,18 @@ async fn plan_server(cx: &Context, db: &Arc<Session>) -> Result<Vec<Action>> {
     }
     out.extend(manifests::plan(cx, &db.target, &passwords)?);
     Ok(out)
+}
+
+/// The one reload of the server's configuration a run makes, after pg_hba.conf and the
+/// settings were written.
+fn reload(db: &Arc<Session>, why: &str) -> Action {
+    let db = db.clone();
+    Action::new("reload PostgreSQL's configuration", why, move |_| {
+        Box::pin(async move {
+            db.execute("SELECT pg_reload_conf()", "reloading the configuration")
+                .await
+        })
+    })
 }
 
 /// Whether we own the server's access rules and settings.

@@ -50,7 +50,12 @@ fn memory_kb(value: &str, unit_kb: u64) -> Option<u64> {
     })
 }
 
-pub(super) async fn plan(cx: &Context, db: &Arc<Session>) -> Result<Vec<Action>> {
+/// `hba_changed`: pg_hba.conf is being rewritten too, so the one reload covers both.
+pub(super) async fn plan(
+    cx: &Context,
+    db: &Arc<Session>,
+    hba_changed: bool,
+) -> Result<Vec<Action>> {
     let mut out = Vec::new();
     let wanted = desired_settings(cx);
     let names: Vec<&str> = wanted.iter().map(|(n, _)| *n).collect();
@@ -95,18 +100,14 @@ pub(super) async fn plan(cx: &Context, db: &Arc<Session>) -> Result<Vec<Action>>
             ));
         }
     }
-    if !out.is_empty() {
-        let db = db.clone();
-        out.push(Action::new(
-            "reload PostgreSQL's configuration",
-            "settings changed",
-            move |_| {
-                Box::pin(async move {
-                    db.execute("SELECT pg_reload_conf()", "reloading the configuration")
-                        .await
-                })
-            },
-        ));
+    let why = match (hba_changed, !out.is_empty()) {
+        (true, true) => Some("pg_hba.conf and settings changed"),
+        (true, false) => Some("pg_hba.conf changed"),
+        (false, true) => Some("settings changed"),
+        (false, false) => None,
+    };
+    if let Some(why) = why {
+        out.push(super::reload(db, why));
     }
     if !restart_for.is_empty() || pending {
         if cx.config.postgres.mode == PostgresMode::Local && !cx.options.skip_start {
