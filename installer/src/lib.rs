@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod config;
 pub mod context;
 pub mod desired;
+pub mod diagnosis;
 pub mod download;
 pub mod error;
 pub mod facts;

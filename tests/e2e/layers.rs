@@ -15,6 +15,7 @@ const ORDER: &[&str] = &[
     "facts",
     // the vocabulary every layer above shares
     "report",
+    "diagnosis",
     // the cluster's and the registry's clients, and the errors that wrap theirs
     "cluster",
     "inspect",
