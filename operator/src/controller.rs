@@ -22,7 +22,7 @@ use crate::resources::{
     KINDS, TLS_SECRET,
 };
 use crate::{Error, FIELD_MANAGER};
-use cache::{Cache, Pending, Readiness, View};
+use cache::{Cache, Pending, Readiness, Seen, View};
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
@@ -579,6 +579,9 @@ fn desired(fm: &Foreman, tls: &certificates::Values) -> Vec<Value> {
 #[derive(Debug, Default)]
 struct Outcome {
     applied: Vec<(usize, String)>,
+    /// Deployments left at their running version, by name, with the migration Job they wait
+    /// for.
+    held: BTreeMap<String, String>,
     /// Objects the API server refused (kind, name, its message).
     rejected: Vec<(usize, String, String)>,
 }
@@ -593,8 +596,13 @@ async fn apply(
     tls: &certificates::Values,
 ) -> Result<Outcome, Error> {
     let mut outcome = Outcome::default();
+    let stale = |p: &Planned| ctx.cache.view(p.kind, &p.name).hash() != Some(p.hash.as_str());
+    if (plan.objects.iter()).any(|p| p.kind_name() == "Deployment" && stale(p)) {
+        let objects = rendered.get_or_insert_with(|| desired(fm, tls));
+        outcome.held = held_for_migrations(ctx, objects);
+    }
     for p in &plan.objects {
-        if ctx.cache.view(p.kind, &p.name).hash() == Some(p.hash.as_str()) {
+        if !stale(p) || outcome.held.contains_key(&p.name) && p.kind_name() == "Deployment" {
             continue;
         }
         let objects = rendered.get_or_insert_with(|| desired(fm, tls));
@@ -615,6 +623,67 @@ async fn apply(
         }
     }
     Ok(outcome)
+}
+
+/// The migration Jobs (Foreman's `db:migrate`, Pulp's `migrate`): an upgrade runs them before
+/// anything rolls. Candlepin migrates in its own pod as it starts, so it has none here.
+const MIGRATION_JOBS: &[&str] = &["foreman-migrate-", "pulp-migrate-"];
+
+/// The Deployments to leave at their running version for now, with the Job each waits for:
+/// those that run the image of a migration Job that has not succeeded yet while their live pods
+/// run another (an upgrade). Only Deployments whose containers run the Job's own image are held,
+/// so what the Job itself needs (Candlepin, on another image) still rolls; a Deployment not created yet (a
+/// first install) is not held: its init container waits for the migration.
+fn held_for_migrations(ctx: &Context, objects: &[Value]) -> BTreeMap<String, String> {
+    let kind = |k: &str| KINDS.iter().position(|(_, kind, _)| *kind == k);
+    let (Some(job_kind), Some(deployment_kind)) = (kind("Job"), kind("Deployment")) else {
+        return BTreeMap::new();
+    };
+    let mut held = BTreeMap::new();
+    for job in objects.iter().filter(|o| o["kind"] == "Job") {
+        let name = job["metadata"]["name"].as_str().unwrap_or_default();
+        if !MIGRATION_JOBS.iter().any(|m| name.starts_with(m)) {
+            continue;
+        }
+        let finished = matches!(
+            ctx.cache.view(job_kind, name),
+            View::Present(Seen { readiness: Readiness::Job { succeeded, .. }, .. }) if succeeded > 0
+        );
+        if finished {
+            continue;
+        }
+        // The image the migration runs in: the Job's containers (its init containers only wait).
+        let job_images: Vec<&str> = (job["spec"]["template"]["spec"]["containers"].as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["image"].as_str())
+            .collect();
+        for d in objects.iter().filter(|o| o["kind"] == "Deployment") {
+            let d_name = d["metadata"]["name"].as_str().unwrap_or_default();
+            // Its own containers, not its init containers: Candlepin's init container runs
+            // Foreman's image only to wait, and holding Candlepin would hold the Job that waits
+            // for it.
+            let runs = |image: &&str| {
+                (d["spec"]["template"]["spec"]["containers"].as_array())
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c["image"] == *image)
+            };
+            if !job_images.iter().any(runs) {
+                continue;
+            }
+            if let View::Present(Seen {
+                readiness: Readiness::Deployment { images: live, .. },
+                ..
+            }) = ctx.cache.view(deployment_kind, d_name)
+            {
+                if !job_images.iter().all(|i| live.iter().any(|l| l == i)) {
+                    held.insert(d_name.to_string(), name.to_string());
+                }
+            }
+        }
+    }
+    held
 }
 
 /// One server-side apply (forced: the operator owns these objects). The response is not
@@ -730,6 +799,15 @@ async fn component_state(
     outcome: &Outcome,
     a: &mut Assessed,
 ) -> Result<Option<ComponentState>, Error> {
+    if let Some(job) = outcome
+        .held
+        .get(&p.name)
+        .filter(|_| p.kind_name() == "Deployment")
+    {
+        return Ok(Some(ComponentState::WaitingForMigration {
+            job: job.clone(),
+        }));
+    }
     let applied_now = (outcome.applied.iter()).any(|(k, n)| *k == p.kind && *n == p.name);
     let rejected = (outcome.rejected.iter()).any(|(k, n, _)| *k == p.kind && *n == p.name);
     let seen = match ctx.cache.view(p.kind, &p.name) {
@@ -749,8 +827,8 @@ async fn component_state(
 
 fn readiness_state(name: &str, readiness: Readiness) -> ComponentState {
     match readiness {
-        Readiness::Deployment { want, ready } if ready >= want => ComponentState::Ready,
-        Readiness::Deployment { want, ready } => ComponentState::Replicas { ready, want },
+        Readiness::Deployment { want, ready, .. } if ready >= want => ComponentState::Ready,
+        Readiness::Deployment { want, ready, .. } => ComponentState::Replicas { ready, want },
         Readiness::Job { succeeded, .. } if succeeded > 0 => ComponentState::Ready,
         Readiness::Job { failed, .. } if failed > 0 => ComponentState::Retrying {
             failed,

@@ -96,6 +96,8 @@ struct State {
     changed: tokio::sync::watch::Sender<u64>,
     kubelet: bool,
     job_failures: Vec<JobFailure>,
+    /// Name prefixes of Jobs whose pods keep running: no status until a test sets one.
+    job_holds: Vec<String>,
     /// Paths whose writes are refused with 422 Invalid and this message.
     invalid: BTreeMap<String, String>,
 }
@@ -111,6 +113,7 @@ impl State {
             changed: tokio::sync::watch::channel(0).0,
             kubelet: false,
             job_failures: Vec::new(),
+            job_holds: Vec::new(),
             invalid: BTreeMap::new(),
         }
     }
@@ -183,6 +186,9 @@ impl State {
             }
             "Job" => {
                 let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+                if self.job_holds.iter().any(|p| name.starts_with(p)) {
+                    return None;
+                }
                 let fail = self
                     .job_failures
                     .iter_mut()
@@ -351,6 +357,12 @@ impl ApiServer {
             prefix: prefix.into(),
             times,
         });
+    }
+
+    /// Jobs whose names start with `prefix` keep running from now on: the kubelet reports
+    /// nothing for them until a test sets their status ([`ApiServer::set_status`]).
+    pub fn hold_jobs(&self, prefix: &str) {
+        self.state.lock().unwrap().job_holds.push(prefix.into());
     }
 
     /// Writes to `path` are refused with 422 Invalid and `message`, as the API server refuses

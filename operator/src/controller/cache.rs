@@ -40,6 +40,9 @@ pub enum Readiness {
     Deployment {
         want: i64,
         ready: i64,
+        /// The images its pod template runs (containers and init containers): what a
+        /// migration gate compares with the migration Job's image.
+        images: Vec<String>,
     },
     Job {
         succeeded: i64,
@@ -335,6 +338,18 @@ fn seen_meta(mut m: ObjectMeta, readiness: Readiness) -> (String, Seen) {
     )
 }
 
+/// The images of a pod spec's containers and init containers, sorted, each once.
+pub fn pod_images(pod: &serde_json::Value) -> Vec<String> {
+    let mut images: Vec<String> = ["initContainers", "containers"]
+        .iter()
+        .flat_map(|k| pod[*k].as_array().into_iter().flatten())
+        .filter_map(|c| c["image"].as_str().map(str::to_string))
+        .collect();
+    images.sort();
+    images.dedup();
+    images
+}
+
 fn readiness(kind: &str, data: &serde_json::Value, meta: &ObjectMeta) -> Readiness {
     let status = &data["status"];
     let int = |v: &serde_json::Value| v.as_i64().unwrap_or(0);
@@ -342,6 +357,7 @@ fn readiness(kind: &str, data: &serde_json::Value, meta: &ObjectMeta) -> Readine
         "Deployment" => Readiness::Deployment {
             want: data["spec"]["replicas"].as_i64().unwrap_or(1),
             ready: int(&status["readyReplicas"]),
+            images: pod_images(&data["spec"]["template"]["spec"]),
         },
         "Job" => {
             let gave_up = status["conditions"]

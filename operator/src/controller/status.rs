@@ -23,6 +23,11 @@ pub enum ComponentState {
         failed: i64,
         job: String,
     },
+    /// A Deployment kept at its running version until the migration Job for its new image has
+    /// succeeded (an upgrade: migrations finish before anything rolls).
+    WaitingForMigration {
+        job: String,
+    },
     /// A Job that gave up (its backoffLimit is exhausted).
     Failed {
         job: String,
@@ -55,6 +60,9 @@ impl fmt::Display for ComponentState {
         match self {
             ComponentState::Ready => f.write_str("ready"),
             ComponentState::RollingOut => f.write_str("rolling out"),
+            ComponentState::WaitingForMigration { job } => {
+                write!(f, "waiting for migration Job {job}")
+            }
             ComponentState::Replicas { ready, want } => {
                 write!(f, "{ready}/{want} replicas ready")
             }

@@ -788,3 +788,168 @@ fn maintenance_stops_every_writer_and_is_reached_only_when_no_writer_pod_is_left
     );
     assert!(c.condition("Maintenance").is_null(), "{}", c.status());
 }
+
+/// The images a rendered or stored Deployment runs (containers and init containers).
+fn deployment_images(d: &Value) -> Vec<String> {
+    ["initContainers", "containers"]
+        .iter()
+        .flat_map(|k| {
+            d["spec"]["template"]["spec"][*k]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter_map(|c| c["image"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// Moves the resource to another release stream, as `foreman-box upgrade` does.
+fn set_version(c: &Cluster, version: &str) {
+    let mut fm = c.api.get(FOREMAN).unwrap();
+    fm["spec"]["version"] = json!(version);
+    let generation = fm["metadata"]["generation"].as_i64().unwrap_or(1);
+    fm["metadata"]["generation"] = json!(generation + 1);
+    c.api.put(fm);
+}
+
+/// An upgrade (the contract of issue 20 with `foreman-box upgrade`): the new stream's migration
+/// Jobs run first and every Deployment on a Job's image keeps running its old version until that
+/// Job has succeeded; what the Job itself needs (Candlepin, on another image) rolls at once, so
+/// nothing waits on itself. A migration that fails leaves them where they are (roll forward
+/// only: nothing is reverted) and the resource Degraded, naming the Job.
+#[test]
+fn an_upgrade_rolls_deployments_only_after_their_migration_job_succeeded() {
+    let c = Cluster::with(ALL_DB, true, true, FAST, |api| api.run_kubelet(true));
+    reconcile_until(&c, "Ready", |s| condition(s, "Ready")["status"] == "True");
+    let old = desired(&c.foreman());
+    c.api.hold_jobs("foreman-migrate-");
+    c.api.fail_jobs("pulp-migrate-", 100);
+    set_version(&c, "3.19");
+    let new = desired(&c.foreman());
+    let job = |base: &str| {
+        new.iter()
+            .find(|o| {
+                o["kind"] == "Job" && o["metadata"]["name"].as_str().unwrap().starts_with(base)
+            })
+            .unwrap()
+            .clone()
+    };
+    let foreman_job = job("foreman-migrate-");
+    let foreman_job_name = foreman_job["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let image_of_job = |j: &Value| {
+        j["spec"]["template"]["spec"]["containers"][0]["image"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let foreman_image = image_of_job(&foreman_job);
+    let pulp_image = image_of_job(&job("pulp-migrate-"));
+    assert!(foreman_image.ends_with(":3.19"), "{foreman_image}");
+    let on = |image: &str| -> Vec<String> {
+        new.iter()
+            .filter(|o| {
+                // what the Deployment's own containers run (its init containers only wait)
+                o["kind"] == "Deployment"
+                    && o["spec"]["template"]["spec"]["containers"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|c| c["image"] == image)
+            })
+            .map(|o| o["metadata"]["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (foreman_deployments, pulp_deployments) = (on(&foreman_image), on(&pulp_image));
+    assert!(
+        foreman_deployments.len() >= 2 && !pulp_deployments.is_empty(),
+        "{foreman_deployments:?} {pulp_deployments:?}"
+    );
+    let live_images = |name: &str| {
+        deployment_images(
+            &c.api
+                .get(&format!(
+                    "/apis/apps/v1/namespaces/foreman/deployments/{name}"
+                ))
+                .unwrap(),
+        )
+    };
+    let was = |name: &str| {
+        old.iter()
+            .find(|o| o["kind"] == "Deployment" && o["metadata"]["name"] == name)
+            .map(deployment_images)
+            .unwrap()
+    };
+
+    // The migrations are running (Foreman's) or failing (Pulp's): nothing on their images rolls.
+    reconcile_until(&c, "the Pulp migration failed", |s| {
+        condition(s, "Degraded")["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("pulp-migrate-"))
+    });
+    for d in foreman_deployments.iter().chain(&pulp_deployments) {
+        assert_eq!(
+            live_images(d),
+            was(d),
+            "{d} rolled before its migration succeeded"
+        );
+    }
+    for d in &foreman_deployments {
+        assert_eq!(
+            c.status()["components"][d],
+            format!("waiting for migration Job {foreman_job_name}"),
+            "{}",
+            c.status()
+        );
+    }
+    assert_eq!(c.condition("Ready")["status"], "False");
+    // Candlepin migrates in its own pod: it rolls now, or the Foreman migration (which waits for
+    // it with Katello) could never finish.
+    let candlepin = new
+        .iter()
+        .find(|o| o["kind"] == "Deployment" && o["metadata"]["name"] == "candlepin")
+        .unwrap();
+    assert_eq!(live_images("candlepin"), deployment_images(candlepin));
+
+    // Foreman's migration succeeds: its Deployments roll; Pulp's stay on the old version.
+    let job_path = path_of_in_ns(&foreman_job);
+    c.api.set_status(
+        &job_path,
+        json!({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}),
+    );
+    reconcile_until(&c, "the Foreman Deployments rolled", |s| {
+        foreman_deployments
+            .iter()
+            .all(|d| s["components"][d] == "ready")
+    });
+    for d in &foreman_deployments {
+        assert!(
+            live_images(d).contains(&foreman_image),
+            "{d}: {:?}",
+            live_images(d)
+        );
+    }
+    // Pulp's migration keeps failing (retried, then given up): still Degraded naming it, and
+    // its Deployments still on the old version.
+    reconcile_until(&c, "the Pulp migration given up", |s| {
+        condition(s, "Degraded")["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("pulp-migrate-") && m.contains("not retried any more"))
+    });
+    for d in &pulp_deployments {
+        assert_eq!(
+            live_images(d),
+            was(d),
+            "{d} rolled although its migration failed"
+        );
+        assert!(
+            c.status()["components"][d]
+                .as_str()
+                .is_some_and(|s| s.starts_with("waiting for migration Job pulp-migrate-")),
+            "{}",
+            c.status()
+        );
+    }
+}
