@@ -161,6 +161,8 @@ pub fn rules() -> Value {
         {"apiGroups": [""], "resources": ["configmaps", "services", "persistentvolumeclaims"], "verbs": manage},
         // Maintenance is reached when no writer pod is left: pods are listed, never changed.
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+        // A failed Job's last log lines go into the Degraded condition.
+        {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
         {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": manage},
         {"apiGroups": ["batch"], "resources": ["jobs", "cronjobs"], "verbs": manage},
         {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses", "networkpolicies"], "verbs": manage},

@@ -25,7 +25,9 @@ use crate::{Error, FIELD_MANAGER};
 use cache::{Cache, Pending, Readiness, Seen, View};
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{Pod, Secret};
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{
+    Api, DeleteParams, DynamicObject, ListParams, LogParams, Patch, PatchParams, PostParams,
+};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
@@ -854,9 +856,10 @@ async fn job_gave_up(
     let job = &p.name;
     let next = attempt + 1;
     let policy = ctx.retries;
+    let log = job_log_tail(ctx, &ns, job).await;
     let retry = if next > policy.attempts {
         let help = format!("help: read `kubectl -n {ns} logs job/{job}`, fix the cause, then `kubectl -n {ns} delete job {job}`: the operator creates it again");
-        let text = format!("Job {job} failed ({reason}: {message}) and was run again {} times; it is not retried any more\n{help}", policy.attempts);
+        let text = format!("Job {job} failed ({reason}: {message}) and was run again {} times; it is not retried any more{log}\n{help}", policy.attempts);
         a.problems.push((Problem::JobFailed, text));
         Retry::Exhausted {
             of: policy.attempts,
@@ -864,7 +867,7 @@ async fn job_gave_up(
     } else {
         let after = policy.delay(next);
         retry_when_due(ctx, p, next, after, a).await?;
-        let text = format!("Job {job} failed ({reason}: {message}); the operator runs it again (attempt {next} of {}) {} after the failure; see `kubectl -n {ns} logs job/{job}`", policy.attempts, status::human(after));
+        let text = format!("Job {job} failed ({reason}: {message}); the operator runs it again (attempt {next} of {}) {} after the failure; see `kubectl -n {ns} logs job/{job}`{log}", policy.attempts, status::human(after));
         a.problems.push((Problem::JobFailed, text));
         Retry::After {
             attempt: next,
@@ -877,6 +880,52 @@ async fn job_gave_up(
         reason: reason.to_string(),
         retry,
     })
+}
+
+/// How many lines of a failed Job's log its Degraded message quotes, and at most how many bytes.
+const JOB_LOG_LINES: i64 = 10;
+const JOB_LOG_BYTES: usize = 2048;
+
+/// The last lines of the newest pod of a failed Job (its first container), as a paragraph for
+/// the Degraded message; empty when there is no pod or log to read (the message still names
+/// the `kubectl logs` command).
+async fn job_log_tail(ctx: &Context, ns: &str, job: &str) -> String {
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let selector = format!("job-name={job}");
+    let Ok(pods) = api.list(&ListParams::default().labels(&selector)).await else {
+        return String::new();
+    };
+    let Some(pod) = pods
+        .items
+        .into_iter()
+        .max_by_key(|p| p.metadata.creation_timestamp.clone())
+    else {
+        return String::new();
+    };
+    let name = pod.name_any();
+    let container = pod
+        .spec
+        .and_then(|s| s.containers.into_iter().next())
+        .map(|c| c.name);
+    let params = LogParams {
+        container,
+        tail_lines: Some(JOB_LOG_LINES),
+        ..LogParams::default()
+    };
+    match api.logs(&name, &params).await {
+        Ok(text) if !text.trim().is_empty() => {
+            let mut tail = text.trim_end().to_string();
+            if tail.len() > JOB_LOG_BYTES {
+                let cut = tail.len() - JOB_LOG_BYTES;
+                let cut = (cut..tail.len())
+                    .find(|i| tail.is_char_boundary(*i))
+                    .unwrap_or(cut);
+                tail = format!("…{}", &tail[cut..]);
+            }
+            format!("\nlast lines of pod {name}:\n{tail}")
+        }
+        _ => String::new(),
+    }
 }
 
 /// Deletes the failed Job `after` it was first seen failed (the apply phase recreates it as

@@ -846,7 +846,24 @@ fn an_upgrade_rolls_deployments_only_after_their_migration_job_succeeded() {
             .to_string()
     };
     let foreman_image = image_of_job(&foreman_job);
-    let pulp_image = image_of_job(&job("pulp-migrate-"));
+    let pulp_job = job("pulp-migrate-");
+    let pulp_image = image_of_job(&pulp_job);
+    // The failing migration's pod and its log, which the Degraded message quotes.
+    let pulp_job_name = pulp_job["metadata"]["name"].as_str().unwrap();
+    let container = pulp_job["spec"]["template"]["spec"]["containers"][0]["name"]
+        .as_str()
+        .unwrap();
+    c.api.put(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": format!("{pulp_job_name}-x7k2p"), "namespace": "foreman", "labels": {"job-name": pulp_job_name}},
+        "spec": {"containers": [{"name": container, "image": pulp_image}]},
+    }));
+    c.api.put_log(
+        "foreman",
+        &format!("{pulp_job_name}-x7k2p"),
+        container,
+        "Operations to perform:\ndjango.db.utils.OperationalError: relation core_task already exists\n",
+    );
     assert!(foreman_image.ends_with(":3.19"), "{foreman_image}");
     let on = |image: &str| -> Vec<String> {
         new.iter()
@@ -938,6 +955,11 @@ fn an_upgrade_rolls_deployments_only_after_their_migration_job_succeeded() {
             .as_str()
             .is_some_and(|m| m.contains("pulp-migrate-") && m.contains("not retried any more"))
     });
+    let degraded = c.condition("Degraded")["message"].to_string();
+    assert!(
+        degraded.contains("relation core_task already exists"),
+        "the Job's log is not quoted: {degraded}"
+    );
     for d in &pulp_deployments {
         assert_eq!(
             live_images(d),
