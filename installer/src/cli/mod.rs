@@ -32,8 +32,9 @@ enum Command {
     /// Install or converge: preflight, k3s, PostgreSQL, storage, the operator, the Foreman resource.
     /// Safe to re-run.
     Install(RunArgs),
-    /// Show what `install` would change, and why; change nothing.
-    /// Exits 0 when up to date, 2 when something would change, 1 on error.
+    /// Show what `install` would change, and why; change nothing on the host but this run's
+    /// own log in /var/log/foreman-box (it takes no lock). Exits 0 when up to date, 2 when
+    /// something would change, 1 on error.
     Plan {
         #[command(flatten)]
         run: RunArgs,
