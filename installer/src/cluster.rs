@@ -39,7 +39,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
-    #[error("no kubeconfig at {path}: k3s writes it when it starts\nhelp: start k3s with `foreman-box install` (without --skip-start), or point --kubeconfig at your cluster's kubeconfig")]
+    #[error("no kubeconfig at {path}: k3s writes it when it starts\nhelp: k3s has not started: `systemctl status k3s` and `journalctl -u k3s` say why (a run with --skip-start or --root starts nothing); or point --kubeconfig at your cluster's kubeconfig")]
     NoKubeconfig { path: PathBuf },
     #[error("cannot use the kubeconfig {path}\nhelp: check the file, or point --kubeconfig at a working one")]
     Kubeconfig {

@@ -942,3 +942,115 @@ fn a_broken_copy_stops_the_run_names_the_file_and_changes_nothing() {
     );
     assert_eq!(std::fs::read_to_string(&path).unwrap(), unreadable);
 }
+
+/// A loopback port nothing listens on (yet).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A kubeconfig naming the stand-in's credentials but `port` as its server.
+fn kubeconfig_at(c: &Cluster, port: u16) -> PathBuf {
+    let text = std::fs::read_to_string(&c.kubeconfig).unwrap();
+    let mut v: Value = serde_json::from_str(&text).unwrap();
+    v["clusters"][0]["cluster"]["server"] = json!(format!("http://127.0.0.1:{port}"));
+    let path = c.root.path().join("late-kubeconfig.yaml");
+    std::fs::write(&path, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+    path
+}
+
+/// After `after`, listens on `port` and passes every connection through to `to`: an API
+/// server that comes up while the step is already trying to reach it.
+fn comes_up_late(port: u16, to: String, after: Duration) {
+    std::thread::spawn(move || {
+        std::thread::sleep(after);
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        let to = to.trim_start_matches("http://").to_string();
+        for client in listener.incoming() {
+            let Ok(client) = client else { return };
+            let server = std::net::TcpStream::connect(&to).unwrap();
+            for (mut from, mut into) in [
+                (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                (server, client),
+            ] {
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from, &mut into);
+                    let _ = into.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        }
+    });
+}
+
+#[test]
+fn a_refused_connection_is_waited_out_within_the_wait_timeout() {
+    let c = cluster();
+    let port = free_port();
+    let late = kubeconfig_at(&c, port);
+    comes_up_late(port, c.api.url(), Duration::from_millis(2500));
+    let op = operator_rolls_out(&c.api, Duration::from_millis(300));
+    let out = run(&mut foreman_box(&[
+        "install",
+        "--root",
+        c.root.path().to_str().unwrap(),
+        "--only",
+        "foreman",
+        "--kubeconfig",
+        late.to_str().unwrap(),
+        "--hostname",
+        HOSTNAME,
+        "--wait-timeout",
+        "60",
+    ]));
+    op.join().unwrap();
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        !out.all().contains("client error (Connect)"),
+        "kube's own error lines stay in the log: {}",
+        out.all()
+    );
+    let shown = everything_shown(c.root.path(), &out);
+    assert_eq!(
+        shown
+            .matches("waiting up to 60s for the Kubernetes API to answer")
+            .count(),
+        1,
+        "said once: {shown}"
+    );
+    assert_eq!(applies(&c.api).len(), 1, "{:?}", c.api.writes());
+
+    // Nothing ever listens: the wait ends at the timeout, saying so and what to look at.
+    let closed = kubeconfig_at(&c, free_port());
+    let started = std::time::Instant::now();
+    let out = run(&mut foreman_box(&[
+        "install",
+        "--root",
+        c.root.path().to_str().unwrap(),
+        "--only",
+        "foreman",
+        "--kubeconfig",
+        closed.to_str().unwrap(),
+        "--hostname",
+        HOSTNAME,
+        "--wait-timeout",
+        "3",
+    ]));
+    assert_ne!(out.code, 0, "{}", out.all());
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        out.stderr.contains("no answer within --wait-timeout 3s")
+            && out.stderr.contains("Connection refused")
+            && out
+                .stderr
+                .contains("help: is k3s running? `systemctl status k3s`"),
+        "{}",
+        out.stderr
+    );
+}

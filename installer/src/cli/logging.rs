@@ -87,6 +87,13 @@ pub fn init(display: &Display, verbose: u8, log: Option<RunLog>) {
     };
     let filter = capped(
         EnvFilter::try_from_env("FOREMAN_BOX_LOG").unwrap_or_else(|_| EnvFilter::new(shown)),
+    )
+    // kube's HTTP layer logs every refused connection as an error; our own error, or the note
+    // of a wait, says it better on the screen. The run log keeps them.
+    .add_directive(
+        "kube_client::client::builder=off"
+            .parse()
+            .expect("a valid directive"),
     );
     let screen = ToDisplay {
         display: display.clone(),

@@ -113,7 +113,7 @@ async fn plan(cx: &Context) -> Result<Vec<Action>> {
     }
     let cluster = Cluster::connect(&cx.host, explicit).await?;
 
-    let missing = cluster.prerequisites().await?;
+    let missing = prerequisites_once_the_api_answers(cx, &cluster).await?;
     if !missing.is_empty() {
         // The resource cannot be read before its CRD is established: apply what we want and
         // let server-side apply merge it with whatever is there.
@@ -177,6 +177,40 @@ async fn plan(cx: &Context) -> Result<Vec<Action>> {
         _ => {}
     }
     Ok(actions)
+}
+
+/// What the resource still needs, once the API server answers at all: a refused or cut
+/// connection (k3s still starting, or restarting) is waited out within `--wait-timeout`, every
+/// 2 s, said once; an answer from the API server, even an error, ends the wait.
+async fn prerequisites_once_the_api_answers(cx: &Context, c: &Cluster) -> Result<Vec<String>> {
+    let timeout = Duration::from_secs(cx.config.foreman.wait_timeout_secs);
+    let started = Instant::now();
+    let mut told = false;
+    loop {
+        match c.prerequisites().await {
+            Err(ClusterError::Api { what, source })
+                if !matches!(source, kube::Error::Api(_)) && started.elapsed() < timeout =>
+            {
+                if !told {
+                    let note = format!(
+                        "waiting up to {}s for the Kubernetes API to answer ({what}: {source})",
+                        timeout.as_secs()
+                    );
+                    cx.reporter.note("foreman", &note);
+                    told = true;
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            Err(ClusterError::Api { what, source }) if !matches!(source, kube::Error::Api(_)) => {
+                let what = format!(
+                    "{what}: no answer within --wait-timeout {}s",
+                    timeout.as_secs()
+                );
+                return Err(ClusterError::Api { what, source }.into());
+            }
+            other => return Ok(other?),
+        }
+    }
 }
 
 /// The planned client, or one made when the action runs (k3s was not up while planning).
