@@ -656,7 +656,10 @@ fn release_sh_writes_the_man_page_and_completions_of_the_built_binary_listed_in_
 fn readme_is_short_and_every_relative_link_in_it_and_docs_resolves() {
     let readme = std::fs::read_to_string(workspace().join("README.md")).unwrap();
     let lines = readme.lines().count();
-    assert!(lines < 150, "README.md has {lines} lines; move detail to a docs/ page");
+    assert!(
+        lines < 150,
+        "README.md has {lines} lines; move detail to a docs/ page"
+    );
     let mut docs: Vec<std::path::PathBuf> = std::fs::read_dir(workspace().join("docs"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -679,8 +682,15 @@ fn readme_is_short_and_every_relative_link_in_it_and_docs_resolves() {
             }
         }
     }
-    assert!(checked >= 8, "only {checked} relative links found in README.md and docs/");
-    assert!(broken.is_empty(), "links to nothing:\n{}", broken.join("\n"));
+    assert!(
+        checked >= 8,
+        "only {checked} relative links found in README.md and docs/"
+    );
+    assert!(
+        broken.is_empty(),
+        "links to nothing:\n{}",
+        broken.join("\n")
+    );
     for page in ["steps", "configuration", "install", "day-two", "testing"] {
         assert!(
             readme.contains(&format!("(docs/{page}.md)")),
