@@ -735,18 +735,35 @@ fn install_from_the_bundle_with_no_network_reaches_the_networked_tree_and_a_flip
     bytes[(m.offset() + m.size() / 2) as usize] ^= 0x01;
     let bad = dir.path().join("bad.tar");
     std::fs::write(&bad, &bytes).unwrap();
+    // A cut bundle: refused the same way.
+    let cut = dir.path().join("cut.tar");
+    let good = std::fs::read(&out).unwrap();
+    std::fs::write(&cut, &good[..good.len() - 4096]).unwrap();
     let fresh = foreman_box_tests::debian_root();
     for r in [fresh.path(), root.path()] {
-        let before = tree(r);
-        let mtimes = foreman_box_tests::tree_mtimes(r);
-        let refused = run(&mut offline("install", r, &bad));
-        assert_eq!(refused.code, 1, "{}", refused.all());
-        assert!(
-            refused.stderr.contains(&format!("{} of", m.name())),
-            "{}",
-            refused.stderr
-        );
-        assert_eq!(tree(r), before, "a bad bundle changed the host");
-        assert_eq!(foreman_box_tests::tree_mtimes(r), mtimes);
+        for (file, says) in [
+            (&bad, format!("{} of", m.name())),
+            (&cut, "cut short".into()),
+        ] {
+            let before = tree(r);
+            let mtimes = foreman_box_tests::tree_mtimes(r);
+            let refused = run(&mut offline("install", r, file));
+            assert_eq!(refused.code, 1, "{}", refused.all());
+            assert!(refused.stderr.contains(&says), "{}", refused.stderr);
+            assert_eq!(tree(r), before, "a bad bundle changed the host");
+            assert_eq!(foreman_box_tests::tree_mtimes(r), mtimes);
+        }
     }
+
+    // Another k3s version asked for explicitly than the bundle carries: refused, nothing changed.
+    let mut other = offline("install", fresh.path(), &out);
+    other.args(["--k3s-version", "v1.32.1+k3s1"]);
+    let refused = run(&mut other);
+    assert_eq!(refused.code, 1, "{}", refused.all());
+    assert!(
+        refused.stderr.contains("k3s v1.33.5+k3s1") && refused.stderr.contains("help:"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!fresh.path().join("usr").exists());
 }
