@@ -22,6 +22,7 @@ pub const ADMIN_PASSWORD_ENV: &str = "FOREMAN_BOX_POSTGRES_ADMIN_PASSWORD";
 pub const KEYS: &[(&str, &str, &str)] = &[
     ("hostname", "", "FQDN Foreman is served on [default: the host's FQDN]"),
     ("node_ip", "", "this host's address for pods to reach [default: the default route's address]"),
+    ("bundle", "", "offline bundle to install from (`foreman-box bundle create`): verified whole before anything changes; k3s, its airgap images and the pinned images then come from it, not the network"),
     ("k3s.version", PINNED_K3S_VERSION, "k3s release tag to install"),
     ("k3s.channel", "", "k3s channel (stable, latest, v1.33, ...) resolved to a release; ignored when a version is given"),
     ("k3s.channel_url", "https://update.k3s.io/v1-release/channels", "k3s channel service"),
@@ -441,7 +442,19 @@ impl Layers {
                 ))
             }
         };
+        let bundle = match self.string("bundle") {
+            None => None,
+            Some(raw) if !raw.chars().any(char::is_control) => Some(PathBuf::from(raw)),
+            Some(raw) => {
+                return Err(self.bad(
+                    "bundle",
+                    format!("{} is not a path", validate::shown(&raw)),
+                    "give the file `foreman-box bundle create` wrote, e.g. --bundle foreman-box-3.18-amd64.tar",
+                ))
+            }
+        };
         Ok(Config {
+            bundle,
             hostname,
             node_ip,
             k3s: K3sConfig {
@@ -555,6 +568,8 @@ pub fn check_preflight_names(names: &[String], known: &[&str]) -> Result<(), Con
 
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The offline bundle to install from.
+    pub bundle: Option<PathBuf>,
     pub hostname: Option<String>,
     pub node_ip: Option<IpAddr>,
     pub k3s: K3sConfig,

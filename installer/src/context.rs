@@ -31,6 +31,9 @@ pub struct Context {
     pub downloader: Downloader,
     /// The external PostgreSQL admin password (from a file or FOREMAN_BOX_POSTGRES_ADMIN_PASSWORD).
     pub postgres_admin_password: Option<Secret>,
+    /// The offline bundle, every byte verified before any step ran: k3s and the images come
+    /// from it instead of the network.
+    pub bundle: Option<Arc<foreman_box_bundle::archive::Bundle>>,
     /// Where steps tell what they are doing (warnings, skips, progress, the wait's live view).
     pub reporter: Arc<dyn Reporter>,
 }
@@ -51,8 +54,15 @@ impl Context {
             options,
             downloader,
             postgres_admin_password,
+            bundle: None,
             reporter: Arc::new(LogReporter),
         }
+    }
+
+    /// The same context, installing from a verified bundle.
+    pub fn with_bundle(mut self, bundle: Arc<foreman_box_bundle::archive::Bundle>) -> Self {
+        self.bundle = Some(bundle);
+        self
     }
 
     /// The same context, telling a different reporter.

@@ -96,6 +96,15 @@ pub enum Error {
         #[source]
         source: foreman_operator::Error,
     },
+    #[error(transparent)]
+    Bundle(#[from] foreman_box_bundle::Error),
+    #[error("{} is for {found}, this host is {wanted}; nothing was changed\nhelp: {help}", path.display())]
+    WrongBundle {
+        path: PathBuf,
+        found: String,
+        wanted: String,
+        help: String,
+    },
     #[error("cannot make the operator image from {path}")]
     NotAnImage {
         path: String,

@@ -591,3 +591,179 @@ fn pin_images_sh_records_the_digests_a_registry_serves_through_jq() {
     let check = sh(&["--check", file.to_str().unwrap()]);
     assert_eq!(check.code, 0, "{}", check.all());
 }
+
+/// Every file and symlink under `root` (not the run's log and lock), with its mode and bytes (a
+/// symlink: its target). Stat stamps record inodes and times, so only their presence counts.
+fn tree(root: &Path) -> BTreeMap<PathBuf, (u32, Vec<u8>)> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let path = e.unwrap().path();
+            let rel = path.strip_prefix(root).unwrap().to_path_buf();
+            if foreman_box_tests::is_run_record(&rel) {
+                continue;
+            }
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            if meta.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let bytes = if meta.file_type().is_symlink() {
+                std::fs::read_link(&path)
+                    .unwrap()
+                    .into_os_string()
+                    .into_encoded_bytes()
+            } else if rel.extension().is_some_and(|e| e == "stamp") {
+                Vec::new()
+            } else {
+                std::fs::read(&path).unwrap()
+            };
+            out.insert(rel, (foreman_box_tests::mode(&path), bytes));
+        }
+    }
+    out
+}
+
+/// `foreman-box VERB` of the k3s step under ROOT from BUNDLE, inside a network namespace that
+/// holds only loopback (and no release URL but the default, which is unreachable there).
+fn offline(verb: &str, root: &Path, bundle: &Path) -> std::process::Command {
+    let inner = foreman_box(&[
+        verb,
+        "--root",
+        root.to_str().unwrap(),
+        "--only",
+        "preflight,k3s",
+        "--ignore-preflight",
+        "all",
+        "--hostname",
+        "foreman.example.test",
+        "--bundle",
+        bundle.to_str().unwrap(),
+        "--downloads-retries",
+        "0",
+        "--downloads-connect-timeout-secs",
+        "2",
+    ]);
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.arg("--net")
+        .arg(inner.get_program())
+        .args(inner.get_args());
+    for (k, v) in inner.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    cmd
+}
+
+#[test]
+fn install_from_the_bundle_with_no_network_reaches_the_networked_tree_and_a_flipped_byte_changes_nothing(
+) {
+    let w = world();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("b.tar");
+    let made = run(&mut w.create(&out));
+    assert_eq!(made.code, 0, "{}", made.all());
+    let bundle = Bundle::open(&out, &NoProgress).unwrap();
+
+    // The networked install, from the loopback mirror, with k3s's airgap images as a bundle
+    // install places them.
+    let networked = foreman_box_tests::debian_root();
+    let mut cmd = foreman_box_tests::k3s_only("install", networked.path(), &w.mirror.url());
+    cmd.arg("--k3s-airgap-images");
+    let t = std::time::Instant::now();
+    let net = run(&mut cmd);
+    let net_secs = t.elapsed().as_secs_f64();
+    assert_eq!(net.code, 0, "{}", net.all());
+
+    // The same from the bundle, with no network at all. The mirror sees no request.
+    let requests = w.mirror.requests().len();
+    let root = foreman_box_tests::debian_root();
+    let t = std::time::Instant::now();
+    let inst = run(&mut offline("install", root.path(), &out));
+    let bundle_secs = t.elapsed().as_secs_f64();
+    assert_eq!(inst.code, 0, "{}", inst.all());
+    assert_eq!(
+        w.mirror.requests().len(),
+        requests,
+        "the bundle install used the mirror"
+    );
+    eprintln!("networked install {net_secs:.2}s, install --bundle {bundle_secs:.2}s");
+
+    let mut got = tree(root.path());
+    let archive = PathBuf::from("var/lib/rancher/k3s/agent/images")
+        .join(foreman_box_bundle::archive::image_archive_file("amd64"));
+    let (_, placed) = got.remove(&archive).expect("the image archive is placed");
+    assert_eq!(
+        placed,
+        member_bytes(&bundle, &bundle.manifest().image_archive)
+    );
+    let want = tree(networked.path());
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>(),
+        "the bundle install and the networked install left other files"
+    );
+    for (path, v) in &want {
+        assert!(got[path] == *v, "{} differs", path.display());
+    }
+    assert_eq!(
+        std::fs::read(root.path().join("usr/local/bin/k3s")).unwrap(),
+        member_bytes(&bundle, &bundle.manifest().k3s.binary)
+    );
+
+    // A re-run with the same bundle changes nothing, and plan says so.
+    let before = foreman_box_tests::tree_mtimes(root.path());
+    let again = run(&mut offline("install", root.path(), &out));
+    assert_eq!(again.code, 0, "{}", again.all());
+    assert!(
+        again.stdout.contains("up to date, nothing changed"),
+        "{}",
+        again.stdout
+    );
+    let plan = run(&mut offline("plan", root.path(), &out));
+    assert_eq!(plan.code, 0, "{}", plan.all());
+    assert!(plan.stdout.contains("k3s: up to date"), "{}", plan.stdout);
+    assert_eq!(foreman_box_tests::tree_mtimes(root.path()), before);
+
+    // One flipped byte in the image archive: refused naming it, before anything is written,
+    // on a fresh host and on the installed one.
+    let m = bundle.image_archive();
+    let mut bytes = std::fs::read(&out).unwrap();
+    bytes[(m.offset() + m.size() / 2) as usize] ^= 0x01;
+    let bad = dir.path().join("bad.tar");
+    std::fs::write(&bad, &bytes).unwrap();
+    // A cut bundle: refused the same way.
+    let cut = dir.path().join("cut.tar");
+    let good = std::fs::read(&out).unwrap();
+    std::fs::write(&cut, &good[..good.len() - 4096]).unwrap();
+    let fresh = foreman_box_tests::debian_root();
+    for r in [fresh.path(), root.path()] {
+        for (file, says) in [
+            (&bad, format!("{} of", m.name())),
+            (&cut, "cut short".into()),
+        ] {
+            let before = tree(r);
+            let mtimes = foreman_box_tests::tree_mtimes(r);
+            let refused = run(&mut offline("install", r, file));
+            assert_eq!(refused.code, 1, "{}", refused.all());
+            assert!(refused.stderr.contains(&says), "{}", refused.stderr);
+            assert_eq!(tree(r), before, "a bad bundle changed the host");
+            assert_eq!(foreman_box_tests::tree_mtimes(r), mtimes);
+        }
+    }
+
+    // Another k3s version asked for explicitly than the bundle carries: refused, nothing changed.
+    let mut other = offline("install", fresh.path(), &out);
+    other.args(["--k3s-version", "v1.32.1+k3s1"]);
+    let refused = run(&mut other);
+    assert_eq!(refused.code, 1, "{}", refused.all());
+    assert!(
+        refused.stderr.contains("k3s v1.33.5+k3s1") && refused.stderr.contains("help:"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!fresh.path().join("usr").exists());
+}

@@ -333,7 +333,7 @@ fn credentials(fs: &HostFs, file: Option<&Path>) -> anyhow::Result<Credentials> 
 
 /// The bundle's progress drawn by the installer's reporter (bars on a terminal, log lines
 /// otherwise).
-struct ReporterProgress(Arc<dyn Reporter>);
+pub(super) struct ReporterProgress(pub(super) Arc<dyn Reporter>);
 
 struct HandleBar(Box<dyn ProgressHandle>);
 

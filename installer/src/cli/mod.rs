@@ -581,7 +581,12 @@ fn prepare(
     reporter: Arc<dyn steps::Reporter>,
 ) -> anyhow::Result<(Context, Vec<Box<dyn steps::Step>>)> {
     let host = Host::new(&args.root, Arc::new(SystemRunner));
-    let config = load_config(args, &host)?;
+    let mut config = load_config(args, &host)?;
+    // Every byte of a bundle is checked before any step plans, so a bad one changes nothing.
+    let bundle = match config.bundle.clone() {
+        None => None,
+        Some(path) => Some(Arc::new(open_bundle(&path, &mut config, reporter.clone())?)),
+    };
     let admin_password = config::admin_password(
         &config.postgres,
         std::env::var(config::ADMIN_PASSWORD_ENV).ok(),
@@ -603,8 +608,50 @@ fn prepare(
         skip_start,
         ignore_preflight: args.ignore_preflight.clone(),
     };
-    let cx = Context::new(host, facts, config, options, admin_password).with_reporter(reporter);
+    if let Some(b) = &bundle {
+        let arch = &b.manifest().arch;
+        if arch != facts.arch.name() {
+            return Err(crate::error::Error::WrongBundle {
+                path: b.path().to_path_buf(),
+                found: format!("linux/{arch}"),
+                wanted: format!("linux/{}", facts.arch.name()),
+                help: format!(
+                    "make one for this host with `foreman-box bundle create --arch {}`",
+                    facts.arch.name()
+                ),
+            }
+            .into());
+        }
+    }
+    let mut cx = Context::new(host, facts, config, options, admin_password).with_reporter(reporter);
+    if let Some(b) = bundle {
+        cx = cx.with_bundle(b);
+    }
     Ok((cx, steps))
+}
+
+/// Opens and verifies the bundle; the k3s release becomes the bundle's (no channel is asked).
+fn open_bundle(
+    path: &std::path::Path,
+    config: &mut config::Config,
+    reporter: Arc<dyn steps::Reporter>,
+) -> anyhow::Result<foreman_box_bundle::archive::Bundle> {
+    let b = foreman_box_bundle::archive::Bundle::open(path, &bundle::ReporterProgress(reporter))
+        .map_err(crate::error::Error::from)?;
+    let version = &b.manifest().k3s.version;
+    if config.k3s.version_from_user && &config.k3s.version != version {
+        return Err(crate::error::Error::WrongBundle {
+            path: path.to_path_buf(),
+            found: format!("k3s {version}"),
+            wanted: format!("k3s {} (k3s.version)", config.k3s.version),
+            help: "leave k3s.version unset to install the bundle's k3s, or make a bundle with that version (`bundle create --k3s-version`)".into(),
+        }
+        .into());
+    }
+    config.k3s.version = version.clone();
+    config.k3s.version_from_user = true;
+    tracing::info!(bundle = %path.display(), k3s = %version, "bundle verified: every member is intact");
+    Ok(b)
 }
 
 /// The configuration as every command reads it: the file, then FOREMAN_BOX_* variables, then

@@ -149,10 +149,24 @@ async fn plan(cx: &Context) -> Result<Vec<Action>> {
     let sums_url = asset_url(&base, &version, &assets.sums);
     // Release checksums never change for a tag: once cached (and well-formed), a re-run needs
     // no network. A malformed cached list is fetched again.
-    let (sums_text, sums) = cx
-        .downloader
-        .checksums(fs, &host.path(&sums_cached), &sums_url)
-        .await?;
+    let (sums_text, sums) = match &cx.bundle {
+        // The bundle's list, verified with the whole bundle before any step ran.
+        Some(b) => {
+            let text = member_text(b, &assets.sums)?;
+            let sums = crate::download::parse_sha256sums_strict(&text).map_err(|problem| {
+                Error::BadChecksumList {
+                    url: format!("{} member {}", b.path().display(), assets.sums),
+                    problem,
+                }
+            })?;
+            (text, sums)
+        }
+        None => {
+            cx.downloader
+                .checksums(fs, &host.path(&sums_cached), &sums_url)
+                .await?
+        }
+    };
     if fs.read_string(&host.path(&sums_cached))?.as_deref() != Some(sums_text.as_str()) {
         actions.push(Action::write_file(
             DesiredFile::new(&sums_cached, sums_text.clone(), 0o644),
@@ -190,12 +204,19 @@ async fn plan(cx: &Context) -> Result<Vec<Action>> {
             cache: host.path(&sums_cached),
             asset: assets.binary.clone(),
         };
+        let bundle = cx.bundle.clone();
         actions.push(Action::new(
             format!("install {BINARY} {version}"),
             why,
             move |cx| {
                 Box::pin(async move {
                     let fs = cx.host.fs();
+                    if let Some(b) = &bundle {
+                        // The same cache entry and link as a download: the same tree.
+                        copy_member(cx, b, &listed.asset, &cached, &sha)?;
+                        fs.link_atomic(&cached, &cx.host.path(BINARY), 0o755)?;
+                        return write_binary_stamp(cx, &sha);
+                    }
                     let fetched = cx
                         .downloader
                         .fetch_listed(fs, &url, &cached, &sha, &listed)
@@ -241,21 +262,55 @@ async fn plan(cx: &Context) -> Result<Vec<Action>> {
         }
     }
 
-    if cx.config.k3s.airgap_images {
+    // With no network, k3s's own images must come from the archive: a bundle always places it.
+    if cx.config.k3s.airgap_images || cx.bundle.is_some() {
         let sha = lookup(&assets.airgap)?;
         let dest_shown = format!("{IMAGES_DIR}/{}", assets.airgap);
         let dest = host.path(&dest_shown);
         if fs.sha256(&dest)?.as_deref() != Some(sha.as_str()) {
             let url = asset_url(&base, &version, &assets.airgap);
+            let (why, bundle) = match &cx.bundle {
+                Some(b) => ("installing from the bundle", Some(b.clone())),
+                None => ("airgap images requested", None),
+            };
+            let asset = assets.airgap.clone();
             actions.push(Action::new(
                 format!("install {dest_shown}"),
-                "airgap images requested",
+                why,
                 move |cx| {
                     Box::pin(async move {
-                        cx.downloader.fetch(cx.host.fs(), &url, &dest, &sha).await?;
-                        Ok(())
+                        match &bundle {
+                            Some(b) => copy_member(cx, b, &asset, &dest, &sha),
+                            None => {
+                                cx.downloader.fetch(cx.host.fs(), &url, &dest, &sha).await?;
+                                Ok(())
+                            }
+                        }
                     })
                 },
+            ));
+        }
+    }
+
+    // The bundle's pinned images, for k3s to import (compared first: the same bundle again
+    // changes nothing).
+    if let Some(b) = &cx.bundle {
+        let member = b.image_archive();
+        let name = foreman_box_bundle::archive::image_archive_file(&b.manifest().arch);
+        let dest_shown = format!("{IMAGES_DIR}/{name}");
+        let dest = host.path(&dest_shown);
+        let sha = member.sha256().to_string();
+        if fs.sha256(&dest)?.as_deref() != Some(sha.as_str()) {
+            let b = b.clone();
+            let member = member.name().to_string();
+            actions.push(Action::sync(
+                format!("install {dest_shown}"),
+                format!(
+                    "the bundle's {} images of Foreman {}",
+                    b.manifest().images.len(),
+                    b.manifest().stream
+                ),
+                move |cx| copy_member(cx, &b, &member, &dest, &sha),
             ));
         }
     }
@@ -332,6 +387,72 @@ async fn plan(cx: &Context) -> Result<Vec<Action>> {
         })
     }));
     Ok(actions)
+}
+
+/// A bundle member by its name, or by a k3s asset's name (members sit under `k3s/`).
+fn member<'a>(
+    b: &'a foreman_box_bundle::archive::Bundle,
+    name: &str,
+) -> Result<foreman_box_bundle::archive::MemberRef<'a>> {
+    b.member(name)
+        .or_else(|| b.member(&foreman_box_bundle::archive::k3s_member(name)))
+        .ok_or_else(|| {
+            Error::Bundle(foreman_box_bundle::Error::NotABundle {
+                path: b.path().to_path_buf(),
+                problem: format!("it has no member {name}"),
+            })
+        })
+}
+
+/// A small text member (the checksum list).
+fn member_text(b: &foreman_box_bundle::archive::Bundle, name: &str) -> Result<String> {
+    let mut bytes = Vec::new();
+    member(b, name)?.copy_verified(&mut bytes)?;
+    String::from_utf8(bytes).map_err(|_| {
+        Error::Bundle(foreman_box_bundle::Error::NotABundle {
+            path: b.path().to_path_buf(),
+            problem: format!("{name} is not text"),
+        })
+    })
+}
+
+/// Makes `dest` hold a bundle member whose SHA-256 is `expected` (from the release's checksum
+/// list or the bundle's manifest): written to `dest.part`, hashed again as it is copied, then
+/// renamed into place (no network, and no unpacked copy of the bundle: members are read in
+/// place at their offset). A file already there with that hash is kept.
+fn copy_member(
+    cx: &Context,
+    b: &foreman_box_bundle::archive::Bundle,
+    name: &str,
+    dest: &std::path::Path,
+    expected: &str,
+) -> Result<()> {
+    let fs = cx.host.fs();
+    if fs.sha256(dest)?.as_deref() == Some(expected) {
+        return Ok(());
+    }
+    let m = member(b, name)?;
+    if m.sha256() != expected {
+        return Err(Error::Bundle(foreman_box_bundle::Error::Damaged {
+            path: b.path().to_path_buf(),
+            member: m.name().to_string(),
+            problem: format!(
+                "its SHA-256 is {}, the checksum list says {expected}",
+                m.sha256()
+            ),
+        }));
+    }
+    // As a download writes it: the same name, the same mode, the same tree.
+    let part = crate::download::part_path(dest);
+    let mut out = fs.open_truncate(&part, 0o600)?;
+    let copied = m.copy_verified(&mut out);
+    drop(out);
+    if let Err(e) = copied {
+        fs.remove_file(&part)?;
+        return Err(e.into());
+    }
+    fs.rename(&part, dest)?;
+    Ok(())
 }
 
 /// Records the binary's hash with its current stat fields.
