@@ -45,8 +45,13 @@ impl<'a> ServiceManager<'a> {
         self.systemctl(&["reload", unit])
     }
 
-    /// The last lines of the unit's journal and its status, for "why did it not come up".
-    pub fn diagnose(&self, unit: &str, lines: u32) -> String {
+    /// The unit's status and the last lines its journal holds since `since` (the start we
+    /// asked for: lines of earlier runs, even from before an uninstall, would mislead), for
+    /// "why did it not come up".
+    pub fn diagnose(&self, unit: &str, lines: u32, since: std::time::SystemTime) -> String {
+        let secs = since
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         let status = self
             .runner
             .output(&Cmd::new("systemctl").args(["status", "--no-pager", "--lines=0", unit]))
@@ -60,11 +65,13 @@ impl<'a> ServiceManager<'a> {
                 unit,
                 "--lines",
                 &lines.to_string(),
+                "--since",
+                &format!("@{secs}"),
             ]))
             .map(|o| o.stdout)
             .unwrap_or_default();
         format!(
-            "service state: {}\n{}\nlast journal lines:\n{}",
+            "service state: {}\n{}\nlast journal lines since this start:\n{}",
             self.state(unit),
             status.trim_end(),
             journal.trim_end()

@@ -378,12 +378,13 @@ async fn plan(cx: &Context) -> Result<Vec<Action>> {
     actions.push(Action::new(what, why, move |cx| {
         Box::pin(async move {
             let services = cx.host.services();
+            let since = std::time::SystemTime::now();
             if start {
                 services.enable_now("k3s")?;
             } else {
                 services.restart("k3s")?;
             }
-            wait_ready(cx).await
+            wait_ready(cx, since).await
         })
     }));
     Ok(actions)
@@ -470,8 +471,8 @@ fn write_binary_stamp(cx: &Context, sha: &str) -> Result<()> {
     Ok(())
 }
 
-/// Waits for `/readyz` and a Ready node; on timeout, says why.
-async fn wait_ready(cx: &Context) -> Result<()> {
+/// Waits for `/readyz` and a Ready node; on timeout, says why from the journal since `since`.
+async fn wait_ready(cx: &Context, since: std::time::SystemTime) -> Result<()> {
     let timeout = Duration::from_secs(cx.config.k3s.ready_timeout_secs);
     let started = Instant::now();
     let runner = cx.host.runner();
@@ -513,7 +514,7 @@ async fn wait_ready(cx: &Context) -> Result<()> {
             } else {
                 "the API never answered /readyz"
             },
-            cx.host.services().diagnose("k3s", 30)
+            cx.host.services().diagnose("k3s", 30, since)
         ),
     })
 }
@@ -817,11 +818,28 @@ mod tests {
         );
         let (_root, cx) = context(runner.clone());
         let actions = InstallK3s.plan(&cx).await.unwrap();
+        let asked_at = std::time::SystemTime::now();
         let err = run_all(&cx, actions).await.unwrap_err().to_string();
         assert!(err.contains("k3s did not become ready within 1s"), "{err}");
         assert!(err.contains("the API never answered /readyz"), "{err}");
         assert!(err.contains("service state: activating"), "{err}");
         assert!(err.contains("port 6443 in use"), "{err}");
+        // Only this start's lines: the journal is read from when the start was asked for.
+        let journal = commands(&runner)
+            .into_iter()
+            .find(|c| c.starts_with("journalctl"))
+            .unwrap();
+        let since: u64 = journal
+            .split_once("--since @")
+            .and_then(|(_, s)| s.split_whitespace().next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("{journal}"));
+        let asked = asked_at
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        assert!(since >= asked && since <= asked + 60, "{journal}");
+        assert!(err.contains("last journal lines since this start"), "{err}");
         assert!(err.contains("help: fix what the journal shows"), "{err}");
     }
 
