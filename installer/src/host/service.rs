@@ -49,9 +49,11 @@ impl<'a> ServiceManager<'a> {
     /// asked for: lines of earlier runs, even from before an uninstall, would mislead), for
     /// "why did it not come up".
     pub fn diagnose(&self, unit: &str, lines: u32, since: std::time::SystemTime) -> String {
-        let secs = since
+        // Microseconds, as the journal keeps them: a line of the run just before is not "since".
+        let at = since
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+            .unwrap_or_default();
+        let since = format!("@{}.{:06}", at.as_secs(), at.subsec_micros());
         let status = self
             .runner
             .output(&Cmd::new("systemctl").args(["status", "--no-pager", "--lines=0", unit]))
@@ -66,7 +68,7 @@ impl<'a> ServiceManager<'a> {
                 "--lines",
                 &lines.to_string(),
                 "--since",
-                &format!("@{secs}"),
+                &since,
             ]))
             .map(|o| o.stdout)
             .unwrap_or_default();

@@ -829,7 +829,7 @@ mod tests {
             .into_iter()
             .find(|c| c.starts_with("journalctl"))
             .unwrap();
-        let since: u64 = journal
+        let since: f64 = journal
             .split_once("--since @")
             .and_then(|(_, s)| s.split_whitespace().next())
             .and_then(|s| s.parse().ok())
@@ -837,8 +837,8 @@ mod tests {
         let asked = asked_at
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
-            .as_secs();
-        assert!(since >= asked && since <= asked + 60, "{journal}");
+            .as_secs_f64();
+        assert!(since >= asked && since <= asked + 60.0, "{journal}");
         assert!(err.contains("last journal lines since this start"), "{err}");
         assert!(err.contains("help: fix what the journal shows"), "{err}");
     }
