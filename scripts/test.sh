@@ -31,6 +31,7 @@ main() {
 #   curl vagrant       install.sh's download, and `vagrant validate` on vagrant/Vagrantfile
 #   nginx-light        the operator's nginx front ends (the edge, pulp-control), run for real
 #   puma               Foreman's HTTP server, reading the headers the edge passes (tests/e2e/edge.rs)
+#   groff-base         man's formatter renders the man page without a warning
 #   zstd               GNU tar reads back the .tar.zst of `backup --archive` and `support-bundle`
 #   openjdk-17-jdk-headless ruby   Candlepin's key and stores read by Java 17 (javac, keytool) as
 #                      Candlepin 4 reads them; keys read by Ruby's OpenSSL as Katello does
@@ -53,6 +54,7 @@ curl
 vagrant
 nginx-light
 puma
+groff-base
 zstd
 openjdk-17-jdk-headless
 ruby

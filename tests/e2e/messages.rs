@@ -238,6 +238,23 @@ fn usage_errors_exit_1_not_the_2_of_changes_pending() {
         "{}",
         help.all()
     );
+    // Every setting with a default shows it, from the key table itself.
+    let help = run(&mut foreman_box(&["install", "--help"]));
+    for (key, default, _) in foreman_box::config::KEYS {
+        let flag = format!("--{}", foreman_box::config::flag_name(key));
+        let text = help
+            .stdout
+            .split(&format!("      {flag} "))
+            .nth(1)
+            .unwrap_or_else(|| panic!("{flag} is not in install --help:\n{}", help.stdout));
+        let entry = text.split("\n      --").next().unwrap();
+        if !default.is_empty() {
+            assert!(
+                entry.contains(&format!("[default: {default}]")),
+                "{flag} shows no default: {entry}"
+            );
+        }
+    }
     let version = run(&mut foreman_box(&["--version"]));
     assert_eq!(version.code, 0, "{}", version.all());
     assert_eq!(

@@ -545,18 +545,36 @@ pub(crate) fn assert_man_page_mentions_every_subcommand(page: &str) {
         page.contains(".TH foreman-box 1"),
         "not a man(1) page: {page}"
     );
-    let section = page
-        .split(".SH SUBCOMMANDS")
-        .nth(1)
-        .and_then(|s| s.split(".SH ").next())
-        .expect("a SUBCOMMANDS section");
+    // One page: it points at no other page (there is no foreman-box-install(1)).
+    assert!(
+        !page.contains("(1)"),
+        "the page names pages that do not exist"
+    );
+    use clap::CommandFactory;
+    let mut cli = foreman_box::cli::Cli::command();
+    cli.build();
     for (parents, name) in subcommands() {
-        if parents.is_empty() {
-            assert!(
-                // roff escapes every `-`, the name's own included.
-                section.contains(&format!("foreman\\-box\\-{}(1)", name.replace('-', "\\-"))),
-                "the man page's SUBCOMMANDS section lacks {name}"
-            );
+        let mut path = vec!["foreman-box".to_string()];
+        path.extend(parents.iter().cloned());
+        path.push(name.clone());
+        assert!(
+            page.contains(&format!(".SS \"{}\"", path.join(" "))),
+            "the man page has no section for {}",
+            path.join(" ")
+        );
+        // Every option the command takes is documented, by its flag.
+        let mut cmd = &cli;
+        for p in path.iter().skip(1) {
+            cmd = cmd.find_subcommand(p).unwrap();
+        }
+        for arg in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+            if let Some(long) = arg.get_long() {
+                assert!(
+                    page.contains(&format!("\\fB\\-\\-{}\\fR", long.replace('-', "\\-"))),
+                    "{} --{long} is not documented",
+                    path.join(" ")
+                );
+            }
         }
     }
 }
@@ -579,6 +597,29 @@ fn completions_and_man_page_offer_every_subcommand_of_the_clap_definitions() {
     let man = run(&mut foreman_box(&["man"]));
     assert_eq!(man.code, 0, "{}", man.all());
     assert_man_page_mentions_every_subcommand(&man.stdout);
+    // man's own formatter reads it without a warning, and a reader sees the defaults.
+    let page = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(page.path(), &man.stdout).unwrap();
+    let groff = std::process::Command::new("groff")
+        // Plain text: no bold or underline by overstriking or escape sequences.
+        .args(["-man", "-ww", "-Tutf8", "-rLL=200n", "-P-cbou"])
+        .arg(page.path())
+        .output()
+        .expect("groff runs (scripts/test.sh installs groff-base)");
+    let stderr = String::from_utf8_lossy(&groff.stderr);
+    assert!(groff.status.success() && stderr.is_empty(), "{stderr}");
+    let shown = String::from_utf8_lossy(&groff.stdout);
+    for line in [
+        "k3s release tag to install (default: v1.33.5+k3s1)",
+        "seconds to wait for Foreman to become Ready",
+        "(default: 1800)",
+        "local (the distribution's server on this host) or external (default: local)",
+    ] {
+        assert!(
+            shown.contains(line),
+            "{line:?} not in the rendered page:\n{shown}"
+        );
+    }
 }
 
 #[test]
@@ -591,7 +632,7 @@ fn the_subcommand_checks_fail_when_one_is_missing() {
             .is_err()
     );
     let man = run(&mut foreman_box(&["man"])).stdout;
-    let without = man.replace("foreman\\-box\\-plan(1)", "");
+    let without = man.replace(".SS \"foreman-box plan\"", "");
     assert!(
         std::panic::catch_unwind(|| assert_man_page_mentions_every_subcommand(&without)).is_err()
     );

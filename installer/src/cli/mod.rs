@@ -5,6 +5,7 @@ mod bundle;
 mod daytwo;
 pub mod display;
 pub mod logging;
+mod man;
 mod status;
 
 use crate::config::{self, Layers, DEFAULT_CONFIG_PATH, KEYS};
@@ -202,10 +203,15 @@ impl Args for ConfigFlags {
     fn augment_args(mut cmd: clap::Command) -> clap::Command {
         for (key, default, help) in KEYS {
             let boolean = *default == "true" || *default == "false";
+            let default = if default.is_empty() {
+                String::new()
+            } else {
+                format!(" [default: {default}]")
+            };
             let mut arg = clap::Arg::new(*key)
                 .long(config::flag_name(key))
                 .help(format!(
-                    "{help} [config: {key}, env: {}]",
+                    "{help}{default} [config: {key}, env: {}]",
                     config::env_name(key)
                 ))
                 .global(true)
@@ -477,7 +483,7 @@ async fn run_tool(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Man => {
-            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            man::render(&mut std::io::stdout().lock())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Render(run) => {
