@@ -115,7 +115,11 @@ pub struct Facts {
     pub(crate) fqdn: String,
     /// The node's name in Kubernetes: k3s takes the host name, lowercased.
     pub(crate) node_name: String,
-    pub(crate) fqdn_resolves: bool,
+    /// The addresses the FQDN resolves to (none: it does not resolve).
+    pub(crate) fqdn_addrs: Vec<IpAddr>,
+    /// Whether systemd runs as PID 1 (`/run/systemd/system` exists, as sd_booted(3) asks), and
+    /// PID 1's name; `None` when nothing will be started (--root, --skip-start).
+    pub(crate) systemd: Option<(bool, String)>,
     pub(crate) default_route_iface: Option<String>,
     pub(crate) node_ip: Option<IpAddr>,
     pub(crate) memory_cgroup: bool,
@@ -131,7 +135,8 @@ pub struct Facts {
 }
 
 impl Facts {
-    pub(crate) fn gather(host: &Host, cfg: &Config) -> Facts {
+    /// What this host is; `starts` says whether the run starts services (not --skip-start).
+    pub(crate) fn gather(host: &Host, cfg: &Config, starts: bool) -> Facts {
         let os_release_path = host.path("/etc/os-release");
         let os = host
             .fs()
@@ -145,9 +150,20 @@ impl Facts {
             .map(|u| u.machine().to_string_lossy().into_owned())
             .unwrap_or_default();
         let fqdn = fqdn_of(host, cfg);
-        let fqdn_resolves = (fqdn.as_str(), 0)
+        let mut fqdn_addrs: Vec<IpAddr> = (fqdn.as_str(), 0)
             .to_socket_addrs()
-            .is_ok_and(|mut a| a.next().is_some());
+            .map(|a| a.map(|a| a.ip()).collect())
+            .unwrap_or_default();
+        fqdn_addrs.sort();
+        fqdn_addrs.dedup();
+        let systemd = (starts && host.is_real_root()).then(|| {
+            (
+                std::path::Path::new("/run/systemd/system").is_dir(),
+                read_proc("/proc/1/comm")
+                    .map(|c| c.trim().to_string())
+                    .unwrap_or_default(),
+            )
+        });
         let default_route_iface = read_proc("/proc/net/route").and_then(|t| default_route(&t));
         let node_ip = cfg
             .node_ip
@@ -164,9 +180,9 @@ impl Facts {
             }
         }
         let runner = host.runner();
-        let systemd = host.is_real_root() && runner.has_program("systemctl");
+        let systemctl = host.is_real_root() && runner.has_program("systemctl");
         let active = |unit: &str| {
-            systemd
+            systemctl
                 && runner
                     .output(&Cmd::new("systemctl").args(["is-active", "--quiet", unit]))
                     .is_ok_and(|o| o.success())
@@ -192,7 +208,8 @@ impl Facts {
             cpus,
             memory_bytes,
             fqdn,
-            fqdn_resolves,
+            fqdn_addrs,
+            systemd,
             default_route_iface,
             node_ip,
             memory_cgroup: memory_cgroup(),

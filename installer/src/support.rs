@@ -613,8 +613,8 @@ fn facts_text(cx: &Context) -> String {
         f.memory_bytes >> 20
     ));
     out.push_str(&format!(
-        "fqdn: {} (resolves: {})\nnode: {}\n",
-        f.fqdn, f.fqdn_resolves, f.node_name
+        "fqdn: {} (resolves to: {:?})\nnode: {}\n",
+        f.fqdn, f.fqdn_addrs, f.node_name
     ));
     out.push_str(&format!(
         "node ip: {}\ndefault route: {}\n",

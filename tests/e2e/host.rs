@@ -163,6 +163,82 @@ fn local_postgres_is_installed_by_apt_started_by_systemd_and_converges(release: 
     );
 }
 
+/// `preflight` on a real host, with every check but the two under test ignored (this build
+/// machine is no Foreman host), as a person runs it: no --root, no --skip-start.
+fn preflight_of(m: &Machine, shell_prefix: &str) -> Run {
+    let others: Vec<&str> = [
+        "arch",
+        "os",
+        "cpu",
+        "memory",
+        "sizing",
+        "disk",
+        "ports",
+        "route",
+        "cgroup",
+        "selinux",
+        "firewalld",
+    ]
+    .to_vec();
+    m.sh(&format!(
+        "{shell_prefix}foreman-box preflight --hostname {HOSTNAME} --ignore-preflight {}",
+        others.join(",")
+    ))
+}
+
+#[test]
+fn preflight_fails_without_systemd_as_pid_1_and_on_a_hostname_that_resolves_only_to_loopback() {
+    let m = boot(Debian::Bookworm, "fb-preflight");
+    // Debian's usual line for the host's own name: loopback only.
+    m.ok(&format!(
+        "printf '127.0.0.1 localhost\\n127.0.1.1 {HOSTNAME} foreman\\n' > /etc/hosts"
+    ));
+    let loopback = preflight_of(&m, "");
+    assert_eq!(loopback.code, 1, "{}", loopback.all());
+    assert!(
+        loopback.all().contains(&format!(
+            "`{HOSTNAME}` resolves only to loopback (127.0.1.1)"
+        )) && loopback.all().contains("replace the 127.0.1.1 line"),
+        "{}",
+        loopback.all()
+    );
+    assert!(loopback.stdout.contains("✓ systemd"), "{}", loopback.all());
+
+    // The node's address: both pass.
+    m.ok(&format!(
+        "printf '127.0.0.1 localhost\\n192.0.2.10 {HOSTNAME} foreman\\n' > /etc/hosts"
+    ));
+    let fit = preflight_of(&m, "");
+    assert_eq!(fit.code, 0, "{}", fit.all());
+    assert!(
+        fit.stdout.contains("✓ fqdn") && fit.stdout.contains("✓ systemd"),
+        "{}",
+        fit.all()
+    );
+
+    // The same host as a container without systemd sees it: PID 1 is a shell and
+    // /run/systemd is empty (a new PID and mount namespace, /run/systemd under a tmpfs).
+    let no_systemd = preflight_of(
+        &m,
+        "unshare --mount --pid --fork --mount-proc sh -c 'mount -t tmpfs tmpfs /run/systemd && \"$0\" \"$@\"; exit $?' ",
+    );
+    assert_eq!(no_systemd.code, 1, "{}", no_systemd.all());
+    assert!(
+        no_systemd
+            .all()
+            .contains("systemd is not running as PID 1 (PID 1 is `sh`)")
+            && no_systemd.all().contains("pass --skip-start"),
+        "{}",
+        no_systemd.all()
+    );
+    // ... and --skip-start starts nothing, so it does not need systemd.
+    let skip = preflight_of(
+        &m,
+        "unshare --mount --pid --fork --mount-proc sh -c 'mount -t tmpfs tmpfs /run/systemd && \"$0\" \"$@\" --skip-start; exit $?' ",
+    );
+    assert_eq!(skip.code, 0, "{}", skip.all());
+}
+
 /// A release on the loopback mirror whose `k3s` is the stand-in program of this suite.
 fn standin_release() -> Mirror {
     let mirror = Mirror::start();

@@ -272,6 +272,81 @@ fn named_scripts(text: &str) -> Vec<String> {
     out
 }
 
+/// The Vagrantfile's `hosts` provisioner as Ruby hands it to the box's shell (its own heredoc
+/// and interpolation), for the box `name`, with /etc/hosts replaced by `hosts`.
+fn vagrant_hosts_script(name: &str, hosts: &Path) -> String {
+    let out = Command::new("ruby")
+        .arg("-e")
+        .arg(
+            r#"src = File.read(ARGV[0])
+body = src[/provision "hosts", type: "shell", inline: <<~SH\n(.*?)\n\s*SH\n/m, 1] or abort "no hosts provisioner"
+name = ARGV[1]
+print eval("<<~SH\n" + body + "\nSH\n")"#,
+        )
+        .arg(workspace().join("vagrant/Vagrantfile"))
+        .arg(name)
+        .output()
+        .expect("ruby runs (scripts/test.sh installs ruby)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .replace("/etc/hosts", hosts.to_str().unwrap())
+}
+
+#[test]
+fn vagrant_boxes_map_their_hostname_to_the_node_address_not_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = dir.path().join("hosts");
+    // What Vagrant writes for `node.vm.hostname` on a Debian box.
+    std::fs::write(
+        &hosts,
+        "127.0.0.1 localhost\n127.0.1.1 debian12.foreman-box.test debian12\n::1 localhost\n",
+    )
+    .unwrap();
+    let script = vagrant_hosts_script("debian12", &hosts);
+    let lint = dir.path().join("hosts.sh");
+    std::fs::write(&lint, &script).unwrap();
+    let check = Command::new("shellcheck")
+        .args(["-s", "sh"])
+        .arg(&lint)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    // getent reads the real /etc/hosts: the file under test is read back below instead.
+    let script: String = script
+        .lines()
+        .filter(|l| !l.starts_with("getent"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let out = Command::new("sh").arg("-c").arg(&script).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&hosts).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("debian12.foreman-box.test"))
+        .unwrap_or_else(|| panic!("the name is gone: {text}"));
+    let ip: std::net::IpAddr = line.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(!ip.is_loopback(), "{text}");
+    assert_eq!(
+        text.matches("debian12.foreman-box.test").count(),
+        1,
+        "{text}"
+    );
+    assert!(text.contains("127.0.0.1 localhost"), "{text}");
+}
+
 #[test]
 fn vagrantfile_passes_vagrant_validate() {
     // No VM provider on a CI machine: validate everything but the provider blocks.

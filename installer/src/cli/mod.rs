@@ -609,7 +609,7 @@ fn prepare(
         skip_start = true;
     }
     let steps = steps::select(&args.only)?;
-    let facts = Facts::gather(&host, &config);
+    let facts = Facts::gather(&host, &config, !skip_start);
     let options = RunOptions {
         skip_start,
         ignore_preflight: args.ignore_preflight.clone(),

@@ -24,6 +24,7 @@ type Check = fn(&Facts, &Config) -> Result<(), (String, String)>;
 pub const CHECKS: &[(&str, Check)] = &[
     ("arch", check_arch),
     ("os", check_os),
+    ("systemd", check_systemd),
     ("cpu", check_cpu),
     ("memory", check_memory),
     ("sizing", check_sizing),
@@ -397,14 +398,39 @@ fn check_fqdn(f: &Facts, _: &Config) -> Result<(), (String, String)> {
         Some(format!(
             "`{name}` has an underscore, which certificates do not allow"
         ))
-    } else if !f.fqdn_resolves {
+    } else if f.fqdn_addrs.is_empty() {
         Some(format!("`{name}` does not resolve"))
+    } else if f.fqdn_addrs.iter().all(|a| a.is_loopback()) {
+        let addrs: Vec<String> = f.fqdn_addrs.iter().map(|a| a.to_string()).collect();
+        let node = f
+            .node_ip
+            .map_or("the node's address".to_string(), |ip| ip.to_string());
+        return Err((
+            format!(
+                "`{name}` resolves only to loopback ({}): the pods, k3s and the hosts Foreman manages need the node's address",
+                addrs.join(", ")
+            ),
+            format!("make `{name}` resolve to {node} (in /etc/hosts, replace the 127.0.1.1 line; or in DNS), or pass --hostname"),
+        ));
     } else {
         None
     };
     match problem {
         None => Ok(()),
         Some(p) => Err((p, "set a lowercase FQDN that resolves (hostnamectl set-hostname foreman.example.com, and /etc/hosts or DNS), or pass --hostname".into())),
+    }
+}
+
+fn check_systemd(f: &Facts, _: &Config) -> Result<(), (String, String)> {
+    match &f.systemd {
+        Some((false, pid1)) => Err((
+            format!(
+                "systemd is not running as PID 1 (PID 1 is `{}`): k3s and PostgreSQL run as systemd services",
+                if pid1.is_empty() { "unknown" } else { pid1 }
+            ),
+            "boot the host with systemd (a VM, or a container started with systemd-nspawn --boot); or pass --skip-start to write everything and start nothing".into(),
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -474,7 +500,8 @@ pub(crate) mod tests {
             memory_bytes: 24 * GIB,
             fqdn: "foreman.example.com".into(),
             node_name: "foreman".into(),
-            fqdn_resolves: true,
+            fqdn_addrs: vec![IpAddr::from([192, 168, 1, 10])],
+            systemd: Some((true, "systemd".into())),
             default_route_iface: Some("eth0".into()),
             node_ip: Some(IpAddr::from([192, 168, 1, 10])),
             memory_cgroup: true,
@@ -533,7 +560,15 @@ pub(crate) mod tests {
                 "fqdn",
                 Box::new(|f| f.fqdn = "foreman_1.example.com".into()),
             ),
-            ("fqdn", Box::new(|f| f.fqdn_resolves = false)),
+            ("fqdn", Box::new(|f| f.fqdn_addrs.clear())),
+            (
+                "fqdn",
+                Box::new(|f| f.fqdn_addrs = vec![IpAddr::from([127, 0, 1, 1])]),
+            ),
+            (
+                "systemd",
+                Box::new(|f| f.systemd = Some((false, "sh".into()))),
+            ),
             ("route", Box::new(|f| f.default_route_iface = None)),
             ("cgroup", Box::new(|f| f.memory_cgroup = false)),
             ("selinux", Box::new(|f| f.selinux = SelinuxMode::Enforcing)),
