@@ -73,6 +73,9 @@ pub trait Reporter: Send + Sync {
     /// Something a person should read, shown under the step (preflight findings ignored as
     /// asked, an external server that needs a restart by hand).
     fn warning(&self, step: &'static str, message: &str);
+    /// A change an action made that its plan could only name as a whole (the roles and
+    /// databases of a server that was not running yet): shown as the planned ones are.
+    fn changed(&self, step: &'static str, change: &Change);
     /// Detail: skips and their reasons, what a wait is waiting for. Shown with -v, always logged.
     fn note(&self, step: &'static str, message: &str);
     /// A download starts; the returned handle is told its progress.
@@ -110,6 +113,9 @@ impl Reporter for LogReporter {
     }
     fn warning(&self, step: &'static str, message: &str) {
         tracing::warn!(step, "{message}");
+    }
+    fn changed(&self, step: &'static str, c: &Change) {
+        tracing::info!(step, change = %c.what, why = %c.why, "made");
     }
     fn note(&self, step: &'static str, message: &str) {
         tracing::info!(step, "{message}");

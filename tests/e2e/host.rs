@@ -59,6 +59,17 @@ fn local_postgres_is_installed_by_apt_started_by_systemd_and_converges(release: 
 
     let first = foreman_box(&m, &["install", "--only", "preflight,postgres"]);
     assert_ok(&first, "install --only preflight,postgres");
+    // What was done to the server once it ran is shown as changes, once each, like the
+    // planned ones (not only in the log).
+    for db in ["foreman", "candlepin", "pulp"] {
+        let line = format!("  + create database {db} (UTF8, owner {db}) (missing)");
+        assert_eq!(
+            first.stdout.matches(&line).count(),
+            1,
+            "{line:?} once:\n{}",
+            first.stdout
+        );
+    }
     assert!(m.has_package("postgresql"), "apt installed the server");
     // The release's own server, in the cluster its packaging made.
     let cluster = m.postgres_cluster();

@@ -315,6 +315,11 @@ impl Reporter for Display {
         self.add_line(Some(step), Line::Warning(message.to_string()));
     }
 
+    fn changed(&self, step: &'static str, c: &Change) {
+        tracing::info!(target: REPORT_TARGET, step, change = %c.what, why = %c.why, "made");
+        self.add_line(Some(step), Line::Change(c.clone()));
+    }
+
     fn note(&self, step: &'static str, message: &str) {
         tracing::info!(target: REPORT_TARGET, step, "{message}");
         let line = Line::Note(message.to_string());

@@ -194,7 +194,7 @@ fn configure_once_running() -> Action {
             Box::pin(async move {
                 let db = Arc::new(Session::open(local_target(&cx.host)?).await?);
                 for action in super::plan_server(cx, &db).await? {
-                    cx.reporter.note("postgres", &action.change.to_string());
+                    cx.reporter.changed("postgres", &action.change);
                     action.run(cx).await?;
                 }
                 Ok(())
