@@ -245,6 +245,24 @@ impl Layers {
         Ok(self)
     }
 
+    /// What this run was given, by key: flags, variables and a `--config` file other than
+    /// `kept` (the file `install` remembers the settings in); not the defaults, not `kept`.
+    pub fn given(&self, kept: &Path) -> Vec<Given> {
+        self.values
+            .iter()
+            .filter(|(_, (_, source))| match source {
+                Source::Default => false,
+                Source::File(p, _) => p != kept,
+                Source::Env(_) | Source::Flag(_) => true,
+            })
+            .map(|(key, (value, source))| Given {
+                key,
+                value: value.clone(),
+                source: source.clone(),
+            })
+            .collect()
+    }
+
     fn set(&mut self, key: &str, value: String, source: Source) -> Result<(), ConfigError> {
         let Some((k, _, _)) = KEYS.iter().find(|(k, _, _)| *k == key) else {
             return Err(ConfigError::UnknownKey {
@@ -454,6 +472,7 @@ impl Layers {
             }
         };
         Ok(Config {
+            given: Vec::new(),
             bundle,
             hostname,
             node_ip,
@@ -568,6 +587,8 @@ pub fn check_preflight_names(names: &[String], known: &[&str]) -> Result<(), Con
 
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// What this run was given (see [`Layers::given`]): what `install` remembers.
+    pub given: Vec<Given>,
     /// The offline bundle to install from.
     pub bundle: Option<PathBuf>,
     pub hostname: Option<String>,
@@ -737,9 +758,228 @@ pub struct ForemanConfig {
     pub kubeconfig: Option<PathBuf>,
 }
 
+/// A value this run was given, and where from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Given {
+    pub key: &'static str,
+    pub value: String,
+    pub source: Source,
+}
+
+impl Given {
+    /// Where it came from, as the kept file's comment says it: `--k3s-version`,
+    /// `FOREMAN_BOX_K3S_VERSION`, a file's path.
+    fn origin(&self) -> String {
+        match &self.source {
+            Source::Flag(f) => format!("--{f}"),
+            Source::Env(v) => v.clone(),
+            Source::File(p, _) => p.display().to_string(),
+            Source::Default => "the default".into(),
+        }
+    }
+
+    /// The value as TOML: booleans and whole numbers typed as their keys' defaults are.
+    fn toml_value(&self) -> toml_edit::Value {
+        let default = KEYS
+            .iter()
+            .find(|(k, _, _)| *k == self.key)
+            .map_or("", |(_, d, _)| *d);
+        let raw = self.value.trim();
+        if default == "true" || default == "false" {
+            match raw.to_ascii_lowercase().as_str() {
+                "true" | "yes" | "1" | "on" => return true.into(),
+                "false" | "no" | "0" | "off" => return false.into(),
+                _ => {}
+            }
+        }
+        if default.parse::<i64>().is_ok() {
+            if let Ok(n) = raw.parse::<i64>() {
+                return n.into();
+            }
+        }
+        self.value.as_str().into()
+    }
+}
+
+/// A TOML value as the configuration reads it (strings, whole numbers, booleans).
+fn plain(v: &toml_edit::Value) -> Option<String> {
+    match v {
+        toml_edit::Value::String(s) => Some(s.value().clone()),
+        toml_edit::Value::Integer(i) => Some(i.value().to_string()),
+        toml_edit::Value::Boolean(b) => Some(b.value().to_string()),
+        _ => None,
+    }
+}
+
+/// The first lines of the file `install` remembers its settings in, when it makes it.
+const KEPT_HEADER: &str = "\
+# The settings foreman-box install was given (flags, FOREMAN_BOX_* variables), kept so that
+# later runs (install, plan, status, backup, upgrade, ...) need none. A comment says where each
+# value came from. Change a value here, or give the flag again. Defaults are not written.
+";
+
+/// The text of the kept configuration file `current` (None: there is none yet) once it holds
+/// every value in `given`, and what was added or changed (as `key (origin)`); `None` when it
+/// already holds them all. A person's own lines, comments and layout are kept: only the given
+/// keys are set, each with a comment naming where it came from.
+pub fn remembered(
+    current: Option<&str>,
+    shown_as: &Path,
+    given: &[Given],
+) -> Result<Option<(String, Vec<String>)>, ConfigError> {
+    let mut doc: toml_edit::DocumentMut =
+        current
+            .unwrap_or("")
+            .parse()
+            .map_err(|e: toml_edit::TomlError| ConfigError::Parse {
+                path: shown_as.to_path_buf(),
+                location: None,
+                message: e.message().trim_end().to_string(),
+            })?;
+    let mut changed = Vec::new();
+    for g in given {
+        let (table, name) = match g.key.split_once('.') {
+            Some((t, n)) => (Some(t), n),
+            None => (None, g.key),
+        };
+        let want = g.toml_value();
+        let slot = match table {
+            Some(t) => {
+                // A `[section]` of its own: a comment cannot follow a value in `{ ... }`.
+                let section = doc.entry(t).or_insert_with(toml_edit::table);
+                if let Some(inline) = section.as_inline_table().cloned() {
+                    *section = toml_edit::Item::Table(inline.into_table());
+                }
+                &mut section[name]
+            }
+            None => &mut doc[name],
+        };
+        let same = slot.as_value().and_then(plain) == plain(&want);
+        if same {
+            continue;
+        }
+        let mut value = want;
+        value.decor_mut().set_suffix(format!(" # {}", g.origin()));
+        *slot = toml_edit::Item::Value(value);
+        changed.push(format!("{} ({})", g.key, g.origin()));
+    }
+    if changed.is_empty() {
+        return Ok(None);
+    }
+    let mut text = doc.to_string();
+    if current.is_none_or(|c| c.trim().is_empty()) {
+        text.insert_str(0, KEPT_HEADER);
+    }
+    Ok(Some((text, changed)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn given(pairs: &[(&'static str, &str, Source)]) -> Vec<Given> {
+        pairs
+            .iter()
+            .map(|(key, value, source)| Given {
+                key,
+                value: value.to_string(),
+                source: source.clone(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn remembered_settings_read_back_as_given_and_a_second_pass_changes_nothing() {
+        let kept = Path::new("/etc/foreman-box/config.toml");
+        let g = given(&[
+            (
+                "hostname",
+                "foreman.example.com",
+                Source::Flag("hostname".into()),
+            ),
+            (
+                "k3s.version",
+                "v1.32.1+k3s1",
+                Source::Env("FOREMAN_BOX_K3S_VERSION".into()),
+            ),
+            ("foreman.katello", "no", Source::Flag("katello".into())),
+            (
+                "foreman.dynflow_workers",
+                "3",
+                Source::Flag("dynflow-workers".into()),
+            ),
+            (
+                "storage.pulp_dir",
+                "/srv/pulp",
+                Source::File("/root/box.toml".into(), Some((1, 1))),
+            ),
+        ]);
+        let (text, changed) = remembered(None, kept, &g).unwrap().unwrap();
+        assert!(
+            text.starts_with("# The settings foreman-box install was given"),
+            "{text}"
+        );
+        assert_eq!(changed.len(), 5, "{changed:?}");
+        assert!(text.contains("katello = false # --katello"), "{text}");
+        assert!(
+            text.contains("dynflow_workers = 3 # --dynflow-workers"),
+            "{text}"
+        );
+        assert!(
+            text.contains("pulp_dir = \"/srv/pulp\" # /root/box.toml"),
+            "{text}"
+        );
+        // The configuration reads it back to the same values.
+        let c = Layers::new()
+            .with_text(&text, kept)
+            .unwrap()
+            .resolve()
+            .unwrap();
+        assert_eq!(c.hostname.as_deref(), Some("foreman.example.com"));
+        assert_eq!(c.k3s.version, "v1.32.1+k3s1");
+        assert!(!c.foreman.katello);
+        assert_eq!(c.foreman.dynflow_workers, 3);
+        assert_eq!(c.storage.pulp_dir, Path::new("/srv/pulp"));
+        assert_eq!(remembered(Some(&text), kept, &g).unwrap(), None);
+        // Nothing given, nothing kept: no file.
+        assert_eq!(remembered(None, kept, &[]).unwrap(), None);
+    }
+
+    #[test]
+    fn remembering_keeps_a_persons_lines_and_changes_only_the_given_key() {
+        let kept = Path::new("/etc/foreman-box/config.toml");
+        let mine = "# my box\nhostname = \"old.example.com\"  # set by hand\n\n[k3s]\n# pinned for the lab\nversion = \"v1.32.1+k3s1\"\n";
+        let g = given(&[(
+            "hostname",
+            "new.example.com",
+            Source::Flag("hostname".into()),
+        )]);
+        let (text, changed) = remembered(Some(mine), kept, &g).unwrap().unwrap();
+        assert_eq!(changed, ["hostname (--hostname)"]);
+        // A section written inline becomes a `[section]`, where a value can carry its comment.
+        let inline =
+            "k3s = { version = \"v1.32.1+k3s1\", channel_url = \"https://c.example.com\" }\n";
+        let g2 = given(&[(
+            "k3s.version",
+            "v1.33.5+k3s1",
+            Source::Flag("k3s-version".into()),
+        )]);
+        let (t2, _) = remembered(Some(inline), kept, &g2).unwrap().unwrap();
+        let c = Layers::new()
+            .with_text(&t2, kept)
+            .unwrap()
+            .resolve()
+            .unwrap();
+        assert_eq!(c.k3s.version, "v1.33.5+k3s1", "{t2}");
+        assert_eq!(c.k3s.channel_url, "https://c.example.com", "{t2}");
+        assert_eq!(
+            text,
+            mine.replace(
+                "\"old.example.com\"  # set by hand",
+                "\"new.example.com\" # --hostname"
+            )
+        );
+    }
 
     fn file(text: &str) -> (String, PathBuf) {
         (

@@ -19,6 +19,7 @@ mod operator;
 mod postgres;
 mod pulp;
 mod scripts;
+mod settings;
 mod storage;
 mod terminal;
 mod uninstall;

@@ -30,7 +30,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Install or converge: preflight, k3s, PostgreSQL, storage, the operator, the Foreman resource.
+    /// Install or converge: preflight, the kept settings, k3s, PostgreSQL, storage, the operator,
+    /// the Foreman resource.
     /// Safe to re-run.
     Install(RunArgs),
     /// Show what `install` would change, and why; change nothing on the host but this run's
@@ -159,7 +160,7 @@ struct RunArgs {
     /// Write everything, start nothing.
     #[arg(long, global = true)]
     skip_start: bool,
-    /// Run only these steps (preflight, k3s, postgres, storage, operator, foreman).
+    /// Run only these steps (preflight, settings, k3s, postgres, storage, operator, foreman).
     #[arg(long, value_name = "STEP[,STEP]", value_delimiter = ',', global = true)]
     only: Vec<String>,
     /// Turn a failed preflight check into a warning (repeatable; `all` for every check).
@@ -695,7 +696,8 @@ fn load_config(args: &RunArgs, host: &Host) -> anyhow::Result<config::Config> {
     let layers = layers
         .with_env(std::env::vars())?
         .with_flags(args.settings.values.clone())?;
-    let config = layers.resolve()?;
+    let mut config = layers.resolve()?;
     layers.check_under_root(&config, &args.root, |p| host.fs().canonical(p))?;
+    config.given = layers.given(&host.path(DEFAULT_CONFIG_PATH));
     Ok(config)
 }

@@ -14,6 +14,7 @@ pub mod k3s;
 pub mod operator;
 pub mod postgres;
 pub mod preflight;
+pub mod settings;
 pub mod storage;
 
 pub use crate::context::{Action, Context, RunOptions};
@@ -31,6 +32,7 @@ use std::time::Instant;
 pub fn install_order() -> Vec<Box<dyn Step>> {
     vec![
         Box::new(preflight::RunPreflight),
+        Box::new(settings::RememberSettings),
         Box::new(k3s::InstallK3s),
         Box::new(postgres::ConfigurePostgres),
         Box::new(storage::PrepareStorage),
