@@ -537,6 +537,16 @@ impl Planned {
     fn kind_name(&self) -> &'static str {
         KINDS[self.kind].1
     }
+
+    /// Whether `obj` is this object as planned: compared in place, without making a `Planned`
+    /// of every rendered object for every one applied.
+    fn is(&self, obj: &Value) -> bool {
+        let (version, kind, _) = KINDS[self.kind];
+        obj["metadata"]["name"].as_str() == Some(self.name.as_str())
+            && obj["kind"] == kind
+            && obj["apiVersion"] == version
+            && obj["metadata"]["annotations"][HASH_ANNOTATION].as_str() == Some(self.hash.as_str())
+    }
 }
 
 /// Render: the desired objects when anything they are made from changed, else the last plan
@@ -608,7 +618,7 @@ async fn apply(
             continue;
         }
         let objects = rendered.get_or_insert_with(|| desired(fm, tls));
-        let Some(body) = objects.iter().find(|o| Planned::of(o).as_ref() == Some(p)) else {
+        let Some(body) = objects.iter().find(|o| p.is(o)) else {
             continue;
         };
         let attempt = ctx.jobs.lock().unwrap().recreate.get(&p.name).copied();
