@@ -105,8 +105,74 @@ pub enum ConfigError {
         problem: String,
         help: String,
     },
+    #[error("configuration file {path} is {what}, not a regular file\nhelp: give the path of a TOML file (`foreman-box man` lists the keys)")]
+    NotAFile { path: PathBuf, what: &'static str },
+    #[error("configuration file {path} is larger than {MAX_CONFIG_BYTES} bytes\nhelp: a configuration holds a few dozen keys; check that the path names the right file")]
+    TooLarge { path: PathBuf },
+    #[error("configuration file {path} is not UTF-8 text (byte {offset} is not)\nhelp: save the file as UTF-8")]
+    NotText { path: PathBuf, offset: usize },
     #[error("unknown preflight check `{name}` in --ignore-preflight\nhelp: known checks are: {known}, or `all`")]
     UnknownPreflight { name: String, known: String },
+}
+
+/// A configuration file is read only up to this size (it holds a few dozen keys).
+pub const MAX_CONFIG_BYTES: u64 = 64 * 1024;
+
+/// The text of a configuration file, or `None` when there is none: a regular file (a device,
+/// FIFO or directory is refused before it is opened, so nothing hangs or reads without end),
+/// at most [`MAX_CONFIG_BYTES`] even if it grows while it is read, and UTF-8.
+pub fn read_file(path: &Path) -> Result<Option<String>, ConfigError> {
+    use std::io::Read;
+    use std::os::unix::fs::FileTypeExt;
+    let read_err = |source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(read_err(e)),
+    };
+    let t = meta.file_type();
+    let what = if t.is_dir() {
+        Some("a directory")
+    } else if t.is_fifo() {
+        Some("a FIFO")
+    } else if t.is_char_device() {
+        Some("a character device")
+    } else if t.is_block_device() {
+        Some("a block device")
+    } else if t.is_socket() {
+        Some("a socket")
+    } else {
+        None
+    };
+    if let Some(what) = what {
+        return Err(ConfigError::NotAFile {
+            path: path.to_path_buf(),
+            what,
+        });
+    }
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(ConfigError::TooLarge {
+            path: path.to_path_buf(),
+        });
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_CONFIG_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(read_err)?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(ConfigError::TooLarge {
+            path: path.to_path_buf(),
+        });
+    }
+    String::from_utf8(bytes)
+        .map(Some)
+        .map_err(|e| ConfigError::NotText {
+            path: path.to_path_buf(),
+            offset: e.utf8_error().valid_up_to(),
+        })
 }
 
 /// 1-based line and column of a byte offset in `text`.

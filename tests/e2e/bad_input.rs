@@ -515,6 +515,59 @@ fn catalogue() -> Vec<Case> {
             &["unknown step `k3z`", "help: steps are"],
         ),
     ];
+    // Not regular files, too large, not text: refused before (or without) reading them whole.
+    let fifo = std::env::temp_dir().join(format!("foreman-box-config-fifo-{}", std::process::id()));
+    let _ = std::fs::remove_file(&fifo);
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let fifo: &'static str = Box::leak(fifo.to_str().unwrap().to_string().into_boxed_str());
+    cases.extend([
+        flag(
+            "--config /dev/zero",
+            &["--config", "/dev/zero"],
+            &[
+                "/dev/zero is a character device, not a regular file",
+                "help: give the path of a TOML file",
+            ],
+        ),
+        flag(
+            "--config a FIFO",
+            &["--config", fifo],
+            &["is a FIFO, not a regular file"],
+        ),
+        flag(
+            "--config a directory",
+            &["--config", "/etc"],
+            &["/etc is a directory, not a regular file"],
+        ),
+        Case {
+            setup: Some(|root| {
+                let p = root.join("etc/foreman-box/config.toml");
+                std::fs::write(p, "#".repeat(64 * 1024 + 1)).unwrap()
+            }),
+            ..file(
+                "config larger than 64 KiB",
+                "",
+                &[
+                    "config.toml is larger than 65536 bytes",
+                    "help: a configuration holds",
+                ],
+            )
+        },
+        Case {
+            setup: Some(|root| {
+                let p = root.join("etc/foreman-box/config.toml");
+                std::fs::write(p, b"hostname = \"a\xffb\"\n").unwrap()
+            }),
+            ..file(
+                "config not UTF-8",
+                "",
+                &[
+                    "config.toml is not UTF-8 text (byte 13 is not)",
+                    "help: save the file as UTF-8",
+                ],
+            )
+        },
+    ]);
     if nix::unistd::geteuid().is_root() {
         cases.push(Case {
             setup: Some(|root| {

@@ -676,7 +676,7 @@ fn load_config(args: &RunArgs, host: &Host) -> anyhow::Result<config::Config> {
         ),
     };
     let mut layers = Layers::new();
-    match host.fs().read_string(&file)? {
+    match config::read_file(&file)? {
         None if required => return Err(config::ConfigError::Missing { path: shown }.into()),
         None => {}
         Some(text) => {
