@@ -121,17 +121,15 @@ pub const MAX_CONFIG_BYTES: u64 = 64 * 1024;
 /// The text of a configuration file, or `None` when there is none: a regular file (a device,
 /// FIFO or directory is refused before it is opened, so nothing hangs or reads without end),
 /// at most [`MAX_CONFIG_BYTES`] even if it grows while it is read, and UTF-8.
-pub fn read_file(path: &Path) -> Result<Option<String>, ConfigError> {
+pub fn read_file(fs: &crate::host::HostFs, path: &Path) -> Result<Option<String>, ConfigError> {
     use std::io::Read;
     use std::os::unix::fs::FileTypeExt;
-    let read_err = |source| ConfigError::Read {
+    let read_err = |e: crate::host::HostError| ConfigError::Read {
         path: path.to_path_buf(),
-        source,
+        source: std::io::Error::other(e),
     };
-    let meta = match std::fs::metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(read_err(e)),
+    let Some(meta) = fs.metadata(path).map_err(read_err)? else {
+        return Ok(None);
     };
     let t = meta.file_type();
     let what = if t.is_dir() {
@@ -159,9 +157,14 @@ pub fn read_file(path: &Path) -> Result<Option<String>, ConfigError> {
         });
     }
     let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_CONFIG_BYTES + 1).read_to_end(&mut bytes))
-        .map_err(read_err)?;
+    fs.open_read(path)
+        .map_err(read_err)?
+        .take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
     if bytes.len() as u64 > MAX_CONFIG_BYTES {
         return Err(ConfigError::TooLarge {
             path: path.to_path_buf(),

@@ -676,7 +676,7 @@ fn load_config(args: &RunArgs, host: &Host) -> anyhow::Result<config::Config> {
         ),
     };
     let mut layers = Layers::new();
-    match config::read_file(&file)? {
+    match config::read_file(host.fs(), &file)? {
         None if required => return Err(config::ConfigError::Missing { path: shown }.into()),
         None => {}
         Some(text) => {

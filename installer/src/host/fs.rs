@@ -277,6 +277,15 @@ impl HostFs {
         Ok(names)
     }
 
+    /// What is at `path` (following symlinks), or `None` when nothing is.
+    pub fn metadata(&self, path: &Path) -> Result<Option<fs::Metadata>, HostError> {
+        match fs::metadata(path) {
+            Ok(m) => Ok(Some(m)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err("inspect", path)(e)),
+        }
+    }
+
     pub fn open_read(&self, path: &Path) -> Result<File, HostError> {
         File::open(path).map_err(io_err("open", path))
     }
