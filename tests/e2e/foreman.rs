@@ -985,6 +985,24 @@ fn comes_up_late(port: u16, to: String, after: Duration) {
     });
 }
 
+/// `install --only foreman` of the cluster `c` through another kubeconfig.
+fn install_through(c: &Cluster, kubeconfig: &Path, wait_timeout: &str) -> Run {
+    let mut cmd = foreman_box(&[
+        "install",
+        "--root",
+        c.root.path().to_str().unwrap(),
+        "--only",
+        "foreman",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "--hostname",
+        HOSTNAME,
+        "--wait-timeout",
+        wait_timeout,
+    ]);
+    run(&mut cmd)
+}
+
 #[test]
 fn a_refused_connection_is_waited_out_within_the_wait_timeout() {
     let c = cluster();
@@ -992,19 +1010,7 @@ fn a_refused_connection_is_waited_out_within_the_wait_timeout() {
     let late = kubeconfig_at(&c, port);
     comes_up_late(port, c.api.url(), Duration::from_millis(2500));
     let op = operator_rolls_out(&c.api, Duration::from_millis(300));
-    let out = run(&mut foreman_box(&[
-        "install",
-        "--root",
-        c.root.path().to_str().unwrap(),
-        "--only",
-        "foreman",
-        "--kubeconfig",
-        late.to_str().unwrap(),
-        "--hostname",
-        HOSTNAME,
-        "--wait-timeout",
-        "60",
-    ]));
+    let out = install_through(&c, &late, "60");
     op.join().unwrap();
     assert_eq!(out.code, 0, "{}", out.all());
     assert!(
@@ -1025,19 +1031,7 @@ fn a_refused_connection_is_waited_out_within_the_wait_timeout() {
     // Nothing ever listens: the wait ends at the timeout, saying so and what to look at.
     let closed = kubeconfig_at(&c, free_port());
     let started = std::time::Instant::now();
-    let out = run(&mut foreman_box(&[
-        "install",
-        "--root",
-        c.root.path().to_str().unwrap(),
-        "--only",
-        "foreman",
-        "--kubeconfig",
-        closed.to_str().unwrap(),
-        "--hostname",
-        HOSTNAME,
-        "--wait-timeout",
-        "3",
-    ]));
+    let out = install_through(&c, &closed, "3");
     assert_ne!(out.code, 0, "{}", out.all());
     assert!(
         started.elapsed() >= Duration::from_secs(3),
