@@ -72,6 +72,10 @@ impl fmt::Display for Source {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    #[error(
+        "environment variable {name} is not UTF-8 text\nhelp: set it to a UTF-8 value, or unset it"
+    )]
+    EnvNotText { name: String },
     #[error("unknown configuration key `{key}` in {source_}\nhelp: known keys are: {known}")]
     UnknownKey {
         key: String,
@@ -115,6 +119,25 @@ pub enum ConfigError {
     UnknownPreflight { name: String, known: String },
 }
 
+/// The `FOREMAN_BOX_*` variables of an environment (others are not ours to judge, whatever
+/// their bytes); one of ours that is not UTF-8 is an error naming it, never skipped.
+pub fn environment(
+    vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut ours = Vec::new();
+    for (name, value) in vars {
+        if !name.as_encoded_bytes().starts_with(ENV_PREFIX.as_bytes()) {
+            continue;
+        }
+        let name = name.to_string_lossy().into_owned();
+        let value = value
+            .into_string()
+            .map_err(|_| ConfigError::EnvNotText { name: name.clone() })?;
+        ours.push((name, value));
+    }
+    Ok(ours)
+}
+
 /// A configuration file is read only up to this size (it holds a few dozen keys).
 pub const MAX_CONFIG_BYTES: u64 = 64 * 1024;
 
@@ -122,60 +145,17 @@ pub const MAX_CONFIG_BYTES: u64 = 64 * 1024;
 /// FIFO or directory is refused before it is opened, so nothing hangs or reads without end),
 /// at most [`MAX_CONFIG_BYTES`] even if it grows while it is read, and UTF-8.
 pub fn read_file(fs: &crate::host::HostFs, path: &Path) -> Result<Option<String>, ConfigError> {
-    use std::io::Read;
-    use std::os::unix::fs::FileTypeExt;
-    let read_err = |e: crate::host::HostError| ConfigError::Read {
-        path: path.to_path_buf(),
-        source: std::io::Error::other(e),
-    };
-    let Some(meta) = fs.metadata(path).map_err(read_err)? else {
-        return Ok(None);
-    };
-    let t = meta.file_type();
-    let what = if t.is_dir() {
-        Some("a directory")
-    } else if t.is_fifo() {
-        Some("a FIFO")
-    } else if t.is_char_device() {
-        Some("a character device")
-    } else if t.is_block_device() {
-        Some("a block device")
-    } else if t.is_socket() {
-        Some("a socket")
-    } else {
-        None
-    };
-    if let Some(what) = what {
-        return Err(ConfigError::NotAFile {
-            path: path.to_path_buf(),
-            what,
-        });
-    }
-    if meta.len() > MAX_CONFIG_BYTES {
-        return Err(ConfigError::TooLarge {
-            path: path.to_path_buf(),
-        });
-    }
-    let mut bytes = Vec::new();
-    fs.open_read(path)
-        .map_err(read_err)?
-        .take(MAX_CONFIG_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-    if bytes.len() as u64 > MAX_CONFIG_BYTES {
-        return Err(ConfigError::TooLarge {
-            path: path.to_path_buf(),
-        });
-    }
-    String::from_utf8(bytes)
-        .map(Some)
-        .map_err(|e| ConfigError::NotText {
-            path: path.to_path_buf(),
-            offset: e.utf8_error().valid_up_to(),
-        })
+    use crate::host::TextError;
+    let path = path.to_path_buf();
+    fs.read_text(&path, MAX_CONFIG_BYTES).map_err(|e| match e {
+        TextError::Host(e) => ConfigError::Read {
+            path,
+            source: std::io::Error::other(e),
+        },
+        TextError::NotAFile(what) => ConfigError::NotAFile { path, what },
+        TextError::TooLarge => ConfigError::TooLarge { path },
+        TextError::NotText(offset) => ConfigError::NotText { path, offset },
+    })
 }
 
 /// 1-based line and column of a byte offset in `text`.
@@ -301,6 +281,11 @@ impl Layers {
             self.set(key, value, Source::Env(name))?;
         }
         Ok(self)
+    }
+
+    /// Layers this process's environment (see [`environment`]) over what is there.
+    pub fn with_process_env(self) -> Result<Self, ConfigError> {
+        self.with_env(environment(std::env::vars_os())?)
     }
 
     /// Layers flags (key, value) over what is there.

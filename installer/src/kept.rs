@@ -9,6 +9,7 @@ use crate::context::{Action, Context};
 use crate::error::Result;
 use crate::host::Host;
 use crate::secret::Secret;
+use std::path::PathBuf;
 
 /// The kept-secrets directory (a host path).
 pub const SECRETS_DIR: &str = "/etc/foreman-box/secrets";
@@ -23,20 +24,36 @@ pub fn role_password_path(name: &str) -> String {
     format!("{SECRETS_DIR}/postgres-{name}")
 }
 
+/// The kept-secrets directory under the host root, refused when it is a symbolic link (or,
+/// under `--root`, leads out of the root): every secret would follow it.
+pub fn dir(host: &Host) -> Result<PathBuf> {
+    Ok(host.owned(SECRETS_DIR)?)
+}
+
+/// A kept file (a host path in [`SECRETS_DIR`]) under the host root, refused as [`dir`] is, and
+/// when the file itself is a symbolic link.
+pub fn path(host: &Host, host_path: &str) -> Result<PathBuf> {
+    dir(host)?;
+    Ok(host.owned(host_path)?)
+}
+
+/// The text of a kept file, or None when there is none.
+pub fn read(host: &Host, host_path: &str) -> Result<Option<String>> {
+    Ok(host.fs().read_string(&path(host, host_path)?)?)
+}
+
 /// The kept password of role `name`, if there is one.
 pub fn read_role_password(host: &Host, name: &str) -> Result<Option<Secret>> {
-    Ok(host
-        .fs()
-        .read_string(&host.path(role_password_path(name)))?
+    Ok(read(host, &role_password_path(name))?
         .map(|s| Secret::new(s.lines().next().unwrap_or("").to_string()))
         .filter(|s| !s.expose().is_empty()))
 }
 
 /// Stores a password (0600, in the 0700 secrets folder).
 pub fn write_role_password(host: &Host, name: &str, password: &Secret) -> Result<()> {
-    host.fs().ensure_dir(&host.path(SECRETS_DIR), 0o700)?;
+    host.fs().ensure_dir(&dir(host)?, 0o700)?;
     host.fs().write_atomic(
-        &host.path(role_password_path(name)),
+        &path(host, &role_password_path(name))?,
         format!("{}\n", password.expose()).as_bytes(),
         0o600,
     )?;
@@ -54,7 +71,7 @@ pub fn mode_repairs(cx: &Context, dir: &str, files: &[String]) -> Result<Vec<(Ac
     let wanted =
         std::iter::once((dir.to_string(), 0o700)).chain(files.iter().map(|f| (f.clone(), 0o600)));
     for (path, want) in wanted {
-        let Some(found) = fs.mode(&cx.host.path(&path))? else {
+        let Some(found) = fs.mode(&cx.host.owned(&path)?)? else {
             continue;
         };
         if found & 0o077 == 0 {

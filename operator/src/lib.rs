@@ -25,9 +25,10 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
-    #[error("cannot read Foreman resource {path}")]
+    #[error("cannot read Foreman resource {path}\nhelp: {help}")]
     Read {
         path: String,
+        help: &'static str,
         #[source]
         source: serde_yaml::Error,
     },

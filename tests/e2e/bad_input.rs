@@ -7,6 +7,7 @@
 use foreman_box_tests::mirror::Mirror;
 use foreman_box_tests::{artifact, debian_root, foreman_box, run, sha256_hex};
 use std::io::{Read, Write};
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -38,11 +39,15 @@ fn snapshot(root: &Path) -> Vec<(PathBuf, u32, Vec<u8>)> {
     out
 }
 
+fn mode_of(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap().mode()
+}
+
 #[derive(Default)]
 struct Case {
     name: &'static str,
     flags: Vec<String>,
-    env: Vec<(&'static str, String)>,
+    env: Vec<(&'static str, std::ffi::OsString)>,
     /// Written to /etc/foreman-box/config.toml under the root.
     file: Option<&'static str>,
     setup: Option<fn(&Path)>,
@@ -64,7 +69,7 @@ fn flag(name: &'static str, args: &[&str], expect: &[&'static str]) -> Case {
 fn env(name: &'static str, var: &'static str, value: &str, expect: &[&'static str]) -> Case {
     Case {
         name,
-        env: vec![(var, value.to_string())],
+        env: vec![(var, value.into())],
         expect: expect.to_vec(),
         ..Case::default()
     }
@@ -568,6 +573,94 @@ fn catalogue() -> Vec<Case> {
             )
         },
     ]);
+    // Not UTF-8: ours is named; someone else's is none of our business (and no panic).
+    cases.extend([
+        Case {
+            name: "variable not UTF-8",
+            env: vec![(
+                "FOREMAN_BOX_HOSTNAME",
+                std::ffi::OsString::from_vec(b"a\xffb.example.com".to_vec()),
+            )],
+            expect: vec![
+                "environment variable FOREMAN_BOX_HOSTNAME is not UTF-8 text",
+                "help: set it to a UTF-8 value",
+            ],
+            ..Case::default()
+        },
+        Case {
+            env: vec![(
+                "SOMEONE_ELSES",
+                std::ffi::OsString::from_vec(b"\xff".to_vec()),
+            )],
+            ..flag(
+                "another's variable not UTF-8",
+                &["--hostname", "foreman"],
+                &["`foreman`", "short name"],
+            )
+        },
+    ]);
+    // Links where foreman-box keeps its own files: refused naming the link, before anything
+    // is written through it (`outside()` is compared before and after each case).
+    let link_out = |link: &'static str, expect: &[&'static str]| Case {
+        name: link,
+        setup: Some(match link {
+            "etc/foreman-box/secrets" => |r: &Path| symlink_out(r, "etc/foreman-box/secrets"),
+            "var/log/foreman-box" => |r: &Path| symlink_out(r, "var/log/foreman-box"),
+            "run/foreman-box.lock" => |r: &Path| {
+                let lock = r.join("run/foreman-box.lock");
+                std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
+                std::os::unix::fs::symlink(outside().join("lock"), lock).unwrap()
+            },
+            "var/lib/rancher/k3s/agent/images" => {
+                |r: &Path| symlink_out(r, "var/lib/rancher/k3s/agent/images")
+            }
+            "var/lib/rancher" => |r: &Path| symlink_out(r, "var/lib/rancher"),
+            _ => unreachable!(),
+        }),
+        expect: expect.to_vec(),
+        ..Case::default()
+    };
+    cases.extend([
+        link_out(
+            "etc/foreman-box/secrets",
+            &[
+                "etc/foreman-box/secrets is a symbolic link (to ",
+                "help: remove the link",
+            ],
+        ),
+        link_out(
+            "var/log/foreman-box",
+            &["var/log/foreman-box is a symbolic link (to "],
+        ),
+        link_out(
+            "run/foreman-box.lock",
+            &["run/foreman-box.lock is a symbolic link (to "],
+        ),
+        link_out(
+            "var/lib/rancher/k3s/agent/images",
+            &["agent/images is a symbolic link (to "],
+        ),
+        link_out(
+            "var/lib/rancher",
+            &[
+                "var/lib/rancher/k3s/agent/images leads out of the host root",
+                "help: everything a run under --root writes stays inside the root",
+            ],
+        ),
+        Case {
+            setup: Some(|r| {
+                std::fs::create_dir_all(r.join("run/foreman-box.lock")).unwrap();
+            }),
+            ..flag(
+                "a directory where the lock goes",
+                &[],
+                &[
+                    "run/foreman-box.lock: it is a directory, where foreman-box keeps a file",
+                    "help: move the directory away",
+                ],
+            )
+        },
+    ]);
     if nix::unistd::geteuid().is_root() {
         cases.push(Case {
             setup: Some(|root| {
@@ -582,6 +675,25 @@ fn catalogue() -> Vec<Case> {
         });
     }
     cases
+}
+
+/// A directory outside every test root that links in the catalogue point at; it holds one
+/// file named like a run log, so pruning through a link would show.
+fn outside() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("foreman-box-outside-{}", std::process::id()));
+    if !dir.exists() {
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("20200101T000000Z-1-install.log"), "not ours").unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    dir
+}
+
+/// Makes `rel` under `root` a symbolic link to [`outside`].
+fn symlink_out(root: &Path, rel: &str) {
+    let link = root.join(rel);
+    std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(outside(), link).unwrap();
 }
 
 #[test]
@@ -605,6 +717,7 @@ fn every_bad_input_is_refused_naming_key_value_and_fix_and_the_tree_is_unchanged
             setup(root.path());
         }
         let before = snapshot(root.path());
+        let outside_before = (snapshot(&outside()), mode_of(&outside()));
         let mut cmd = foreman_box(&[
             "install",
             "--root",
@@ -641,6 +754,9 @@ fn every_bad_input_is_refused_naming_key_value_and_fix_and_the_tree_is_unchanged
         }
         if snapshot(root.path()) != before {
             problems.push("the tree changed".into());
+        }
+        if (snapshot(&outside()), mode_of(&outside())) != outside_before {
+            problems.push("a directory outside the root changed".into());
         }
         if !problems.is_empty() {
             failures.push(format!(

@@ -941,6 +941,47 @@ fn a_broken_copy_stops_the_run_names_the_file_and_changes_nothing() {
         "nothing written to the cluster"
     );
     assert_eq!(std::fs::read_to_string(&path).unwrap(), unreadable);
+
+    // An alias bomb in a field a Secret does not have: named as one, not as a nameless Secret.
+    let mut bomb = String::from("kind: Secret\nmetadata: {name: foreman-tls}\ndata: {a: YQ==}\n");
+    bomb.push_str(
+        "x0: &x0 [hunter2, hunter2, hunter2, hunter2, hunter2, hunter2, hunter2, hunter2]\n",
+    );
+    for i in 1..9 {
+        let eight = vec![format!("*x{}", i - 1); 8].join(", ");
+        bomb.push_str(&format!("x{i}: &x{i} [{eight}]\n"));
+    }
+    std::fs::write(&path, &bomb).unwrap();
+    let out = install(&c, &[]);
+    assert_ne!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stderr.contains("foreman-tls.yaml is not a usable copy of Secret foreman/foreman-tls: its YAML aliases (`*name`) expand past what a Secret manifest holds"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.all().contains("hunter2"), "{}", out.all());
+
+    // A copy that is a symbolic link: named as one, never read through.
+    let elsewhere = root.join("elsewhere.yaml");
+    std::fs::write(&elsewhere, unreadable).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &path).unwrap();
+    let out = install(&c, &[]);
+    assert_ne!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stderr.contains(&format!(
+            "foreman-tls.yaml is a symbolic link (to {})",
+            elsewhere.display()
+        )) && out.stderr.contains("help: remove the link"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.all().contains("hunter2"), "{}", out.all());
+    assert_eq!(
+        c.api.writes().len(),
+        before,
+        "nothing written to the cluster"
+    );
 }
 
 /// A loopback port nothing listens on (yet).

@@ -169,6 +169,73 @@ fn operator_render_refusal_prints_once_with_its_help() {
 }
 
 #[test]
+fn operator_render_names_an_alias_bomb_a_directory_and_a_device() {
+    let root = debian_root();
+    // Nine aliases of nine: 9^9 strings once expanded, from a few hundred bytes.
+    let mut bomb = String::from("a: &a [x, x, x, x, x, x, x, x, x]\n");
+    for (name, prev) in ["b", "c", "d", "e", "f", "g", "h", "i"]
+        .iter()
+        .zip("abcdefgh".chars())
+    {
+        let nine = vec![format!("*{prev}"); 9].join(", ");
+        bomb.push_str(&format!("{name}: &{name} [{nine}]\n"));
+    }
+    bomb.push_str("kind: Foreman\n");
+    std::fs::write(root.path().join("bomb.yaml"), bomb).unwrap();
+    std::fs::create_dir(root.path().join("dir.yaml")).unwrap();
+    for (name, file) in [
+        ("operator_render_alias_bomb", "<root>/bomb.yaml"),
+        ("operator_render_directory", "<root>/dir.yaml"),
+        ("operator_render_device", "/dev/zero"),
+    ] {
+        refused(name, root.path(), &["operator", "render", file], &[]);
+    }
+}
+
+#[test]
+fn a_failing_json_command_prints_an_error_document_on_stdout() {
+    let root = debian_root();
+    let args = [
+        "plan",
+        "--root",
+        "<root>",
+        "--output",
+        "json",
+        "--hostname",
+        "foreman",
+    ];
+    refused("plan_json_refused", root.path(), &args, &[]);
+    let args: Vec<String> = args
+        .iter()
+        .map(|a| a.replace("<root>", root.path().to_str().unwrap()))
+        .collect();
+    let out = run(&mut foreman_box(
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    ));
+    let doc: serde_json::Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{}", out.all()));
+    let error = &doc["error"];
+    assert!(
+        error["message"].as_str().unwrap().contains("`foreman`"),
+        "{doc}"
+    );
+    assert!(
+        error["help"]
+            .as_str()
+            .unwrap()
+            .starts_with("add the domain"),
+        "{doc}"
+    );
+    assert!(
+        error["log"]
+            .as_str()
+            .unwrap()
+            .starts_with(root.path().join("var/log/foreman-box").to_str().unwrap()),
+        "{doc}"
+    );
+}
+
+#[test]
 fn plan_json_on_a_root_tree_matches_the_snapshot() {
     let mirror = Mirror::start();
     let wire = "v1.33.5%2Bk3s1";

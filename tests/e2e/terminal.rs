@@ -159,8 +159,13 @@ pub(crate) fn scrub(text: &str, root: &Path, mirror: Option<&Mirror>) -> String 
             continue;
         }
         in_machine_warning = false;
+        // The log's name (time, PID) becomes `<log>`; what follows it on the line stays.
         let line = match line.find("/var/log/foreman-box/") {
-            Some(at) => format!("{}/var/log/foreman-box/<log>", &line[..at]),
+            Some(at) => {
+                let rest = &line[at..];
+                let end = rest.find(".log").map_or(rest.len(), |e| e + 4);
+                format!("{}/var/log/foreman-box/<log>{}", &line[..at], &rest[end..])
+            }
             None => line.to_string(),
         };
         lines.push(

@@ -212,7 +212,7 @@ pub(super) async fn run(
 
 async fn create_bundle(args: CreateArgs, reporter: Arc<dyn Reporter>) -> anyhow::Result<ExitCode> {
     let config = Layers::new()
-        .with_env(std::env::vars())?
+        .with_process_env()?
         .with_flags(args.settings.values.clone())?
         .resolve()?;
     let fs = HostFs;

@@ -33,7 +33,8 @@ pub struct RunLog {
 /// Creates this run's log under the host root and prunes the old ones.
 pub fn open_run_log(host: &Host, command: &str) -> Result<RunLog, HostError> {
     let fs = host.fs();
-    let dir = host.path(LOG_DIR);
+    // A link here would take the log, the chmod and the pruning of old logs with it.
+    let dir = host.owned(LOG_DIR)?;
     fs.ensure_dir(&dir, 0o700)?;
     let name = format!(
         "{}-{}-{command}.log",

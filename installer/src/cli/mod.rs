@@ -10,7 +10,7 @@ mod status;
 
 use crate::config::{self, Layers, DEFAULT_CONFIG_PATH, KEYS};
 use crate::facts::Facts;
-use crate::host::{Host, SystemRunner};
+use crate::host::{Host, HostError, SystemRunner};
 use crate::steps::{self, Context, RunOptions, StepReport};
 use anyhow::Context as _;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
@@ -312,6 +312,11 @@ pub fn main() -> ExitCode {
     let host = Host::new(&args.root, Arc::new(SystemRunner));
     let (log, log_error) = match logging::open_run_log(&host, name) {
         Ok(l) => (Some(l), None),
+        // Not a full disk or a read-only /var/log that a run may go on without: a link put
+        // where our files go, refused before anything is written.
+        Err(e @ (HostError::Symlink { .. } | HostError::OutsideRoot { .. })) => {
+            return finish(Err(e.into()), None, form);
+        }
         Err(e) => (None, Some(e)),
     };
     let log_path = log.as_ref().map(|l| l.path.clone());
@@ -341,6 +346,10 @@ fn finish(result: anyhow::Result<ExitCode>, log: Option<PathBuf>, form: Form) ->
     if log.is_some() {
         tracing::error!(target: display::REPORT_TARGET, "{e:#}");
     }
+    if form == Form::Quiet {
+        // Stdout was to carry a document: a script reading it gets one that says what failed.
+        println!("{}", error_document(&e, log.as_deref()));
+    }
     let terminal = form == Form::Terminal;
     let label = if terminal {
         console::style("error:").red().bold().to_string()
@@ -369,6 +378,28 @@ fn finish(result: anyhow::Result<ExitCode>, log: Option<PathBuf>, form: Form) ->
         eprintln!("the full log of this run: {}", path.display());
     }
     ExitCode::from(1)
+}
+
+/// A failed `--output json` command's document: `{"error": {"message", "help", "causes",
+/// "log"}}` (`log` is null when the run kept none).
+fn error_document(e: &anyhow::Error, log: Option<&std::path::Path>) -> String {
+    let text = e.to_string();
+    let (help, message): (Vec<&str>, Vec<&str>) =
+        text.lines().partition(|l| l.starts_with("help:"));
+    let help: Vec<&str> = help
+        .iter()
+        .map(|l| l.trim_start_matches("help:").trim())
+        .collect();
+    let causes: Vec<String> = e.chain().skip(1).map(|c| c.to_string()).collect();
+    serde_json::to_string_pretty(&serde_json::json!({
+        "error": {
+            "message": message.join("\n"),
+            "help": help.join("\n"),
+            "causes": causes,
+            "log": log.map(|l| l.display().to_string()),
+        }
+    }))
+    .unwrap_or_default()
 }
 
 async fn run(command: Command, display: Display, output: Output) -> anyhow::Result<ExitCode> {
@@ -513,11 +544,7 @@ async fn run_tool(command: Command) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             OperatorCommand::Render { file } => {
-                let text = if file.as_os_str() == "-" {
-                    std::io::read_to_string(std::io::stdin())?
-                } else {
-                    fs_err::read_to_string(&file)?
-                };
+                let text = read_resource(&file)?;
                 let fm =
                     foreman_operator::resources::read_foreman(&file.display().to_string(), &text)?;
                 print!(
@@ -545,6 +572,38 @@ async fn run_tool(command: Command) -> anyhow::Result<ExitCode> {
         | Command::Health(_)
         | Command::SupportBundle(_)
         | Command::Upgrade(_) => unreachable!("host commands run through `run`"),
+    }
+}
+
+/// The text of `operator render`'s input: a regular file (or `-`, standard input) of at most
+/// what a Foreman resource may be, read without going past that bound.
+fn read_resource(file: &std::path::Path) -> anyhow::Result<String> {
+    use crate::host::{HostFs, TextError};
+    use std::io::Read;
+    let max = foreman_operator::resources::MAX_INPUT_BYTES as u64;
+    if file.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .take(max + 1)
+            .read_to_string(&mut text)
+            .context("reading the Foreman resource from standard input")?;
+        return Ok(text);
+    }
+    let shown = file.display();
+    let help = "help: give the path of a YAML file holding one Foreman resource, or `-` to read it from standard input";
+    match HostFs.read_text(file, max) {
+        Ok(Some(text)) => Ok(text),
+        Ok(None) => anyhow::bail!("Foreman resource file {shown} does not exist\n{help}"),
+        Err(TextError::NotAFile(what)) => {
+            anyhow::bail!("Foreman resource file {shown} is {what}, not a regular file\n{help}")
+        }
+        Err(TextError::TooLarge) => anyhow::bail!(
+            "Foreman resource file {shown} is larger than {max} bytes\nhelp: a Foreman resource is a few dozen lines; check that the path names the right file"
+        ),
+        Err(TextError::NotText(offset)) => anyhow::bail!(
+            "Foreman resource file {shown} is not UTF-8 text (byte {offset} is not)\nhelp: save the file as UTF-8"
+        ),
+        Err(TextError::Host(e)) => Err(e.into()),
     }
 }
 
@@ -582,12 +641,24 @@ fn uninstall(args: &UninstallArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// What foreman-box keeps on the host: none may be a symbolic link (nor, under `--root`, lead out
+/// of the root). Checked before any command plans, so such a link changes nothing.
+const OWNED: &[&str] = &[
+    crate::backup::ETC_DIR,
+    crate::kept::SECRETS_DIR,
+    logging::LOG_DIR,
+    crate::host::LOCK_PATH,
+    steps::k3s::IMAGES_DIR,
+    steps::operator::ARCHIVE,
+];
+
 /// Configuration, facts and the selected steps: everything a command needs.
 fn prepare(
     args: &RunArgs,
     reporter: Arc<dyn steps::Reporter>,
 ) -> anyhow::Result<(Context, Vec<Box<dyn steps::Step>>)> {
     let host = Host::new(&args.root, Arc::new(SystemRunner));
+    host.refuse_links(OWNED)?;
     let mut config = load_config(args, &host)?;
     // Every byte of a bundle is checked before any step plans, so a bad one changes nothing.
     let bundle = match config.bundle.clone() {
@@ -694,7 +765,7 @@ fn load_config(args: &RunArgs, host: &Host) -> anyhow::Result<config::Config> {
             .collect::<Vec<_>>(),
     )?;
     let layers = layers
-        .with_env(std::env::vars())?
+        .with_process_env()?
         .with_flags(args.settings.values.clone())?;
     let mut config = layers.resolve()?;
     layers.check_under_root(&config, &args.root, |p| host.fs().canonical(p))?;

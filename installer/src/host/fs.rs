@@ -11,11 +11,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> HostError + 'a {
-    move |source| HostError::Io {
-        action,
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| HostError::io(action, path, source)
 }
 
 /// What a file on disk is compared with what we want there.
@@ -25,6 +21,17 @@ pub enum FileState {
     Differs,
     ModeDiffers { found: u32 },
     Same,
+}
+
+/// Why a file was not read as text by [`HostFs::read_text`].
+#[derive(Debug)]
+pub enum TextError {
+    Host(HostError),
+    /// What is there instead of a regular file: `a directory`, `a FIFO`, ...
+    NotAFile(&'static str),
+    TooLarge,
+    /// The offset of the first byte that is not UTF-8.
+    NotText(usize),
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -284,6 +291,42 @@ impl HostFs {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_err("inspect", path)(e)),
         }
+    }
+
+    /// The text of a file a person gives us, or `None` when there is none: a regular file (a
+    /// device, FIFO or directory is refused before it is opened, so nothing hangs or reads
+    /// without end), at most `max` bytes even if it grows while it is read, and UTF-8.
+    pub fn read_text(&self, path: &Path, max: u64) -> Result<Option<String>, TextError> {
+        use std::os::unix::fs::FileTypeExt;
+        let Some(meta) = self.metadata(path).map_err(TextError::Host)? else {
+            return Ok(None);
+        };
+        let t = meta.file_type();
+        let other = [
+            (t.is_dir(), "a directory"),
+            (t.is_fifo(), "a FIFO"),
+            (t.is_char_device(), "a character device"),
+            (t.is_block_device(), "a block device"),
+            (t.is_socket(), "a socket"),
+        ];
+        if let Some((_, what)) = other.iter().find(|(is, _)| *is) {
+            return Err(TextError::NotAFile(what));
+        }
+        if meta.len() > max {
+            return Err(TextError::TooLarge);
+        }
+        let mut bytes = Vec::new();
+        self.open_read(path)
+            .map_err(TextError::Host)?
+            .take(max + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| TextError::Host(io_err("read", path)(e)))?;
+        if bytes.len() as u64 > max {
+            return Err(TextError::TooLarge);
+        }
+        String::from_utf8(bytes)
+            .map(Some)
+            .map_err(|e| TextError::NotText(e.utf8_error().valid_up_to()))
     }
 
     pub fn open_read(&self, path: &Path) -> Result<File, HostError> {

@@ -36,14 +36,7 @@ impl RunLock {
         wait: Duration,
         waiting: impl FnOnce(&str),
     ) -> Result<RunLock, HostError> {
-        let io = |action: &'static str| {
-            let path = path.to_path_buf();
-            move |source| HostError::Io {
-                action,
-                path,
-                source,
-            }
-        };
+        let io = |action: &'static str| move |source| HostError::io(action, path, source);
         if let Some(dir) = path.parent() {
             #[allow(clippy::disallowed_methods)] // the lock is not an install write
             std::fs::create_dir_all(dir).map_err(io("create the folder of"))?;
@@ -56,8 +49,16 @@ impl RunLock {
             .create(true)
             .truncate(false)
             .mode(0o644)
+            // A link put here (even a dangling one) is refused, not followed out of the root.
+            .custom_flags(libc::O_NOFOLLOW)
             .open(path)
-            .map_err(io("open"))?;
+            .map_err(|e| match (e.raw_os_error(), std::fs::read_link(path)) {
+                (Some(libc::ELOOP), Ok(target)) => HostError::Symlink {
+                    path: path.to_path_buf(),
+                    target,
+                },
+                _ => io("open")(e),
+            })?;
         loop {
             match fcntl(&file, FcntlArg::F_SETLK(&whole_file(libc::F_WRLCK))) {
                 Ok(_) => return Ok(RunLock { _file: file }),
@@ -109,5 +110,33 @@ fn holder(file: &File) -> String {
     match command {
         Some(c) => format!("PID {pid}, running `{c}`"),
         None => format!("PID {pid}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_link_where_the_lock_goes_is_refused_and_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("elsewhere");
+        let path = dir.path().join("foreman-box.lock");
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        let err = RunLock::acquire(&path, Duration::ZERO, |_| {}).unwrap_err();
+        assert!(
+            matches!(&err, HostError::Symlink { target: t, .. } if *t == target),
+            "{err:?}"
+        );
+        assert!(!target.exists(), "the dangling link's target was created");
+
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        let err = RunLock::acquire(&path, Duration::ZERO, |_| {}).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("it is a directory, where foreman-box keeps a file"),
+            "{err}"
+        );
     }
 }

@@ -11,7 +11,7 @@ mod service;
 mod tree;
 
 pub(crate) use fs::start_writeback;
-pub use fs::{FileStamp, FileState, HostFs};
+pub use fs::{FileStamp, FileState, HostFs, TextError};
 pub use lock::{RunLock, LOCK_PATH, LOCK_WAIT};
 pub(crate) use net::listening_tcp_ports;
 #[cfg(test)]
@@ -45,12 +45,37 @@ pub enum HostError {
         holder: String,
         waited: std::time::Duration,
     },
+    #[error("cannot {action} {}: it is a directory, where foreman-box keeps a file\nhelp: move the directory away (foreman-box does not make one there) and run this again", path.display())]
+    Directory { action: &'static str, path: PathBuf },
+    #[error("{} is a symbolic link (to {}): foreman-box keeps its own files there and does not follow links\nhelp: remove the link and run this again; to keep these files on another disk, mount that disk here instead", path.display(), target.display())]
+    Symlink { path: PathBuf, target: PathBuf },
+    #[error("{} leads out of the host root {} (it resolves to {})\nhelp: everything a run under --root writes stays inside the root: replace the symbolic link on the way with a directory", path.display(), root.display(), resolved.display())]
+    OutsideRoot {
+        path: PathBuf,
+        root: PathBuf,
+        resolved: PathBuf,
+    },
     #[error("`{command}` exited with status {status}: {stderr}")]
     Failed {
         command: String,
         status: i32,
         stderr: String,
     },
+}
+
+impl HostError {
+    /// An I/O error about `path`; a directory where a file belongs is named as such.
+    pub fn io(action: &'static str, path: &Path, source: std::io::Error) -> HostError {
+        let path = path.to_path_buf();
+        if source.raw_os_error() == Some(nix::libc::EISDIR) {
+            return HostError::Directory { action, path };
+        }
+        HostError::Io {
+            action,
+            path,
+            source,
+        }
+    }
 }
 
 /// A file of the running kernel (`/proc`, `/sys`): the real machine's whatever the host root,
@@ -85,6 +110,43 @@ impl Host {
         self.root.join(relative)
     }
 
+    /// A path foreman-box owns (its directories, its kept files, its lock), resolved under the
+    /// host root only when following it stays where it looks: the path itself must not be a
+    /// symbolic link, and under `--root` the directories on the way must not lead out of the
+    /// root. A link there would send secrets, logs or archives elsewhere, and a chmod with them.
+    pub fn owned(&self, host_path: impl AsRef<Path>) -> Result<PathBuf, HostError> {
+        let path = self.path(host_path);
+        if let Some(target) = self.fs.symlink_target(&path) {
+            return Err(HostError::Symlink { path, target });
+        }
+        if !self.is_real_root() {
+            let mut probe = path.parent();
+            while let Some(dir) = probe.filter(|d| !self.fs.exists(d)) {
+                probe = dir.parent();
+            }
+            let resolved = probe.and_then(|d| self.fs.canonical(d));
+            let root = self.fs.canonical(&self.root);
+            if let (Some(resolved), Some(root)) = (resolved, root) {
+                if !resolved.starts_with(&root) {
+                    return Err(HostError::OutsideRoot {
+                        path,
+                        root,
+                        resolved,
+                    });
+                }
+            }
+        }
+        Ok(path)
+    }
+
+    /// Checks each of `host_paths` as [`Host::owned`] does, naming the first that fails.
+    pub fn refuse_links(&self, host_paths: &[&str]) -> Result<(), HostError> {
+        for p in host_paths {
+            self.owned(p)?;
+        }
+        Ok(())
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -104,7 +166,7 @@ impl Host {
 
     /// Takes the one-run-at-a-time lock (see [`RunLock`]).
     pub fn lock(&self, waiting: impl FnOnce(&str)) -> Result<RunLock, HostError> {
-        RunLock::acquire(&self.path(LOCK_PATH), LOCK_WAIT, waiting)
+        RunLock::acquire(&self.owned(LOCK_PATH)?, LOCK_WAIT, waiting)
     }
 
     pub fn services(&self) -> ServiceManager<'_> {

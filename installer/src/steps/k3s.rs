@@ -266,7 +266,8 @@ async fn plan(cx: &Context) -> Result<Vec<Action>> {
     if cx.config.k3s.airgap_images || cx.bundle.is_some() {
         let sha = lookup(&assets.airgap)?;
         let dest_shown = format!("{IMAGES_DIR}/{}", assets.airgap);
-        let dest = host.path(&dest_shown);
+        host.owned(IMAGES_DIR)?;
+        let dest = host.owned(&dest_shown)?;
         if fs.sha256(&dest)?.as_deref() != Some(sha.as_str()) {
             let url = asset_url(&base, &version, &assets.airgap);
             let (why, bundle) = match &cx.bundle {
@@ -298,7 +299,8 @@ async fn plan(cx: &Context) -> Result<Vec<Action>> {
         let member = b.image_archive();
         let name = foreman_box_bundle::archive::image_archive_file(&b.manifest().arch);
         let dest_shown = format!("{IMAGES_DIR}/{name}");
-        let dest = host.path(&dest_shown);
+        host.owned(IMAGES_DIR)?;
+        let dest = host.owned(&dest_shown)?;
         let sha = member.sha256().to_string();
         if fs.sha256(&dest)?.as_deref() != Some(sha.as_str()) {
             let b = b.clone();

@@ -109,7 +109,8 @@ fn plan_image_of(cx: &Context, exe: &Path) -> Result<Vec<Action>> {
             why: "the running executable cannot be found".into(),
         },
     })?;
-    let archive_path = host.path(ARCHIVE);
+    host.owned(IMAGES_DIR)?;
+    let archive_path = host.owned(ARCHIVE)?;
     let archive_stamp = fs.stamp(&archive_path)?;
     let recorded: Option<Stamp> = fs
         .read(&host.path(STAMP))?
@@ -318,6 +319,36 @@ mod tests {
             run_all(&cx, actions).await.unwrap();
             assert!(runner.calls().is_empty(), "{version} {skip_start}");
         }
+    }
+
+    #[test]
+    fn a_directory_or_a_link_where_the_archive_goes_is_refused_naming_it() {
+        let (_root, exe, cx) = context(Arc::new(RecordingRunner::new()), None, true);
+        let archive = cx.host.path(ARCHIVE);
+        cx.host.fs().create_dir_all(&archive).unwrap();
+        let err = plan_image_of(&cx, &exe).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!(
+                "{}: it is a directory, where foreman-box keeps a file",
+                archive.display()
+            )),
+            "{err}"
+        );
+        let (_root, exe, cx) = context(Arc::new(RecordingRunner::new()), None, true);
+        let elsewhere = tempfile::tempdir().unwrap();
+        cx.host
+            .fs()
+            .ensure_symlink(elsewhere.path(), &cx.host.path(IMAGES_DIR))
+            .unwrap();
+        let err = plan_image_of(&cx, &exe).unwrap_err().to_string();
+        assert!(
+            err.contains("agent/images is a symbolic link (to "),
+            "{err}"
+        );
+        assert!(
+            cx.host.fs().list_dir(elsewhere.path()).unwrap().is_empty(),
+            "nothing written through the link"
+        );
     }
 
     #[tokio::test]

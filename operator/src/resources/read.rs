@@ -32,6 +32,12 @@ pub fn read_foreman(path: &str, text: &str) -> Result<Foreman, Error> {
     }
     let raw: Value = serde_yaml::from_str(text).map_err(|source| Error::Read {
         path: path.to_string(),
+        // serde_yaml stops an alias bomb (`*a` naming `*b` naming ...) at its repetition limit.
+        help: if source.to_string().contains("repetition limit") {
+            "its YAML aliases (`*name`) expand to more than a resource can hold; write the values out instead of aliasing them"
+        } else {
+            "it must be one YAML document; the cause below names where it stops reading (`foreman-box operator crd` lists the fields)"
+        },
         source,
     })?;
     check_schema(&raw).map_err(invalid)?;

@@ -66,7 +66,7 @@ fn copy_file(fm: &Foreman, g: Generated, data: &Data) -> Result<DesiredFile> {
 /// The kept copy's data and text, checked: a Secret manifest named `name` with values.
 fn read_copy(cx: &Context, name: &str) -> Result<Option<(Data, String)>> {
     let path = copy_path(name);
-    let Some(text) = cx.host.fs().read_string(&cx.host.path(&path))? else {
+    let Some(text) = crate::kept::read(&cx.host, &path)? else {
         return Ok(None);
     };
     let bad = |problem: String| Error::KeptSecret {
@@ -75,21 +75,29 @@ fn read_copy(cx: &Context, name: &str) -> Result<Option<(Data, String)>> {
         problem,
     };
     // Only where it failed: serde's message can quote the value it choked on, a secret here.
-    let secret: Secret = serde_yaml::from_str(&text).map_err(|e| {
-        bad(match e.location() {
-            Some(l) => format!(
-                "it does not read as a Secret manifest (line {}, column {})",
-                l.line(),
-                l.column()
-            ),
-            None => "it does not read as a Secret manifest".into(),
-        })
-    })?;
-    if secret.metadata.name.as_deref() != Some(name) {
-        return Err(bad(format!(
-            "it names Secret {:?}",
-            secret.metadata.name.unwrap_or_default()
-        )));
+    let unreadable = |e: serde_yaml::Error| {
+        match e.location() {
+        Some(l) => format!(
+            "it does not read as a Secret manifest (line {}, column {})",
+            l.line(),
+            l.column()
+        ),
+        // serde_yaml stops alias expansion at its repetition limit; foreman-box writes none.
+        None if e.to_string().contains("repetition limit") => {
+            "its YAML aliases (`*name`) expand past what a Secret manifest holds; foreman-box writes copies without aliases".into()
+        }
+        None => "it does not read as a Secret manifest".into(),
+    }
+    };
+    // As a YAML value first: that expands every alias, also those in fields a Secret does not
+    // have, so an alias bomb anywhere is named as one. Then as a Secret, from the text, so a
+    // bad field is named by its line.
+    serde_yaml::from_str::<serde_yaml::Value>(&text).map_err(|e| bad(unreadable(e)))?;
+    let secret: Secret = serde_yaml::from_str(&text).map_err(|e| bad(unreadable(e)))?;
+    match secret.metadata.name.as_deref() {
+        Some(n) if n == name => {}
+        Some(other) => return Err(bad(format!("it names Secret {other:?}"))),
+        None => return Err(bad("it names no Secret (metadata.name is missing)".into())),
     }
     let mut data = secret.data.unwrap_or_default();
     for (k, v) in secret.string_data.unwrap_or_default() {
@@ -153,7 +161,9 @@ fn create_action(
             if let Some(copy) = copy {
                 // The copy first: a run killed between the two leaves values that the next run
                 // creates the Secret from, never a Secret without a copy.
-                cx.host.fs().ensure_dir(&cx.host.path(SECRETS_DIR), 0o700)?;
+                cx.host
+                    .fs()
+                    .ensure_dir(&crate::kept::dir(&cx.host)?, 0o700)?;
                 copy.write(&cx.host)?;
             }
             Ok(cluster.create_secret(&secret).await?)
