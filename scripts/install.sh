@@ -14,6 +14,9 @@
 #                             https only (plain http is accepted for 127.0.0.1 and localhost, for tests)
 #   FOREMAN_BOX_BIN_DIR       where to install (default: /usr/local/bin)
 #   FOREMAN_BOX_BINARY        install this local binary instead of downloading one (Vagrant boxes)
+#   FOREMAN_BOX_BUNDLE        (or --bundle FILE among the arguments) an offline bundle: the binary
+#                             comes from it, checked against the bundle's SHA256SUMS, with no
+#                             network; `foreman-box install` then verifies the whole bundle
 #   FOREMAN_BOX_SKIP_RUN      `true`: install only, do not run `foreman-box install`
 #   FOREMAN_BOX_COMPLETION_DIR  where the bash completion goes (default:
 #                             /usr/share/bash-completion/completions, and only when it exists)
@@ -73,10 +76,13 @@ main() {
     trap "rm -rf '$TMP_DIR'" EXIT
     trap 'exit 130' INT TERM
 
+    bundle_given "$@"
     if [ -n "$LOCAL_BINARY" ]; then
         [ -f "$LOCAL_BINARY" ] || err "FOREMAN_BOX_BINARY=$LOCAL_BINARY is not a file"
         say "installing the local binary $LOCAL_BINARY (FOREMAN_BOX_BINARY)"
         ensure cp "$LOCAL_BINARY" "$TMP_DIR/foreman-box"
+    elif [ -n "$BUNDLE" ]; then
+        from_bundle
     else
         download_verified
     fi
@@ -126,6 +132,46 @@ arch() {
         *) err "no foreman-box release for this architecture ($machine)
 help: foreman-box runs on x86_64 and aarch64" ;;
     esac
+}
+
+# BUNDLE: the offline bundle given to `foreman-box install`, as --bundle FILE or --bundle=FILE
+# (the last one wins, as in the binary), else FOREMAN_BOX_BUNDLE; empty when none.
+bundle_given() {
+    BUNDLE="${FOREMAN_BOX_BUNDLE:-}"
+    while [ $# -gt 0 ]; do
+        case "$1" in
+            --bundle)
+                if [ $# -ge 2 ]; then
+                    BUNDLE="$2"
+                    shift
+                fi
+                ;;
+            --bundle=*) BUNDLE="${1#--bundle=}" ;;
+        esac
+        shift
+    done
+}
+
+# Takes the binary out of BUNDLE into TMP_DIR and checks it against the bundle's SHA256SUMS;
+# installs nothing. The whole bundle is verified by the binary before it changes anything.
+from_bundle() {
+    [ -f "$BUNDLE" ] || err "bundle $BUNDLE is not a file
+help: give the file \`foreman-box bundle create\` wrote"
+    need_cmd tar
+    need_cmd awk
+    say "taking foreman-box from the bundle $BUNDLE (no download)"
+    tar -xOf "$BUNDLE" SHA256SUMS >"$TMP_DIR/SHA256SUMS" 2>/dev/null \
+        || err "$BUNDLE holds no SHA256SUMS: it is not a foreman-box bundle, or it is cut short; nothing was installed"
+    tar -xOf "$BUNDLE" foreman-box >"$TMP_DIR/foreman-box" 2>/dev/null \
+        || err "$BUNDLE holds no foreman-box binary; nothing was installed"
+    expected="$(awk '$2 == "foreman-box" || $2 == "*foreman-box" { print $1; exit }' "$TMP_DIR/SHA256SUMS")"
+    [ -n "$expected" ] || err "the SHA256SUMS of $BUNDLE has no entry for foreman-box; nothing was installed"
+    actual="$(sha256 "$TMP_DIR/foreman-box")"
+    if [ "$actual" != "$expected" ]; then
+        err "the foreman-box in $BUNDLE does not match the bundle's SHA256SUMS (expected $expected, got $actual); nothing was installed
+help: the bundle is damaged: copy it again, then \`sha256sum\` it against where it was made"
+    fi
+    say "sha256 verified against the bundle: $actual"
 }
 
 # Downloads the binary and SHA256SUMS into TMP_DIR and checks the hash; installs nothing.

@@ -173,6 +173,11 @@ fn world() -> World {
 
 impl World {
     fn create(&self, out: &Path) -> std::process::Command {
+        self.create_with(out, Path::new("/bin/busybox"))
+    }
+
+    /// `bundle create` carrying `binary` as its foreman-box.
+    fn create_with(&self, out: &Path, binary: &Path) -> std::process::Command {
         let reg = self.registry.url();
         foreman_box(&[
             "bundle",
@@ -186,7 +191,7 @@ impl World {
             "--registry-mirror",
             &format!("docker.io={reg}"),
             "--binary",
-            "/bin/busybox",
+            binary.to_str().unwrap(),
             "--k3s-release-url",
             &self.mirror.url(),
             "--downloads-retry-delay-ms",
@@ -766,4 +771,146 @@ fn install_from_the_bundle_with_no_network_reaches_the_networked_tree_and_a_flip
         refused.stderr
     );
     assert!(!fresh.path().join("usr").exists());
+
+    // A bundle for another platform, intact as such (its manifest and SHA256SUMS agree):
+    // refused naming both platforms, nothing changed.
+    let arm = dir.path().join("arm64.tar");
+    std::fs::write(&arm, as_arm64(&good)).unwrap();
+    let verified = run(&mut foreman_box(&[
+        "bundle",
+        "verify",
+        arm.to_str().unwrap(),
+    ]));
+    assert_eq!(verified.code, 0, "{}", verified.all());
+    let before = tree(fresh.path());
+    let refused = run(&mut offline("install", fresh.path(), &arm));
+    assert_eq!(refused.code, 1, "{}", refused.all());
+    assert!(
+        refused.stderr.contains("linux/arm64")
+            && refused.stderr.contains("linux/amd64")
+            && refused.stderr.contains(
+                "help: make one for this host with `foreman-box bundle create --arch amd64`"
+            ),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(tree(fresh.path()), before);
+}
+
+/// The bytes of an amd64 bundle with its manifest saying arm64 and SHA256SUMS agreeing: what
+/// verifies as an arm64 bundle (the members' lengths, and so the tar headers, are unchanged).
+fn as_arm64(bundle: &[u8]) -> Vec<u8> {
+    let find = |hay: &[u8], needle: &[u8]| {
+        let at: Vec<usize> = hay
+            .windows(needle.len())
+            .enumerate()
+            .filter(|(_, w)| *w == needle)
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(at.len(), 1, "{}", String::from_utf8_lossy(needle));
+        at[0]
+    };
+    let mut bytes = bundle.to_vec();
+    // manifest.json's tar header (512-byte blocks; the size is octal at 124..136).
+    let header = (0..bytes.len())
+        .step_by(512)
+        .find(|&h| bytes[h..].starts_with(b"manifest.json\0"))
+        .expect("the bundle has a manifest.json");
+    let size = std::str::from_utf8(&bytes[header + 124..header + 135]).unwrap();
+    let size = usize::from_str_radix(size.trim_matches(['\0', ' ']), 8).unwrap();
+    let offset = header + 512;
+    let old_sum = sha256_hex(&bytes[offset..offset + size]);
+    let at = offset + find(&bytes[offset..offset + size], br#""arch": "amd64""#);
+    bytes[at..at + 15].copy_from_slice(br#""arch": "arm64""#);
+    let new_sum = sha256_hex(&bytes[offset..offset + size]);
+    let at = find(&bytes, format!("{old_sum}  manifest.json").as_bytes());
+    bytes[at..at + 64].copy_from_slice(new_sum.as_bytes());
+    bytes
+}
+
+#[test]
+fn install_sh_given_a_bundle_installs_its_binary_and_k3s_with_no_network_and_refuses_a_damaged_one()
+{
+    let w = world();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("b.tar");
+    let made = run(&mut w.create_with(&out, foreman_box_tests::static_binary()));
+    assert_eq!(made.code, 0, "{}", made.all());
+    let bundle = Bundle::open(&out, &NoProgress).unwrap();
+    let script = member_bytes(&bundle, "install.sh");
+    std::fs::write(dir.path().join("install.sh"), &script).unwrap();
+
+    // `sh install.sh --bundle FILE ARGS` as docs/bundle.md says, in a network namespace that
+    // holds only loopback: the binary comes from the bundle and installs k3s from it.
+    let sh = |bundle: &Path, bin: &Path, root: &Path| {
+        let mut cmd = std::process::Command::new("unshare");
+        cmd.args(["--net", "sh"])
+            .arg(dir.path().join("install.sh"))
+            .args(["--bundle", bundle.to_str().unwrap(), "--root"])
+            .arg(root)
+            .args([
+                "--only",
+                "preflight,k3s",
+                "--ignore-preflight",
+                "all",
+                "--hostname",
+                "foreman.example.test",
+            ])
+            .env("FOREMAN_BOX_BIN_DIR", bin)
+            .env("FOREMAN_BOX_COMPLETION_DIR", dir.path().join("completions"))
+            .env("FOREMAN_BOX_MAN_DIR", dir.path().join("man1"))
+            .env("TMPDIR", dir.path());
+        for (k, _) in std::env::vars() {
+            if k.starts_with("FOREMAN_BOX_") && !k.ends_with("_DIR") {
+                cmd.env_remove(k);
+            }
+        }
+        run(&mut cmd)
+    };
+    let bin = dir.path().join("bin");
+    let root = foreman_box_tests::debian_root();
+    let done = sh(&out, &bin, root.path());
+    assert_eq!(done.code, 0, "{}", done.all());
+    assert!(
+        done.stdout.contains("taking foreman-box from the bundle")
+            && done.stdout.contains("sha256 verified against the bundle"),
+        "{}",
+        done.all()
+    );
+    assert_eq!(
+        std::fs::read(bin.join("foreman-box")).unwrap(),
+        member_bytes(&bundle, "foreman-box")
+    );
+    assert_eq!(
+        std::fs::read(bin.join("foreman-box")).unwrap(),
+        std::fs::read(foreman_box_tests::static_binary()).unwrap()
+    );
+    assert_eq!(
+        std::fs::read(root.path().join("usr/local/bin/k3s")).unwrap(),
+        member_bytes(&bundle, &bundle.manifest().k3s.binary)
+    );
+
+    // A flipped byte in the bundle's foreman-box: refused before anything is installed.
+    let m = bundle.member("foreman-box").unwrap();
+    let mut bytes = std::fs::read(&out).unwrap();
+    bytes[(m.offset() + m.size() / 2) as usize] ^= 0x01;
+    let bad = dir.path().join("bad.tar");
+    std::fs::write(&bad, &bytes).unwrap();
+    let bin = dir.path().join("bin2");
+    let root = foreman_box_tests::debian_root();
+    let refused = sh(&bad, &bin, root.path());
+    assert_eq!(refused.code, 1, "{}", refused.all());
+    assert!(
+        refused
+            .stderr
+            .contains("does not match the bundle's SHA256SUMS")
+            && refused.stderr.contains("nothing was installed"),
+        "{}",
+        refused.all()
+    );
+    assert!(
+        !bin.exists(),
+        "a binary was installed from a damaged bundle"
+    );
+    assert!(!root.path().join("usr/local/bin/k3s").exists());
 }
