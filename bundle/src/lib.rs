@@ -241,7 +241,7 @@ mod tests {
     fn checked_in_crd_matches_the_generator() {
         assert_eq!(
             CRD_YAML,
-            foreman_operator::crd::crd_yaml(),
+            foreman_operator::schema::crd_yaml(),
             "bundle/manifests/foreman-crd.yaml is stale: run `cargo run -p foreman-box -- operator crd > bundle/manifests/foreman-crd.yaml`"
         );
     }

@@ -182,11 +182,11 @@ pub fn flag_name(key: &str) -> String {
 
 /// A tuning profile by its name in the resource (`extra-large`).
 fn tuning(raw: &str) -> Result<foreman_operator::Tuning, validate::Invalid> {
-    let names: Vec<&str> = foreman_operator::sizing::PROFILES
+    let names: Vec<&str> = foreman_operator::profile::PROFILES
         .iter()
         .map(|p| p.tuning.name())
         .collect();
-    foreman_operator::sizing::PROFILES
+    foreman_operator::profile::PROFILES
         .iter()
         .map(|p| p.tuning)
         .find(|t| t.name() == raw)
@@ -537,8 +537,8 @@ impl Layers {
                 channel_url: self.checked("k3s.channel_url", validate::http_url)?,
                 release_url: self.checked("k3s.release_url", validate::http_url)?,
                 airgap_images: self.boolean("k3s.airgap_images")?,
-                cluster_cidr: cluster.to_string(),
-                service_cidr: service.to_string(),
+                cluster_cidr: cluster,
+                service_cidr: service,
                 ready_timeout_secs: self.number("k3s.ready_timeout", 1u64..=86_400)?,
             },
             downloads: DownloadConfig {
@@ -662,8 +662,10 @@ pub struct K3sConfig {
     pub channel_url: String,
     pub release_url: String,
     pub airgap_images: bool,
-    pub cluster_cidr: String,
-    pub service_cidr: String,
+    /// The pod network, checked (`validate::cidr`).
+    pub cluster_cidr: validate::Cidr,
+    /// The service network, checked, apart from the pod network.
+    pub service_cidr: validate::Cidr,
     pub ready_timeout_secs: u64,
 }
 

@@ -5,6 +5,7 @@
 
 use crate::desired::DesiredFile;
 use crate::error::{Error, Result};
+use crate::validate::Cidr;
 use serde_json::{json, Value};
 
 pub(crate) const MANIFESTS_DIR: &str = "/var/lib/rancher/k3s/server/manifests";
@@ -84,8 +85,8 @@ pub(crate) fn operator_files(image: &str) -> Result<Vec<DesiredFile>> {
 struct K3sConfigFile<'a> {
     write_kubeconfig_mode: &'a str,
     tls_san: Vec<&'a str>,
-    cluster_cidr: &'a str,
-    service_cidr: &'a str,
+    cluster_cidr: Cidr,
+    service_cidr: Cidr,
     #[serde(skip_serializing_if = "Option::is_none")]
     node_ip: Option<String>,
     /// k3s's packaged components left out: Traefik, so the operator's edge (a LoadBalancer
@@ -95,8 +96,8 @@ struct K3sConfigFile<'a> {
 
 pub(crate) fn k3s_config_yaml(
     fqdn: &str,
-    cluster_cidr: &str,
-    service_cidr: &str,
+    cluster_cidr: Cidr,
+    service_cidr: Cidr,
     node_ip: Option<std::net::IpAddr>,
 ) -> String {
     let body = serde_yaml::to_string(&K3sConfigFile {
@@ -107,7 +108,7 @@ pub(crate) fn k3s_config_yaml(
         node_ip: node_ip.map(|ip| ip.to_string()),
         disable: vec!["traefik"],
     })
-    .expect("a struct of strings serializes");
+    .expect("a struct of strings and networks serializes");
     format!("# Written by foreman-box; `foreman-box install` replaces changes made here.\n{body}")
 }
 
@@ -135,12 +136,16 @@ pub(crate) fn env_file(vars: &[(&str, String)]) -> (String, Vec<String>) {
 mod tests {
     use super::*;
 
+    fn net(raw: &str) -> Cidr {
+        crate::validate::cidr(raw, crate::validate::Network::Cluster).unwrap()
+    }
+
     #[test]
     fn k3s_config_values_cannot_add_keys() {
         let yaml = k3s_config_yaml(
             "a.b\"\nnode-ip: 1.2.3.4",
-            "10.42.0.0/16",
-            "10.43.0.0/16",
+            net("10.42.0.0/16"),
+            net("10.43.0.0/16"),
             None,
         );
         let v: serde_yaml::Value = serde_yaml::from_str(&yaml).unwrap();
@@ -150,8 +155,8 @@ mod tests {
         assert_eq!(v["write-kubeconfig-mode"].as_str(), Some("0600"));
         let yaml = k3s_config_yaml(
             "a.b",
-            "10.42.0.0/16",
-            "10.43.0.0/16",
+            net("10.42.0.0/16"),
+            net("10.43.0.0/16"),
             Some("10.0.0.5".parse().unwrap()),
         );
         let v: serde_yaml::Value = serde_yaml::from_str(&yaml).unwrap();
@@ -160,7 +165,7 @@ mod tests {
 
     #[test]
     fn k3s_runs_without_traefik_so_the_edge_gets_80_and_443() {
-        let yaml = k3s_config_yaml("a.b", "10.42.0.0/16", "10.43.0.0/16", None);
+        let yaml = k3s_config_yaml("a.b", net("10.42.0.0/16"), net("10.43.0.0/16"), None);
         let v: serde_yaml::Value = serde_yaml::from_str(&yaml).unwrap();
         assert_eq!(
             v["disable"],

@@ -231,7 +231,7 @@ pub(crate) enum Network {
 
 /// An IP network, its address with no host bits set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Cidr {
+pub struct Cidr {
     pub addr: IpAddr,
     pub prefix: u8,
 }
@@ -239,6 +239,13 @@ pub(crate) struct Cidr {
 impl std::fmt::Display for Cidr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// As it is written: `10.42.0.0/16`.
+impl serde::Serialize for Cidr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 

@@ -8,7 +8,8 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // benchmarks and tests report to the terminal
 
-use foreman_operator::resources::{certificates, read_foreman};
+use foreman_operator::read::read_foreman;
+use foreman_operator::resources::certificates;
 use std::time::{Duration, Instant, SystemTime};
 
 const RUNS: usize = 7;

@@ -7,7 +7,6 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
-#[schemars(transform = add_validations)]
 #[kube(
     group = "app.theforeman.org",
     version = "v1alpha1",
@@ -90,15 +89,6 @@ impl Tuning {
 
 pub const MIN_DYNFLOW_WORKERS: u32 = 1;
 pub const MAX_DYNFLOW_WORKERS: u32 = 32;
-
-/// The spec's rule that the API server checks on every write: the resource fits the host its
-/// tuning profile is for ([`crate::sizing::validation_rules`]).
-fn add_validations(schema: &mut schemars::Schema) {
-    schema.insert(
-        "x-kubernetes-validations".into(),
-        crate::sizing::validation_rules(),
-    );
-}
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 pub struct Plugins {
@@ -208,12 +198,6 @@ fn default_pulp_claim() -> String {
     "pulp-storage".into()
 }
 
-/// The CRD as YAML, generated from the types above.
-pub fn crd_yaml() -> String {
-    use kube::CustomResourceExt;
-    serde_yaml::to_string(&Foreman::crd()).expect("the CRD serialises")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,7 +217,7 @@ mod tests {
 
     #[test]
     fn crd_schema_carries_bounds_and_defaults() {
-        let crd = crd_yaml();
+        let crd = crate::schema::crd_yaml();
         let v: serde_json::Value = serde_yaml::from_str(&crd).unwrap();
         let spec = &v["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
             ["properties"];

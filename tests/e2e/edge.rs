@@ -6,7 +6,8 @@
 
 use foreman_box_tests::nginx::{self, curl, free_port, localize, Echo, Nginx, Puma};
 use foreman_operator::crd::Foreman;
-use foreman_operator::resources::{certificates, edge, pulp, read_foreman};
+use foreman_operator::read::read_foreman;
+use foreman_operator::resources::{certificates, edge, pulp};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -1,5 +1,5 @@
-//! The installer's modules form layers that only point down: a module may use (`crate::...`)
-//! only the modules declared below it. A new module must be placed in the order, and an import
+//! The installer's modules, and the operator's, form layers that only point down: a module may
+//! use (`crate::...`) only the modules declared below it. A new module must be placed in the order, and an import
 //! that points up a layer (or closes a cycle, which needs one) fails here, naming the line.
 //! Test code (`#[cfg(test)]` onwards in a file) is left out: a test may reach up for fixtures.
 
@@ -37,8 +37,28 @@ const ORDER: &[&str] = &[
     "cli",
 ];
 
+/// The operator's top-level modules, lowest first: the resource type and the tables it names →
+/// the renders → what is summed and read from them → the controller.
+const OPERATOR_ORDER: &[&str] = &[
+    "crd",
+    "images",
+    "streams",
+    "secrets",
+    "profile",
+    "resources",
+    "generated",
+    "sizing",
+    "schema",
+    "read",
+    "controller",
+];
+
 fn source_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../installer/src")
+}
+
+fn operator_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../operator/src")
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -99,15 +119,14 @@ fn first_ident(s: &str) -> String {
         .collect()
 }
 
-/// Every `crate::` use in the installer's production code, as (file, line, from, to).
-fn uses() -> Vec<(String, usize, String, String)> {
-    let root = source_root();
+/// Every `crate::` use in a crate's production code, as (file, line, from, to).
+fn uses(root: &Path, order: &[&str]) -> Vec<(String, usize, String, String)> {
     let mut files = Vec::new();
-    rust_files(&root, &mut files);
+    rust_files(root, &mut files);
     files.sort();
     let mut out = Vec::new();
     for file in files {
-        let relative = file.strip_prefix(&root).unwrap().to_path_buf();
+        let relative = file.strip_prefix(root).unwrap().to_path_buf();
         let Some(from) = module_of(&relative) else {
             continue;
         };
@@ -131,7 +150,7 @@ fn uses() -> Vec<(String, usize, String, String)> {
                 continue;
             }
             for to in crate_paths(&statement) {
-                if to != from && ORDER.contains(&to.as_str()) {
+                if to != from && order.contains(&to.as_str()) {
                     out.push((relative.display().to_string(), first_line, from.clone(), to));
                 }
             }
@@ -143,12 +162,22 @@ fn uses() -> Vec<(String, usize, String, String)> {
 
 #[test]
 fn installer_imports_only_point_down_the_declared_layers() {
-    let rank = |m: &str| ORDER.iter().position(|o| *o == m);
+    assert_layers(&source_root(), ORDER, 100);
+}
+
+#[test]
+fn operator_imports_only_point_down_the_declared_layers() {
+    assert_layers(&operator_root(), OPERATOR_ORDER, 30);
+}
+
+/// Every top-level module of the crate at `root` is in `order`, and none uses one above it.
+fn assert_layers(root: &Path, order: &[&str], at_least: usize) {
+    let rank = |m: &str| order.iter().position(|o| *o == m);
     let mut root_modules = Vec::new();
     let mut files = Vec::new();
-    rust_files(&source_root(), &mut files);
+    rust_files(root, &mut files);
     for file in &files {
-        if let Some(m) = module_of(file.strip_prefix(source_root()).unwrap()) {
+        if let Some(m) = module_of(file.strip_prefix(root).unwrap()) {
             root_modules.push(m);
         }
     }
@@ -157,11 +186,12 @@ fn installer_imports_only_point_down_the_declared_layers() {
     let unplaced: Vec<_> = root_modules.iter().filter(|m| rank(m).is_none()).collect();
     assert!(
         unplaced.is_empty(),
-        "modules not in the layer order of tests/e2e/layers.rs: {unplaced:?}; place each where it belongs"
+        "modules of {} not in the layer order of tests/e2e/layers.rs: {unplaced:?}; place each where it belongs",
+        root.display()
     );
-    let all = uses();
+    let all = uses(root, order);
     assert!(
-        all.len() > 100,
+        all.len() > at_least,
         "the reader found only {} crate:: uses: it is not reading the sources",
         all.len()
     );

@@ -7,7 +7,7 @@ use foreman_box_tests::pg::Pg;
 use foreman_box_tests::pulp::{self, Cluster, Loopback, Redis, Running};
 use foreman_box_tests::{debian_root, foreman_box, run, sha256_hex};
 use foreman_operator::crd::Foreman;
-use foreman_operator::resources::read_foreman;
+use foreman_operator::read::read_foreman;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -545,8 +545,7 @@ async fn run_tool(command: Command) -> anyhow::Result<ExitCode> {
             }
             OperatorCommand::Render { file } => {
                 let text = read_resource(&file)?;
-                let fm =
-                    foreman_operator::resources::read_foreman(&file.display().to_string(), &text)?;
+                let fm = foreman_operator::read::read_foreman(&file.display().to_string(), &text)?;
                 print!(
                     "{}",
                     foreman_operator::resources::to_yaml(&foreman_operator::resources::desired(
@@ -556,7 +555,7 @@ async fn run_tool(command: Command) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             OperatorCommand::Crd => {
-                print!("{}", foreman_operator::crd::crd_yaml());
+                print!("{}", foreman_operator::schema::crd_yaml());
                 Ok(ExitCode::SUCCESS)
             }
         },
@@ -580,7 +579,7 @@ async fn run_tool(command: Command) -> anyhow::Result<ExitCode> {
 fn read_resource(file: &std::path::Path) -> anyhow::Result<String> {
     use crate::host::{HostFs, TextError};
     use std::io::Read;
-    let max = foreman_operator::resources::MAX_INPUT_BYTES as u64;
+    let max = foreman_operator::read::MAX_INPUT_BYTES as u64;
     if file.as_os_str() == "-" {
         let mut text = String::new();
         std::io::stdin()

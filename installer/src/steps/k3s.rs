@@ -525,8 +525,8 @@ fn config_yaml(cx: &Context) -> String {
     let k = &cx.config.k3s;
     crate::manifests::k3s_config_yaml(
         &cx.facts.fqdn,
-        &k.cluster_cidr,
-        &k.service_cidr,
+        k.cluster_cidr,
+        k.service_cidr,
         cx.config.node_ip,
     )
 }

@@ -205,7 +205,7 @@ fn check_sizing(f: &Facts, cfg: &Config) -> Result<(), (String, String)> {
     let fits_profile =
         |s: &foreman_operator::ForemanSpec| sizing::profile_bound(s) >= s.dynflow_workers;
     let profiles_that_fit = |host_fits: &dyn Fn(&foreman_operator::ForemanSpec) -> bool| {
-        sizing::PROFILES
+        foreman_operator::profile::PROFILES
             .iter()
             .filter(|p| p.tuning != spec.tuning)
             .filter(|p| {
@@ -217,7 +217,7 @@ fn check_sizing(f: &Facts, cfg: &Config) -> Result<(), (String, String)> {
             .collect::<Vec<_>>()
     };
     if !fits_profile(spec) {
-        let p = sizing::Profile::of(spec.tuning);
+        let p = foreman_operator::profile::Profile::of(spec.tuning);
         let bound = sizing::profile_bound(spec);
         let mut fixes = Vec::new();
         if bound > 0 {
@@ -232,7 +232,7 @@ fn check_sizing(f: &Facts, cfg: &Config) -> Result<(), (String, String)> {
                 "{what} is more than the {} tuning profile's host ({} cores, {}) schedules next to PostgreSQL and k3s, so the Foreman resource would be refused",
                 spec.tuning.name(),
                 p.cpu_cores,
-                gib(p.memory_mib * sizing::MIB),
+                gib(p.memory_mib * foreman_operator::profile::MIB),
             ),
             fixes.join(", or "),
         ));
@@ -270,7 +270,7 @@ fn check_sizing(f: &Facts, cfg: &Config) -> Result<(), (String, String)> {
         ));
     }
     // Other profiles, each with the most workers both its own host and this one hold.
-    let others: Vec<String> = sizing::PROFILES
+    let others: Vec<String> = foreman_operator::profile::PROFILES
         .iter()
         .filter(|p| p.tuning != spec.tuning)
         .filter_map(|p| {

@@ -19,7 +19,7 @@ use super::{
     GENERATED_SECRET,
 };
 use crate::crd::Foreman;
-use crate::sizing::{self, Profile, Sized};
+use crate::profile::{self, Profile, Sized};
 use serde_json::{json, Value};
 
 /// FC roles/candlepin/defaults: candlepin_ssl_port.
@@ -157,7 +157,7 @@ fn pod(fm: &Foreman) -> Value {
         "livenessProbe": {"tcpSocket": {"port": PORT}, "periodSeconds": 20, "timeoutSeconds": 5, "failureThreshold": 6},
     });
     // The heap's floor and ceiling (tomcat.conf above) and the JVM's memory beside the heap.
-    c.resources = sizing::resources(&fm.spec, Sized::Candlepin);
+    c.resources = profile::resources(&fm.spec, Sized::Candlepin);
     Pod {
         run_as: run_as(),
         init: vec![setup],

@@ -10,7 +10,7 @@ use super::{
     Stream, GENERATED_SECRET, REDIS_PORT,
 };
 use crate::crd::Foreman;
-use crate::sizing::{self, Profile, Sized};
+use crate::profile::{self, Profile, Sized};
 use serde_json::{json, Value};
 
 pub const FOREMAN_PORT: u16 = 3000;
@@ -25,7 +25,7 @@ pub const DYNFLOW_WORKER: &str = "dynflow-worker";
 /// FC src/roles/foreman/defaults/main.yaml: foreman_database_pool 9, puma threads 5/5; the pool
 /// must hold every puma thread and every sidekiq thread (concurrency 5) of one process.
 pub const DATABASE_POOL: u32 = 9;
-pub use crate::sizing::PUMA_THREADS;
+pub use crate::profile::PUMA_THREADS;
 /// FC templates/dynflow-worker-hosts-queue.yml.
 pub const HOSTS_QUEUE_CONCURRENCY: u32 = 5;
 /// Seeded organization and location (foreman-installer's defaults; unconfirmed here).
@@ -279,7 +279,7 @@ fn config(fm: &Foreman) -> Value {
         },
         // Foreman (config/application.rb) believes X-Forwarded-For only from these: the edge's
         // pod address (FC 2.0.0 sets none: its Apache is on localhost, Foreman's default).
-        ":trusted_proxies": ["127.0.0.1/8", "::1", super::edge::POD_CIDR],
+        ":trusted_proxies": ["127.0.0.1/8", "::1", super::POD_CIDR],
         // What the edge passes on (FC settings.yaml.j2 "Configure reverse proxy headers"):
         // Rack turns the edge's `SSL-CLIENT-S-DN` header into HTTP_SSL_CLIENT_S_DN.
         ":ssl_client_dn_env": "HTTP_SSL_CLIENT_S_DN",
@@ -416,7 +416,7 @@ fn web(fm: &Foreman) -> Value {
     ];
     c.ports = vec![("http", FOREMAN_PORT)];
     c.probes = ping_probe(fm);
-    c.resources = sizing::resources(&fm.spec, Sized::Web);
+    c.resources = profile::resources(&fm.spec, Sized::Web);
     let needs = Needs {
         shared_tmp: true,
         migrated: true,
@@ -466,7 +466,7 @@ fn dynflow(fm: &Foreman) -> Vec<Value> {
         if cfg == "worker-hosts-queue" {
             c.mounts = vec![file_mount("config", &path, "worker-hosts-queue.yml")];
         }
-        c.resources = sizing::resources(&fm.spec, sized);
+        c.resources = profile::resources(&fm.spec, sized);
         let needs = Needs {
             shared_tmp: true,
             migrated: true,
@@ -527,7 +527,7 @@ fn redis(fm: &Foreman) -> Vec<Value> {
     c.probes = json!({"readinessProbe": {"tcpSocket": {"port": REDIS_PORT}, "periodSeconds": 5, "timeoutSeconds": 2}});
     // The sclorg image's data directory.
     c.mounts = vec![dir_mount("data", "/var/lib/redis/data", false)];
-    c.resources = sizing::resources(&fm.spec, Sized::Redis);
+    c.resources = profile::resources(&fm.spec, Sized::Redis);
     let pod = Pod {
         run_as: RunAs {
             user: Some(1001),

@@ -35,7 +35,7 @@ use serde_json::{json, Value};
 
 /// The Service (the server certificate's `foreman.<namespace>.svc`) and the Deployment.
 pub const SERVICE: &str = "foreman";
-pub const NAME: &str = "foreman-edge";
+pub use super::EDGE as NAME;
 pub const CONFIG_KEY: &str = "default.conf";
 /// The ports the host publishes (FC: Apache on 80 and 443).
 pub const HTTP_PORT: u16 = 80;
@@ -49,9 +49,6 @@ pub const PKI: &str = "/etc/nginx/pki";
 pub const PUB_DIR: &str = "/srv/pub";
 /// FC src/roles/httpd/tasks/main.yml "Copy CA certificate to pub directory for client trust".
 pub const PUB_CA: &str = "katello-server-ca.crt";
-/// The pod network k3s gives pods unless told otherwise (the installer's default
-/// `cluster-cidr`): the edge's address is in it, so Foreman may believe its X-Forwarded-For.
-pub const POD_CIDR: &str = "10.42.0.0/16";
 /// The longest certificate passed to Foreman in `SSL-CLIENT-CERT`, in 64-character PEM lines
 /// (3 KiB of DER: RSA 4096 leaves with long SAN lists fit; a longer one is passed as absent and
 /// Foreman falls back to the subject DN, as it does for any request without the header).
@@ -447,7 +444,7 @@ fn deployment_object(fm: &Foreman) -> Value {
         dir_mount("pub", PUB_DIR, true),
         dir_mount("temporary", "/tmp", false),
     ];
-    c.resources = crate::sizing::resources(&fm.spec, crate::sizing::Sized::Nginx);
+    c.resources = crate::profile::resources(&fm.spec, crate::profile::Sized::Nginx);
     c.probes = json!({
         "startupProbe": {"tcpSocket": {"port": "https"}, "periodSeconds": 2, "timeoutSeconds": 1, "failureThreshold": 30},
         "readinessProbe": {"tcpSocket": {"port": "https"}, "initialDelaySeconds": 3, "periodSeconds": 5},

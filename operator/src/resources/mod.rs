@@ -24,9 +24,6 @@ pub mod edge;
 pub mod nginx;
 pub mod proxy;
 pub mod pulp;
-mod read;
-
-pub use read::{read_foreman, MAX_INPUT_BYTES, MAX_NESTING};
 
 use crate::crd::Foreman;
 use serde_json::{json, Value};
@@ -45,6 +42,11 @@ pub const GENERATED_KEYS: &[&str] = &[
 ];
 /// Keys every database Secret must have (the installer's postgres step also writes `sslmode`).
 pub const DB_KEYS: &[&str] = &["host", "port", "name", "user", "password"];
+/// The edge's Deployment and ConfigMap ([`edge`]); Pulp's NetworkPolicy lets it in.
+pub const EDGE: &str = "foreman-edge";
+/// The pod network k3s gives pods unless told otherwise (the installer's default
+/// `cluster-cidr`): the edge's address is in it, so Foreman may believe its X-Forwarded-For.
+pub const POD_CIDR: &str = "10.42.0.0/16";
 pub const HASH_ANNOTATION: &str = "app.theforeman.org/desired-hash";
 pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";

@@ -99,7 +99,7 @@ fn pod(fm: &Foreman) -> Value {
     );
     // OCI Containerfile: bundler.d loads a plugin only when listed here (unset loads all).
     c.env = vec![env("FOREMAN_PROXY_ENABLED_PLUGINS", "remote_execution_ssh")];
-    c.resources = crate::sizing::resources(&fm.spec, crate::sizing::Sized::Proxy);
+    c.resources = crate::profile::resources(&fm.spec, crate::profile::Sized::Proxy);
     // FC roles/foreman_proxy/tasks/main.yaml: these files at these paths.
     c.mounts = vec![
         file_mount("config", "/etc/foreman-proxy/settings.yml", "settings.yml"),

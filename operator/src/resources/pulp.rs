@@ -18,7 +18,7 @@ use super::{
     GENERATED_SECRET, REDIS_PORT,
 };
 use crate::crd::Foreman;
-use crate::sizing::{self, Profile, Sized};
+use crate::profile::{self, Profile, Sized};
 use serde_json::{json, Value};
 
 pub const API_PORT: u16 = 24817;
@@ -142,7 +142,7 @@ fn api_policy(fm: &Foreman) -> Value {
             "ingress": [{
                 "from": [
                     {"podSelector": {"matchLabels": super::selector(fm, CONTROL)}},
-                    {"podSelector": {"matchLabels": super::selector(fm, super::edge::NAME)}},
+                    {"podSelector": {"matchLabels": super::selector(fm, super::EDGE)}},
                 ],
                 "ports": [{"port": API_PORT, "protocol": "TCP"}],
             }],
@@ -343,7 +343,7 @@ fn control_deployment(fm: &Foreman) -> Value {
         dir_mount("certificates", CONTROL_PKI, true),
         dir_mount("temporary", "/tmp", false),
     ];
-    c.resources = sizing::resources(&fm.spec, Sized::Nginx);
+    c.resources = profile::resources(&fm.spec, Sized::Nginx);
     c.probes = json!({
         "startupProbe": {"tcpSocket": {"port": "https"}, "periodSeconds": 2, "timeoutSeconds": 1, "failureThreshold": 30},
         "readinessProbe": {"tcpSocket": {"port": "https"}, "initialDelaySeconds": 3, "periodSeconds": 5},
@@ -456,7 +456,7 @@ fn server(fm: &Foreman, name: &'static str, command: &[&str], port: Option<u16>)
             Profile::of(fm.spec.tuning).pulp_workers(),
         ),
     };
-    c.resources = sizing::resources(&fm.spec, sized);
+    c.resources = profile::resources(&fm.spec, sized);
     match port {
         Some(API_PORT) => {
             c.ports = vec![("http", API_PORT)];

@@ -6,8 +6,9 @@
 //! OCI = theforeman/foreman-oci-images; PO = theforeman/pulp-oci-images;
 //! CO = theforeman/candlepin-oci-images.
 
+use foreman_operator::read::read_foreman;
 use foreman_operator::resources::core::with_database_url;
-use foreman_operator::resources::{desired, read_foreman};
+use foreman_operator::resources::desired;
 use serde_json::Value;
 
 enum Check {

@@ -5,7 +5,8 @@
 //! (`ActiveRecord::DatabaseConfigurations::ConnectionUrlResolver`, Debian's ruby-activerecord,
 //! which scripts/test.sh installs).
 
-use foreman_operator::resources::{desired, read_foreman};
+use foreman_operator::read::read_foreman;
+use foreman_operator::resources::desired;
 use serde_json::Value;
 use std::process::Command;
 

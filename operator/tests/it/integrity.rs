@@ -3,8 +3,9 @@
 //! between objects (mounts, Secret and ConfigMap keys, claims, Service selectors, Ingress
 //! backends), users the kubelet can verify, and images from the release-stream table.
 
+use foreman_operator::read::read_foreman;
 use foreman_operator::resources::{
-    certificates, desired, proxy, pulp, read_foreman, CA_SECRET, GENERATED_KEYS, GENERATED_SECRET,
+    certificates, desired, proxy, pulp, CA_SECRET, GENERATED_KEYS, GENERATED_SECRET,
     PULP_KEY_SECRET, REX_SSH_SECRET, STREAMS, TLS_SECRET,
 };
 use serde_json::Value;

@@ -8,8 +8,9 @@
 //! must refuse it, so these tests fail on such keys.
 
 use foreman_operator::crd::Foreman;
+use foreman_operator::read::read_foreman;
 use foreman_operator::resources::certificates::{self, Reason, Values};
-use foreman_operator::resources::{desired, read_foreman};
+use foreman_operator::resources::desired;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

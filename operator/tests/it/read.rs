@@ -1,7 +1,7 @@
 //! `operator render` reads a resource from a file: it refuses what the CRD refuses, and bounds
 //! hostile input before the YAML parser sees it.
 
-use foreman_operator::resources::{read_foreman, MAX_INPUT_BYTES, MAX_NESTING};
+use foreman_operator::read::{read_foreman, MAX_INPUT_BYTES, MAX_NESTING};
 use foreman_operator::Error;
 
 fn cr(spec: &str) -> String {

@@ -2,7 +2,8 @@
 //! every object passes `kubernetes-validate --strict` for the pinned k3s's Kubernetes minor.
 //! `UPDATE_GOLDEN=1 cargo test -p foreman-operator` rewrites the files after a deliberate change.
 
-use foreman_operator::resources::{desired, read_foreman, to_yaml};
+use foreman_operator::read::read_foreman;
+use foreman_operator::resources::{desired, to_yaml};
 use std::path::PathBuf;
 
 const CASES: &[(&str, bool, bool)] = &[

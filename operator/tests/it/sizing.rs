@@ -3,9 +3,11 @@
 //! worker count, refuses exactly what `operator render` refuses; rendered pods carry the
 //! profile's process counts and heap.
 
-use foreman_operator::crd::crd_yaml;
-use foreman_operator::resources::{desired, read_foreman};
-use foreman_operator::sizing::{self, PROFILES};
+use foreman_operator::profile::PROFILES;
+use foreman_operator::read::read_foreman;
+use foreman_operator::resources::desired;
+use foreman_operator::schema::crd_yaml;
+use foreman_operator::sizing;
 use foreman_operator::ForemanSpec;
 use serde_json::{json, Value};
 use std::io::Write;

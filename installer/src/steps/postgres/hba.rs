@@ -15,7 +15,7 @@ const HBA_END: &str = "# END foreman-box";
 
 /// The managed pg_hba.conf block: loopback and the pod network for our databases, nothing else.
 pub(crate) fn hba_block(cx: &Context) -> String {
-    let pods = &cx.config.k3s.cluster_cidr;
+    let pods = cx.config.k3s.cluster_cidr.to_string();
     let mut lines = vec![HBA_BEGIN.to_string()];
     if cx.config.postgres.mode == PostgresMode::Local {
         lines.push(format!(

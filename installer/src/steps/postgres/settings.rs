@@ -18,8 +18,8 @@ fn desired_settings(cx: &Context) -> Vec<(&'static str, String)> {
     let max_connections = (100 + 30 * workers + katello).max(100);
     // The tuning profile's (FC src/vars/tuning/*.yml postgresql_shared_buffers), which the
     // preflight's sizing check counts against the host beside the pods.
-    let shared_mb =
-        foreman_operator::sizing::Profile::of(cx.config.foreman.tuning).postgres_shared_buffers_mib;
+    let shared_mb = foreman_operator::profile::Profile::of(cx.config.foreman.tuning)
+        .postgres_shared_buffers_mib;
     let mut listen = vec!["localhost".to_string()];
     if let Some(ip) = cx.facts.node_ip.filter(|ip| !ip.is_loopback()) {
         listen.push(ip.to_string());

@@ -103,8 +103,8 @@ fn check_schema(raw: &Value) -> Result<(), String> {
     }
     // Generated once per process: the schema is the same for every resource read.
     static CRD: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
-    let crd =
-        CRD.get_or_init(|| serde_yaml::from_str(&crate::crd::crd_yaml()).expect("the CRD parses"));
+    let crd = CRD
+        .get_or_init(|| serde_yaml::from_str(&crate::schema::crd_yaml()).expect("the CRD parses"));
     let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
     match obj.get("spec") {
         Some(spec) => walk(schema, spec, "spec"),
