@@ -225,12 +225,19 @@ pub fn default_foreman(
     dynflow_workers: u32,
     katello: bool,
     remote_execution: bool,
-) -> Value {
-    let mut spec = json!({"dynflow_workers": dynflow_workers, "plugins": {"katello": katello, "remote_execution": remote_execution}});
-    if let Some(h) = hostname {
-        spec["hostname"] = json!(h);
-    }
-    json!({"apiVersion": "app.theforeman.org/v1alpha1", "kind": "Foreman", "metadata": {"name": "foreman", "namespace": NAMESPACE}, "spec": spec})
+) -> foreman_operator::Foreman {
+    let spec = foreman_operator::ForemanSpec {
+        hostname: hostname.map(str::to_string),
+        dynflow_workers,
+        plugins: foreman_operator::crd::Plugins {
+            katello,
+            remote_execution,
+        },
+        ..Default::default()
+    };
+    let mut fm = foreman_operator::Foreman::new("foreman", spec);
+    fm.metadata.namespace = Some(NAMESPACE.into());
+    fm
 }
 
 #[cfg(test)]
@@ -291,9 +298,9 @@ mod tests {
 
     #[test]
     fn default_resource_is_the_seed_example() {
-        let fm: foreman_operator::Foreman =
-            serde_json::from_value(default_foreman(Some("foreman.example.com"), 2, true, true))
-                .unwrap();
+        let fm = default_foreman(Some("foreman.example.com"), 2, true, true);
+        assert_eq!(fm.spec.hostname.as_deref(), Some("foreman.example.com"));
+        assert_eq!(fm.metadata.namespace.as_deref(), Some(NAMESPACE));
         assert_eq!(fm.spec.dynflow_workers, 2);
         assert!(fm.spec.plugins.katello && fm.spec.plugins.remote_execution);
     }

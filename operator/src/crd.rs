@@ -55,6 +55,13 @@ pub struct ForemanSpec {
     pub maintenance: bool,
 }
 
+/// The spec of a resource written as `spec: {}`: every field at its schema default.
+impl Default for ForemanSpec {
+    fn default() -> Self {
+        serde_json::from_value(serde_json::json!({})).expect("every field has a default")
+    }
+}
+
 fn is_false(b: &bool) -> bool {
     !*b
 }

@@ -524,7 +524,10 @@ async fn run_tool(command: Command) -> anyhow::Result<ExitCode> {
             let fqdn = crate::facts::fqdn_of(&host, &config);
             let mut objs = vec![crate::manifests::namespace()];
             objs.extend(foreman_box_bundle::operator_objects());
-            objs.push(steps::foreman::resource(&config, Some(&fqdn)));
+            objs.push(steps::foreman::applied(&steps::foreman::resource(
+                &config,
+                Some(&fqdn),
+            )));
             print!(
                 "---\n{}{}",
                 foreman_box_bundle::CRD_YAML,

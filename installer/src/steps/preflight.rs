@@ -180,9 +180,7 @@ fn check_memory(f: &Facts, cfg: &Config) -> Result<(), (String, String)> {
 /// memory as allocatable (k3s reserves none), so a deployment that passes here gets scheduled.
 fn check_sizing(f: &Facts, cfg: &Config) -> Result<(), (String, String)> {
     use foreman_operator::sizing::{self, cores, gib};
-    let fm: foreman_operator::Foreman =
-        serde_json::from_value(crate::steps::foreman::resource(cfg, None))
-            .expect("the installer's resource is a Foreman resource");
+    let fm = crate::steps::foreman::resource(cfg, None);
     let spec = &fm.spec;
     let local_postgres = postgres_here(cfg);
     let (host_cpu, host_memory) = (f.cpus as u64 * 1000, f.memory_bytes);

@@ -17,6 +17,7 @@ use super::{Action, Context, Step};
 use crate::cluster::{self, Cluster, ClusterError, FIELD_MANAGER, RESOURCE};
 use crate::error::Result;
 use foreman_box_bundle::NAMESPACE;
+use foreman_operator::Foreman;
 use futures::future::BoxFuture;
 use kube::api::DynamicObject;
 use serde_json::Value;
@@ -47,12 +48,13 @@ pub fn connects(cx: &Context) -> bool {
 }
 
 /// The resource we want: the bundle's default with this host's name and the configuration.
-pub fn desired(cx: &Context) -> Value {
+pub fn desired(cx: &Context) -> Foreman {
     resource(&cx.config, Some(&cx.facts.fqdn))
 }
 
-/// The resource a configuration asks for (preflight sizes the host against it).
-pub fn resource(cfg: &crate::config::Config, hostname: Option<&str>) -> Value {
+/// The resource a configuration asks for (preflight sizes the host against it; `render` prints
+/// what [`applied`] makes of it).
+pub fn resource(cfg: &crate::config::Config, hostname: Option<&str>) -> Foreman {
     let f = &cfg.foreman;
     let mut fm = foreman_box_bundle::default_foreman(
         hostname,
@@ -60,8 +62,52 @@ pub fn resource(cfg: &crate::config::Config, hostname: Option<&str>) -> Value {
         f.katello,
         f.remote_execution,
     );
-    fm["spec"]["tuning"] = f.tuning.name().into();
+    fm.spec.tuning = f.tuning;
     fm
+}
+
+/// The fields of `fm` that foreman-box sets, as it applies them (server-side apply, field manager
+/// `foreman-box`): its name and namespace, and `spec.hostname` (when set),
+/// `spec.dynflow_workers`, `spec.plugins` and `spec.tuning`. The rest of the spec stays the
+/// user's (`kubectl edit`) or the schema's defaults: foreman-box never owns it.
+pub fn applied(fm: &Foreman) -> Value {
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Applied<'a> {
+        api_version: String,
+        kind: String,
+        metadata: Metadata<'a>,
+        spec: Spec<'a>,
+    }
+    #[derive(serde::Serialize)]
+    struct Metadata<'a> {
+        name: Option<&'a str>,
+        namespace: Option<&'a str>,
+    }
+    #[derive(serde::Serialize)]
+    struct Spec<'a> {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        hostname: Option<&'a str>,
+        dynflow_workers: u32,
+        plugins: &'a foreman_operator::crd::Plugins,
+        tuning: foreman_operator::Tuning,
+    }
+    use kube::Resource;
+    serde_json::to_value(Applied {
+        api_version: Foreman::api_version(&()).into_owned(),
+        kind: Foreman::kind(&()).into_owned(),
+        metadata: Metadata {
+            name: fm.metadata.name.as_deref(),
+            namespace: fm.metadata.namespace.as_deref(),
+        },
+        spec: Spec {
+            hostname: fm.spec.hostname.as_deref(),
+            dynflow_workers: fm.spec.dynflow_workers,
+            plugins: &fm.spec.plugins,
+            tuning: fm.spec.tuning,
+        },
+    })
+    .expect("strings, numbers and booleans serialize")
 }
 
 /// Where to log in, and the command that reads the admin password (never the password).
@@ -83,8 +129,8 @@ async fn plan(cx: &Context) -> Result<Vec<Action>> {
         return Ok(Vec::new());
     }
     let explicit = cx.config.foreman.kubeconfig.as_deref();
-    let desired = desired(cx);
-    let fm = secrets::resource(&desired)?;
+    let fm = desired(cx);
+    let desired = applied(&fm);
     let mut actions = Vec::new();
     let (kubeconfig, shown) = cluster::kubeconfig_path(&cx.host, explicit);
     if explicit.is_none() && !cx.host.fs().exists(&kubeconfig) {
@@ -102,10 +148,7 @@ async fn plan(cx: &Context) -> Result<Vec<Action>> {
         actions.push(apply_action(
             None,
             &desired,
-            format!(
-                "apply Foreman {NAMESPACE}/{RESOURCE} ({})",
-                summary(&desired)
-            ),
+            format!("apply Foreman {NAMESPACE}/{RESOURCE} ({})", summary(&fm)),
             format!("k3s has not written {} yet", shown.display()),
         ));
         actions.push(wait_action(None, "Foreman was not applied yet".into()));
@@ -122,10 +165,7 @@ async fn plan(cx: &Context) -> Result<Vec<Action>> {
         actions.push(apply_action(
             Some(&cluster),
             &desired,
-            format!(
-                "apply Foreman {NAMESPACE}/{RESOURCE} ({})",
-                summary(&desired)
-            ),
+            format!("apply Foreman {NAMESPACE}/{RESOURCE} ({})", summary(&fm)),
             "the CRD is not established yet, so the current resource cannot be read",
         ));
         actions.push(wait_action(
@@ -143,10 +183,7 @@ async fn plan(cx: &Context) -> Result<Vec<Action>> {
             actions.push(apply_action(
                 Some(&cluster),
                 &desired,
-                format!(
-                    "create Foreman {NAMESPACE}/{RESOURCE} ({})",
-                    summary(&desired)
-                ),
+                format!("create Foreman {NAMESPACE}/{RESOURCE} ({})", summary(&fm)),
                 "it does not exist yet",
             ));
             true
@@ -261,14 +298,14 @@ fn wait_action(cluster: Option<&Cluster>, why: String) -> Action {
     )
 }
 
-fn summary(desired: &Value) -> String {
-    let s = &desired["spec"];
+fn summary(fm: &Foreman) -> String {
+    let s = &fm.spec;
     format!(
         "hostname {}, dynflow_workers {}, katello {}, remote_execution {}",
-        s["hostname"].as_str().unwrap_or("any"),
-        s["dynflow_workers"],
-        s["plugins"]["katello"],
-        s["plugins"]["remote_execution"]
+        s.hostname.as_deref().unwrap_or("any"),
+        s.dynflow_workers,
+        s.plugins.katello,
+        s.plugins.remote_execution
     )
 }
 
@@ -478,13 +515,23 @@ mod tests {
 
     #[test]
     fn absent_resource_is_created() {
-        let want = foreman_box_bundle::default_foreman(Some("f.example.com"), 2, true, true);
+        let want = applied(&foreman_box_bundle::default_foreman(
+            Some("f.example.com"),
+            2,
+            true,
+            true,
+        ));
         assert_eq!(diff(&want, None), Diff::Create);
     }
 
     #[test]
     fn unchanged_resource_needs_nothing_even_with_defaults_filled_in() {
-        let want = foreman_box_bundle::default_foreman(Some("f.example.com"), 2, true, true);
+        let want = applied(&foreman_box_bundle::default_foreman(
+            Some("f.example.com"),
+            2,
+            true,
+            true,
+        ));
         let mut spec = want["spec"].clone();
         // The API server fills in the schema's defaults; they are not ours to compare.
         spec["version"] = json!("3.18");
@@ -499,8 +546,18 @@ mod tests {
 
     #[test]
     fn changed_workers_and_plugin_are_named_with_old_and_new_values() {
-        let before = foreman_box_bundle::default_foreman(Some("f.example.com"), 2, true, true);
-        let want = foreman_box_bundle::default_foreman(Some("f.example.com"), 3, false, true);
+        let before = applied(&foreman_box_bundle::default_foreman(
+            Some("f.example.com"),
+            2,
+            true,
+            true,
+        ));
+        let want = applied(&foreman_box_bundle::default_foreman(
+            Some("f.example.com"),
+            3,
+            false,
+            true,
+        ));
         let fm = live(before["spec"].clone(), json!([]));
         assert_eq!(
             diff(&want, Some(&fm)),

@@ -32,17 +32,6 @@ use std::collections::BTreeMap;
 
 type Data = BTreeMap<String, ByteString>;
 
-/// The typed resource the operator will see, for the generators.
-pub fn resource(desired: &Value) -> Result<Foreman> {
-    serde_json::from_value(desired.clone()).map_err(|e| Error::Generate {
-        what: "the generated Secrets: the configuration does not make a Foreman resource".into(),
-        source: foreman_operator::Error::Invalid {
-            path: "Foreman".into(),
-            message: e.to_string(),
-        },
-    })
-}
-
 /// The Secret object for `data`, as created in the cluster and as kept in the copy.
 fn object(fm: &Foreman, g: Generated, data: &Data) -> Value {
     json!({
