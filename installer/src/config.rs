@@ -18,34 +18,70 @@ const NON_KEY_ENV: &[&str] = &["FOREMAN_BOX_ROOT", "FOREMAN_BOX_CONFIG", "FOREMA
 /// The one secret that may come from the environment: never from a flag (argv) or the file.
 pub const ADMIN_PASSWORD_ENV: &str = "FOREMAN_BOX_POSTGRES_ADMIN_PASSWORD";
 
-/// Every configuration key: (key, default, help).
-pub const KEYS: &[(&str, &str, &str)] = &[
-    ("hostname", "", "FQDN Foreman is served on [default: the host's FQDN]"),
-    ("node_ip", "", "this host's address for pods to reach [default: the default route's address]"),
-    ("bundle", "", "offline bundle to install from (`foreman-box bundle create`): verified whole before anything changes; k3s, its airgap images and the pinned images then come from it, not the network"),
-    ("k3s.version", PINNED_K3S_VERSION, "k3s release tag to install"),
-    ("k3s.channel", "", "k3s channel (stable, latest, v1.33, ...) resolved to a release; ignored when a version is given"),
-    ("k3s.channel_url", "https://update.k3s.io/v1-release/channels", "k3s channel service"),
-    ("k3s.release_url", "https://github.com/k3s-io/k3s/releases/download", "base URL of k3s release assets (a mirror for air-gapped hosts)"),
-    ("k3s.airgap_images", "false", "also install the k3s airgap images archive"),
-    ("k3s.cluster_cidr", "10.42.0.0/16", "pod network"),
-    ("k3s.service_cidr", "10.43.0.0/16", "service network"),
-    ("k3s.ready_timeout", "300", "seconds to wait for k3s to become ready"),
-    ("downloads.retries", "5", "retries of a failed download"),
-    ("downloads.retry_delay_ms", "500", "first retry delay in milliseconds (doubles each time)"),
-    ("downloads.connect_timeout_secs", "10", "seconds to wait for a connection to a download server"),
-    ("downloads.timeout_secs", "30", "a request fails when its answer does not start within this many seconds, or when fewer than 1 KiB/s arrive over this many seconds"),
-    ("postgres.mode", "local", "local (the distribution's server on this host) or external"),
-    ("postgres.admin_url", "", "external admin connection, postgres://USER@HOST:PORT/DB (no password)"),
-    ("postgres.admin_password_file", "", "file holding the external admin password (or set FOREMAN_BOX_POSTGRES_ADMIN_PASSWORD)"),
-    ("postgres.manage_server", "", "manage pg_hba.conf, listen address and tuning [default: local mode or a server on loopback]"),
-    ("storage.pulp_dir", "/var/lib/pulp", "Pulp content directory"),
-    ("foreman.dynflow_workers", "2", "dynflow worker replicas (1-32; as many as the tuning profile's host schedules)"),
-    ("foreman.tuning", "default", "foremanctl tuning profile the pods are sized for: development, default, medium, large, extra-large, extra-extra-large"),
-    ("foreman.katello", "true", "enable Katello (content management)"),
-    ("foreman.remote_execution", "true", "enable Remote Execution"),
-    ("foreman.wait_timeout", "1800", "seconds to wait for Foreman to become Ready (first installs pull several GiB of images)"),
-    ("foreman.kubeconfig", "", "kubeconfig for the Foreman resource, used as given (not under --root); the cluster is then reached even with --root or --skip-start [default: /etc/rancher/k3s/k3s.yaml]"),
+/// What a key's value is: a flag of a boolean key may be given bare (`--katello`), and
+/// `install` remembers booleans and numbers as TOML booleans and integers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Text,
+    Bool,
+    /// A whole number.
+    Number,
+}
+
+/// One configuration key: its name (`foreman.katello`: the TOML key, the flag
+/// `--foreman-katello` and the variable `FOREMAN_BOX_FOREMAN_KATELLO`), its kind, its default
+/// as written (empty: none, or one worked out at run time, said in `help`), and its help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Key {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub default: &'static str,
+    pub help: &'static str,
+}
+
+const fn key(name: &'static str, kind: Kind, default: &'static str, help: &'static str) -> Key {
+    Key {
+        name,
+        kind,
+        default,
+        help,
+    }
+}
+
+/// The key named `name`, if there is one.
+pub fn key_named(name: &str) -> Option<&'static Key> {
+    KEYS.iter().find(|k| k.name == name)
+}
+
+/// Every configuration key.
+#[rustfmt::skip]
+pub const KEYS: &[Key] = &[
+    key("hostname", Kind::Text, "", "FQDN Foreman is served on [default: the host's FQDN]"),
+    key("node_ip", Kind::Text, "", "this host's address for pods to reach [default: the default route's address]"),
+    key("bundle", Kind::Text, "", "offline bundle to install from (`foreman-box bundle create`): verified whole before anything changes; k3s, its airgap images and the pinned images then come from it, not the network"),
+    key("k3s.version", Kind::Text, PINNED_K3S_VERSION, "k3s release tag to install"),
+    key("k3s.channel", Kind::Text, "", "k3s channel (stable, latest, v1.33, ...) resolved to a release; ignored when a version is given"),
+    key("k3s.channel_url", Kind::Text, "https://update.k3s.io/v1-release/channels", "k3s channel service"),
+    key("k3s.release_url", Kind::Text, "https://github.com/k3s-io/k3s/releases/download", "base URL of k3s release assets (a mirror for air-gapped hosts)"),
+    key("k3s.airgap_images", Kind::Bool, "false", "also install the k3s airgap images archive"),
+    key("k3s.cluster_cidr", Kind::Text, "10.42.0.0/16", "pod network"),
+    key("k3s.service_cidr", Kind::Text, "10.43.0.0/16", "service network"),
+    key("k3s.ready_timeout", Kind::Number, "300", "seconds to wait for k3s to become ready"),
+    key("downloads.retries", Kind::Number, "5", "retries of a failed download"),
+    key("downloads.retry_delay_ms", Kind::Number, "500", "first retry delay in milliseconds (doubles each time)"),
+    key("downloads.connect_timeout_secs", Kind::Number, "10", "seconds to wait for a connection to a download server"),
+    key("downloads.timeout_secs", Kind::Number, "30", "a request fails when its answer does not start within this many seconds, or when fewer than 1 KiB/s arrive over this many seconds"),
+    key("postgres.mode", Kind::Text, "local", "local (the distribution's server on this host) or external"),
+    key("postgres.admin_url", Kind::Text, "", "external admin connection, postgres://USER@HOST:PORT/DB (no password)"),
+    key("postgres.admin_password_file", Kind::Text, "", "file holding the external admin password (or set FOREMAN_BOX_POSTGRES_ADMIN_PASSWORD)"),
+    key("postgres.manage_server", Kind::Bool, "", "manage pg_hba.conf, listen address and tuning [default: local mode or a server on loopback]"),
+    key("storage.pulp_dir", Kind::Text, "/var/lib/pulp", "Pulp content directory"),
+    key("foreman.dynflow_workers", Kind::Number, "2", "dynflow worker replicas (1-32; as many as the tuning profile's host schedules)"),
+    key("foreman.tuning", Kind::Text, "default", "foremanctl tuning profile the pods are sized for: development, default, medium, large, extra-large, extra-extra-large"),
+    key("foreman.katello", Kind::Bool, "true", "enable Katello (content management)"),
+    key("foreman.remote_execution", Kind::Bool, "true", "enable Remote Execution"),
+    key("foreman.wait_timeout", Kind::Number, "1800", "seconds to wait for Foreman to become Ready (first installs pull several GiB of images)"),
+    key("foreman.kubeconfig", Kind::Text, "", "kubeconfig for the Foreman resource, used as given (not under --root); the cluster is then reached even with --root or --skip-start [default: /etc/rancher/k3s/k3s.yaml]"),
 ];
 
 /// Where a value came from, for error messages.
@@ -207,7 +243,7 @@ impl Layers {
     pub fn new() -> Self {
         let values = KEYS
             .iter()
-            .map(|(k, d, _)| (*k, (d.to_string(), Source::Default)))
+            .map(|k| (k.name, (k.default.to_string(), Source::Default)))
             .collect();
         Layers { values }
     }
@@ -267,18 +303,18 @@ impl Layers {
             {
                 continue;
             }
-            let Some((key, _, _)) = KEYS.iter().find(|(k, _, _)| env_name(k) == name) else {
+            let Some(key) = KEYS.iter().find(|k| env_name(k.name) == name) else {
                 return Err(ConfigError::UnknownKey {
                     key: name.clone(),
                     source_: Source::Env(name),
                     known: KEYS
                         .iter()
-                        .map(|(k, _, _)| env_name(k))
+                        .map(|k| env_name(k.name))
                         .collect::<Vec<_>>()
                         .join(", "),
                 });
             };
-            self.set(key, value, Source::Env(name))?;
+            self.set(key.name, value, Source::Env(name))?;
         }
         Ok(self)
     }
@@ -318,18 +354,14 @@ impl Layers {
     }
 
     fn set(&mut self, key: &str, value: String, source: Source) -> Result<(), ConfigError> {
-        let Some((k, _, _)) = KEYS.iter().find(|(k, _, _)| *k == key) else {
+        let Some(k) = key_named(key) else {
             return Err(ConfigError::UnknownKey {
                 key: key.to_string(),
                 source_: source,
-                known: KEYS
-                    .iter()
-                    .map(|(k, _, _)| *k)
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                known: KEYS.iter().map(|k| k.name).collect::<Vec<_>>().join(", "),
             });
         };
-        self.values.insert(k, (value, source));
+        self.values.insert(k.name, (value, source));
         Ok(())
     }
 
@@ -836,22 +868,19 @@ impl Given {
 
     /// The value as TOML: booleans and whole numbers typed as their keys' defaults are.
     fn toml_value(&self) -> toml_edit::Value {
-        let default = KEYS
-            .iter()
-            .find(|(k, _, _)| *k == self.key)
-            .map_or("", |(_, d, _)| *d);
         let raw = self.value.trim();
-        if default == "true" || default == "false" {
-            match raw.to_ascii_lowercase().as_str() {
+        match key_named(self.key).map(|k| k.kind) {
+            Some(Kind::Bool) => match raw.to_ascii_lowercase().as_str() {
                 "true" | "yes" | "1" | "on" => return true.into(),
                 "false" | "no" | "0" | "off" => return false.into(),
                 _ => {}
+            },
+            Some(Kind::Number) => {
+                if let Ok(n) = raw.parse::<i64>() {
+                    return n.into();
+                }
             }
-        }
-        if default.parse::<i64>().is_ok() {
-            if let Ok(n) = raw.parse::<i64>() {
-                return n.into();
-            }
+            Some(Kind::Text) | None => {}
         }
         self.value.as_str().into()
     }
@@ -932,6 +961,44 @@ pub fn remembered(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_key_default_reads_as_its_kind_and_a_kept_value_is_typed_by_it() {
+        for k in KEYS {
+            let ok = match k.kind {
+                Kind::Bool => ["", "true", "false"].contains(&k.default),
+                Kind::Number => k.default.is_empty() || k.default.parse::<u64>().is_ok(),
+                Kind::Text => k.default.parse::<i64>().is_err() && k.default != "true",
+            };
+            assert!(
+                ok,
+                "{} is {:?} with default {:?}",
+                k.name, k.kind, k.default
+            );
+        }
+        let given = |key: &'static str, value: &str| Given {
+            key,
+            value: value.into(),
+            source: Source::Flag(flag_name(key)),
+        };
+        assert_eq!(
+            given("postgres.manage_server", "yes")
+                .toml_value()
+                .as_bool(),
+            Some(true),
+            "a boolean with a computed default is still a boolean"
+        );
+        assert_eq!(
+            given("foreman.wait_timeout", "600")
+                .toml_value()
+                .as_integer(),
+            Some(600)
+        );
+        assert_eq!(
+            given("k3s.version", "v1.33.4+k3s1").toml_value().as_str(),
+            Some("v1.33.4+k3s1")
+        );
+    }
 
     fn given(pairs: &[(&'static str, &str, Source)]) -> Vec<Given> {
         pairs

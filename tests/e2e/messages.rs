@@ -307,7 +307,10 @@ fn usage_errors_exit_1_not_the_2_of_changes_pending() {
     );
     // Every setting with a default shows it, from the key table itself.
     let help = run(&mut foreman_box(&["install", "--help"]));
-    for (key, default, _) in foreman_box::config::KEYS {
+    for foreman_box::config::Key {
+        name: key, default, ..
+    } in foreman_box::config::KEYS
+    {
         let flag = format!("--{}", foreman_box::config::flag_name(key));
         let text = help
             .stdout

@@ -133,27 +133,33 @@ fn settings(page: &mut Roff) {
          variable, which wins over the file.",
         config::DEFAULT_CONFIG_PATH
     ))]);
-    for (key, default, help) in KEYS {
+    for k in KEYS {
         page.control("TP", []);
+        let value = match k.kind {
+            config::Kind::Bool => "[BOOL]",
+            config::Kind::Number => "NUMBER",
+            config::Kind::Text => "VALUE",
+        };
         page.text([
-            bold(format!("--{}", config::flag_name(key))),
+            bold(format!("--{}", config::flag_name(k.name))),
             roman(" "),
-            italic("VALUE"),
+            italic(value),
         ]);
-        let mut text = vec![roman(*help)];
-        if !default.is_empty() {
-            text.push(roman(format!(" (default: {default})")));
+        let mut text = vec![roman(k.help)];
+        if !k.default.is_empty() {
+            text.push(roman(format!(" (default: {})", k.default)));
         }
         text.push(roman(format!(
-            "; config: {key}; env: {}",
-            config::env_name(key)
+            "; config: {}; env: {}",
+            k.name,
+            config::env_name(k.name)
         )));
         page.text(text);
     }
 }
 
 fn is_setting(a: &clap::Arg) -> bool {
-    KEYS.iter().any(|(k, _, _)| a.get_id() == *k)
+    KEYS.iter().any(|k| a.get_id() == k.name)
 }
 
 fn is_builtin(a: &clap::Arg) -> bool {

@@ -184,10 +184,11 @@ impl FromArgMatches for ConfigFlags {
     fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
         let values = KEYS
             .iter()
-            .filter_map(|(key, _, _)| {
-                let from_cli = m.value_source(key) == Some(clap::parser::ValueSource::CommandLine);
+            .filter_map(|k| {
+                let from_cli =
+                    m.value_source(k.name) == Some(clap::parser::ValueSource::CommandLine);
                 from_cli
-                    .then(|| m.get_one::<String>(key).map(|v| (*key, v.clone())))
+                    .then(|| m.get_one::<String>(k.name).map(|v| (k.name, v.clone())))
                     .flatten()
             })
             .collect();
@@ -202,26 +203,29 @@ impl FromArgMatches for ConfigFlags {
 
 impl Args for ConfigFlags {
     fn augment_args(mut cmd: clap::Command) -> clap::Command {
-        for (key, default, help) in KEYS {
-            let boolean = *default == "true" || *default == "false";
-            let default = if default.is_empty() {
+        for k in KEYS {
+            let default = if k.default.is_empty() {
                 String::new()
             } else {
-                format!(" [default: {default}]")
+                format!(" [default: {}]", k.default)
             };
-            let mut arg = clap::Arg::new(*key)
-                .long(config::flag_name(key))
+            let mut arg = clap::Arg::new(k.name)
+                .long(config::flag_name(k.name))
                 .help(format!(
-                    "{help}{default} [config: {key}, env: {}]",
-                    config::env_name(key)
+                    "{}{default} [config: {}, env: {}]",
+                    k.help,
+                    k.name,
+                    config::env_name(k.name)
                 ))
                 .global(true)
                 .help_heading("Settings (also in config.toml and FOREMAN_BOX_* variables)");
-            if boolean {
+            if k.kind == config::Kind::Bool {
                 arg = arg
                     .value_name("BOOL")
                     .num_args(0..=1)
                     .default_missing_value("true");
+            } else if k.kind == config::Kind::Number {
+                arg = arg.value_name("NUMBER");
             } else {
                 arg = arg.value_name("VALUE");
             }
