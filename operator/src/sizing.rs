@@ -50,6 +50,7 @@ pub fn requirements(spec: &ForemanSpec) -> Requirements {
 
 /// Requirements as a function of the Dynflow worker count: the rest of the deployment plus one
 /// identical pod per worker. One render gives the whole line.
+#[derive(Debug, Clone, Copy)]
 struct Line {
     rest: Requirements,
     worker_cpu_millis: u64,
@@ -57,7 +58,29 @@ struct Line {
 }
 
 impl Line {
+    /// The line of `spec`. A spec that differs from the defaults only in its tuning profile,
+    /// plugins, Dynflow worker count and hostname (every spec the installer and the CRD's rule
+    /// ask about) has its line rendered once per process, per profile and plugin set: preflight
+    /// asks about every profile, and each render is a couple of milliseconds.
     fn of(spec: &ForemanSpec) -> Line {
+        const N: usize = PROFILES.len();
+        static LINES: [[OnceLock<Line>; 4]; N] = [const { [const { OnceLock::new() }; 4] }; N];
+        let (row, col) = cell(spec);
+        let canonical = spec_for(
+            spec.tuning,
+            spec.plugins.katello,
+            spec.plugins.remote_execution,
+        );
+        let mut plain = spec.clone();
+        plain.dynflow_workers = canonical.dynflow_workers;
+        plain.hostname = None;
+        if plain != canonical {
+            return Line::render(spec);
+        }
+        *LINES[row][col].get_or_init(|| Line::render(&canonical))
+    }
+
+    fn render(spec: &ForemanSpec) -> Line {
         let mut fm = Foreman::new("foreman", spec.clone());
         fm.metadata.namespace = Some("foreman".into());
         let p = Profile::of(spec.tuning);
@@ -178,26 +201,36 @@ pub fn max_dynflow_workers(
 /// The CRD's bound: per profile and plugin combination, the most Dynflow workers the profile's
 /// own host (its `min_cpu_cores`, `min_ram_mb`) schedules. Indexed by profile (as [`PROFILES`])
 /// and by `2 × katello + remote_execution`.
-pub fn profile_bounds() -> &'static [[u32; 4]] {
-    static BOUNDS: OnceLock<Vec<[u32; 4]>> = OnceLock::new();
-    BOUNDS.get_or_init(|| {
-        PROFILES
-            .iter()
-            .map(|p| {
-                let mut row = [0; 4];
-                for (i, slot) in row.iter_mut().enumerate() {
-                    let spec = spec_for(p.tuning, i & 2 != 0, i & 1 != 0);
-                    *slot = max_dynflow_workers(
-                        &spec,
-                        u64::from(p.cpu_cores) * 1000,
-                        p.memory_mib * MIB,
-                        true,
-                    );
-                }
-                row
-            })
-            .collect()
+pub fn profile_bounds() -> Vec<[u32; 4]> {
+    (0..PROFILES.len())
+        .map(|row| std::array::from_fn(|col| bound(row, col)))
+        .collect()
+}
+
+/// One cell of [`profile_bounds`], worked out once per process when first asked for.
+fn bound(row: usize, col: usize) -> u32 {
+    const N: usize = PROFILES.len();
+    static BOUNDS: [[OnceLock<u32>; 4]; N] = [const { [const { OnceLock::new() }; 4] }; N];
+    *BOUNDS[row][col].get_or_init(|| {
+        let p = PROFILES[row];
+        let spec = spec_for(p.tuning, col & 2 != 0, col & 1 != 0);
+        max_dynflow_workers(
+            &spec,
+            u64::from(p.cpu_cores) * 1000,
+            p.memory_mib * MIB,
+            true,
+        )
     })
+}
+
+/// The row and column of `spec`'s profile and plugins in [`profile_bounds`].
+fn cell(spec: &ForemanSpec) -> (usize, usize) {
+    let row = PROFILES
+        .iter()
+        .position(|p| p.tuning == spec.tuning)
+        .expect("every tuning has a profile");
+    let col = usize::from(spec.plugins.katello) * 2 + usize::from(spec.plugins.remote_execution);
+    (row, col)
 }
 
 fn spec_for(tuning: Tuning, katello: bool, remote_execution: bool) -> ForemanSpec {
@@ -212,12 +245,8 @@ fn spec_for(tuning: Tuning, katello: bool, remote_execution: bool) -> ForemanSpe
 
 /// The profile's bound for this resource.
 pub fn profile_bound(spec: &ForemanSpec) -> u32 {
-    let row = PROFILES
-        .iter()
-        .position(|p| p.tuning == spec.tuning)
-        .expect("every tuning has a profile");
-    let col = usize::from(spec.plugins.katello) * 2 + usize::from(spec.plugins.remote_execution);
-    profile_bounds()[row][col]
+    let (row, col) = cell(spec);
+    bound(row, col)
 }
 
 /// `operator render`'s (and the controller's) form of the CRD's rule: the resource must fit the
