@@ -12,7 +12,8 @@
 //! - a converged re-run of the whole install order with the static binary (every step, the
 //!   operator's 15 MB image included; --root implies --skip-start), wall time: under 0.3 s.
 //!
-//! Medians of several runs; the same loopback server serves every contender. The machine's
+//! `BENCH_SERVERS=python,nginx,rust` picks the download servers, `BENCH_ONLY=download` stops after
+//! the downloads. Medians of several runs; the same loopback server serves every contender. The machine's
 //! load (/proc/loadavg) is printed with the figures: compare runs taken on a quiet machine.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // benchmarks and tests report to the terminal
@@ -149,7 +150,13 @@ fn main() {
         ("the tests' Rust mirror", mirror.url()),
     ];
     let mut worst: f64 = 0.0;
-    for (server, base) in &servers {
+    // BENCH_SERVERS=python,nginx,rust measures those only; BENCH_ONLY=download stops after them.
+    let chosen = std::env::var("BENCH_SERVERS").unwrap_or_else(|_| "python,nginx,rust".into());
+    let keys = ["python", "nginx", "rust"];
+    for ((server, base), key) in servers.iter().zip(keys) {
+        if !chosen.split(',').any(|c| c == key) {
+            continue;
+        }
         let url = format!("{base}/big");
         let (mut ours, mut curl, mut pair) = (Vec::new(), Vec::new(), Vec::new());
         // A B A B: each contender sees the same machine state in turn.
@@ -191,6 +198,9 @@ fn main() {
         println!("  load average: {}", loadavg());
     }
     println!("download, worst server: {worst:.2}x curl -o's time (target at most 0.91x)");
+    if std::env::var("BENCH_ONLY").is_ok_and(|o| o == "download") {
+        return;
+    }
 
     // Converged re-run of the k3s step, as a user runs it: the whole binary, start to exit.
     let release = Mirror::start();
