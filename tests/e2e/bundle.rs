@@ -633,16 +633,8 @@ fn tree(root: &Path) -> BTreeMap<PathBuf, (u32, Vec<u8>)> {
 /// `foreman-box VERB` of the k3s step under ROOT from BUNDLE, inside a network namespace that
 /// holds only loopback (and no release URL but the default, which is unreachable there).
 fn offline(verb: &str, root: &Path, bundle: &Path) -> std::process::Command {
-    let inner = foreman_box(&[
-        verb,
-        "--root",
-        root.to_str().unwrap(),
-        "--only",
-        "preflight,k3s",
-        "--ignore-preflight",
-        "all",
-        "--hostname",
-        "foreman.example.test",
+    let mut inner = foreman_box(&[verb, "--root", root.to_str().unwrap()]);
+    inner.args(foreman_box_tests::K3S_ONLY).args([
         "--bundle",
         bundle.to_str().unwrap(),
         "--downloads-retries",
@@ -848,14 +840,7 @@ fn install_sh_given_a_bundle_installs_its_binary_and_k3s_with_no_network_and_ref
             .arg(dir.path().join("install.sh"))
             .args(["--bundle", bundle.to_str().unwrap(), "--root"])
             .arg(root)
-            .args([
-                "--only",
-                "preflight,k3s",
-                "--ignore-preflight",
-                "all",
-                "--hostname",
-                "foreman.example.test",
-            ])
+            .args(foreman_box_tests::K3S_ONLY)
             .env("FOREMAN_BOX_BIN_DIR", bin)
             .env("FOREMAN_BOX_COMPLETION_DIR", dir.path().join("completions"))
             .env("FOREMAN_BOX_MAN_DIR", dir.path().join("man1"))

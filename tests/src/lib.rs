@@ -109,20 +109,21 @@ pub fn foreman_box(args: &[&str]) -> Command {
 /// no Foreman host: the checks still run and report, as warnings) and a `.test` hostname.
 /// Callers add their own flags.
 pub fn k3s_only(verb: &str, root: &Path, url: &str) -> Command {
-    foreman_box(&[
-        verb,
-        "--root",
-        root.to_str().unwrap(),
-        "--only",
-        "preflight,k3s",
-        "--ignore-preflight",
-        "all",
-        "--hostname",
-        "foreman.example.test",
-        "--k3s-release-url",
-        url,
-    ])
+    let mut cmd = foreman_box(&[verb, "--root", root.to_str().unwrap()]);
+    cmd.args(K3S_ONLY).args(["--k3s-release-url", url]);
+    cmd
 }
+
+/// The flags of [`k3s_only`] after `--root`: the k3s step alone, every check ignored, a `.test`
+/// hostname.
+pub const K3S_ONLY: [&str; 6] = [
+    "--only",
+    "preflight,k3s",
+    "--ignore-preflight",
+    "all",
+    "--hostname",
+    "foreman.example.test",
+];
 
 /// Output with both streams as text, for assertions.
 pub struct Run {
