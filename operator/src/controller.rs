@@ -135,17 +135,23 @@ impl Context {
 pub async fn run(client: Client, namespace: &str) {
     let ctx = Context::new(client.clone(), namespace);
     let foremans: Api<Foreman> = Api::namespaced(client, namespace);
+    let reconciles = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let idle = tokio::spawn(crate::idle::release_when_idle(reconciles.clone()));
     Controller::new(foremans, watcher::Config::default())
         .reconcile_all_on(ctx.watches())
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
-        .for_each(|r| async move {
-            match r {
-                Ok((obj, _)) => tracing::debug!(name = %obj.name, "reconciled"),
-                Err(e) => tracing::warn!(error = %e, "reconcile failed"),
+        .for_each(|r| {
+            reconciles.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            async move {
+                match r {
+                    Ok((obj, _)) => tracing::debug!(name = %obj.name, "reconciled"),
+                    Err(e) => tracing::warn!(error = %e, "reconcile failed"),
+                }
             }
         })
         .await;
+    idle.abort();
 }
 
 pub fn api_resource(version: &str, kind: &str, plural: &str) -> ApiResource {

@@ -6,6 +6,7 @@
 pub mod controller;
 pub mod crd;
 pub mod generated;
+pub mod idle;
 pub mod images;
 pub mod profile;
 pub mod read;

@@ -40,6 +40,7 @@ const ORDER: &[&str] = &[
 /// The operator's top-level modules, lowest first: the resource type and the tables it names →
 /// the renders → what is summed and read from them → the controller.
 const OPERATOR_ORDER: &[&str] = &[
+    "idle",
     "crd",
     "images",
     "streams",
