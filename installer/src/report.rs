@@ -5,6 +5,9 @@
 use std::fmt;
 use std::time::Duration;
 
+/// Where each run's log is kept (a host path): written by the CLI, read by the support bundle.
+pub const LOG_DIR: &str = "/var/log/foreman-box";
+
 /// One planned change, as shown to a person: what, and why.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Change {

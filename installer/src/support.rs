@@ -15,6 +15,7 @@
 
 use crate::host::{Cmd, HostError};
 use crate::inspect::Inspector;
+use crate::report::LOG_DIR;
 use crate::steps::Context;
 use base64::Engine;
 use serde_json::Value;
@@ -31,7 +32,6 @@ const MIN_SECRET_LEN: usize = 8;
 /// files and services, and replacing them would garble the bundle without hiding anything.
 const CONNECTION_KEYS: &[&str] = &["host", "port", "database", "dbname", "sslmode"];
 const JOURNAL_LINES: &str = "5000";
-const LOG_DIR: &str = "/var/log/foreman-box";
 const MANIFESTS: &str = "/var/lib/rancher/k3s/server/manifests";
 /// What is listed from the cluster: (apiVersion, kind, plural, namespaced).
 const KINDS: &[(&str, &str, &str, bool)] = &[
@@ -384,11 +384,25 @@ fn collect_host<W: Write>(cx: &Context, b: &mut Bundle<W>) -> std::io::Result<()
             Err(e) => b.failed(shown, &e.to_string()),
         }
     }
-    let logs = host.path(LOG_DIR);
-    for name in host.fs().list_dir(&logs).unwrap_or_default() {
+    // The run logs, each refused if it is a symbolic link: a link put there must not carry a
+    // file from elsewhere (a kept secret, say) into a bundle meant to be shared.
+    let logs = host.owned(LOG_DIR).map(|dir| host.fs().list_dir(&dir));
+    let names = match logs {
+        Ok(Ok(names)) => names,
+        Ok(Err(e)) => {
+            b.failed("logs", &e.to_string());
+            Vec::new()
+        }
+        Err(e) => {
+            b.failed("logs", &e.to_string());
+            Vec::new()
+        }
+    };
+    for name in names {
         let shown = format!("logs/{name}");
-        match host.fs().read_string(&logs.join(&name)) {
-            Ok(Some(t)) => b.text(&shown, &t, &format!("{LOG_DIR}/{name}"))?,
+        let path = format!("{LOG_DIR}/{name}");
+        match host.owned(&path).and_then(|p| host.fs().read_string(&p)) {
+            Ok(Some(t)) => b.text(&shown, &t, &path)?,
             Ok(None) => {}
             Err(e) => b.failed(&shown, &e.to_string()),
         }

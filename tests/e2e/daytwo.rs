@@ -1005,6 +1005,14 @@ fn the_support_bundle_holds_no_canary_in_any_form_and_works_with_the_cluster_dow
         format!("debug: url postgres://x:{}@db\n", url_of(CANARIES[3])),
     )
     .unwrap();
+    // A link among the logs to a file elsewhere, whose text no redaction knows: never read.
+    let elsewhere = work.path().join("not-a-log.txt");
+    std::fs::write(&elsewhere, "text from outside the log directory\n").unwrap();
+    std::os::unix::fs::symlink(
+        &elsewhere,
+        r.join("var/log/foreman-box/20260101T000001Z-2-install.log"),
+    )
+    .unwrap();
     let manifests = r.join("var/lib/rancher/k3s/server/manifests");
     std::fs::create_dir_all(&manifests).unwrap();
     std::fs::write(
@@ -1054,6 +1062,16 @@ fn the_support_bundle_holds_no_canary_in_any_form_and_works_with_the_cluster_dow
     }
     let tsv = &bundle["collection.tsv"];
     assert!(tsv.contains("cluster/secrets.yaml\tok"), "{tsv}");
+    assert!(
+        tsv.contains("logs/20260101T000001Z-2-install.log\tfailed"),
+        "{tsv}"
+    );
+    for (path, text) in &bundle {
+        assert!(
+            !text.contains("text from outside the log directory"),
+            "{path} holds a file a link among the logs points at"
+        );
+    }
     assert!(
         tsv.contains("pods/foreman-operator-abc/operator.log\tok"),
         "{tsv}"

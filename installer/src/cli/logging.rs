@@ -16,7 +16,7 @@ use tracing_subscriber::layer::{Context as LayerContext, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-pub const LOG_DIR: &str = "/var/log/foreman-box";
+pub use crate::report::LOG_DIR;
 /// Run logs kept, the new one included.
 pub const KEEP: usize = 10;
 
