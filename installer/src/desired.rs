@@ -5,13 +5,27 @@ use crate::error::Result;
 use crate::host::Host;
 use crate::report::Change;
 
-/// Desired files, compared and written the same way by every step.
-#[derive(Debug, Clone)]
+/// Desired files, compared and written the same way by every step. Serialized (in a plan) as
+/// its path, mode and size: the content may be a secret.
+#[derive(Clone, PartialEq, Eq, serde::Serialize)]
 pub struct DesiredFile {
     /// Absolute host path (before the host root is applied).
     pub path: String,
+    #[serde(rename = "bytes", serialize_with = "length")]
     pub content: Vec<u8>,
+    #[serde(serialize_with = "octal")]
     pub mode: u32,
+}
+
+/// Its path, mode and size: the content may be a secret.
+impl std::fmt::Debug for DesiredFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DesiredFile")
+            .field("path", &self.path)
+            .field("mode", &format_args!("{:04o}", self.mode))
+            .field("bytes", &self.content.len())
+            .finish()
+    }
 }
 
 impl DesiredFile {
@@ -47,4 +61,13 @@ impl DesiredFile {
         }
         Ok(changed)
     }
+}
+
+fn length<S: serde::Serializer>(content: &[u8], s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_u64(content.len() as u64)
+}
+
+/// A mode as people write it: `"0600"`.
+pub fn octal<S: serde::Serializer>(mode: &u32, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.collect_str(&format_args!("{mode:04o}"))
 }

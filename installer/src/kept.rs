@@ -5,7 +5,8 @@
 //! this module: the steps, backup and restore, status, health and the support bundle (which
 //! leaves the directory out).
 
-use crate::context::{Action, Context};
+use crate::action::{HostOp, Planned};
+use crate::context::Context;
 use crate::error::Result;
 use crate::host::Host;
 use crate::secret::Secret;
@@ -65,7 +66,11 @@ pub fn write_role_password(host: &Host, name: &str, password: &Secret) -> Result
 /// at 0644 (or a folder at 0755) is noticed and repaired by `apply`, never silently. `dir` and
 /// `files` are host paths (`/etc/foreman-box/secrets/...`); missing ones are skipped. The
 /// PostgreSQL step calls this in its plan.
-pub fn mode_repairs(cx: &Context, dir: &str, files: &[String]) -> Result<Vec<(Action, String)>> {
+pub fn mode_repairs(
+    cx: &Context,
+    dir: &str,
+    files: &[String],
+) -> Result<Vec<(Planned<HostOp>, String)>> {
     let fs = cx.host.fs();
     let mut out = Vec::new();
     let wanted =
@@ -79,11 +84,12 @@ pub fn mode_repairs(cx: &Context, dir: &str, files: &[String]) -> Result<Vec<(Ac
         }
         let warning =
             format!("{path} is readable by others (mode {found:04o}); setting it to {want:04o}");
-        let target = path.clone();
-        let action = Action::sync(
-            format!("chmod {want:04o} {path}"),
+        let action = Planned::new(
+            HostOp::SetMode {
+                path: path.into(),
+                mode: want,
+            },
             format!("mode is {found:04o}: others could read a secret"),
-            move |cx| Ok(cx.host.fs().set_mode(&cx.host.path(&target), want)?),
         );
         out.push((action, warning));
     }
@@ -109,18 +115,22 @@ mod tests {
         let cx = Context::new(host, facts, config, Default::default(), None);
         let files = ["a", "b", "missing"].map(|f| format!("/etc/foreman-box/secrets/{f}"));
         let repairs = mode_repairs(&cx, "/etc/foreman-box/secrets", &files).unwrap();
-        let whats: Vec<_> = repairs.iter().map(|(a, _)| a.change.what.clone()).collect();
+        let ops: Vec<_> = repairs.iter().map(|(a, _)| a.op.clone()).collect();
+        let set = |path: &str, mode| HostOp::SetMode {
+            path: path.into(),
+            mode,
+        };
         assert_eq!(
-            whats,
+            ops,
             [
-                "chmod 0700 /etc/foreman-box/secrets",
-                "chmod 0600 /etc/foreman-box/secrets/a"
+                set("/etc/foreman-box/secrets", 0o700),
+                set("/etc/foreman-box/secrets/a", 0o600)
             ]
         );
         assert!(repairs[1].1.contains("mode 0644"), "{}", repairs[1].1);
-        crate::steps::run_all(&cx, repairs.into_iter().map(|(a, _)| a).collect())
-            .await
-            .unwrap();
+        for (repair, _) in repairs {
+            repair.op.run(&cx.host).unwrap();
+        }
         let mode = |p: &std::path::Path| cx.host.fs().mode(p).unwrap().unwrap();
         assert_eq!(mode(&dir), 0o700);
         assert_eq!(mode(&dir.join("a")), 0o600);

@@ -4,6 +4,7 @@
 //! every touch of the machine. The operator (crate `foreman-operator`) is linked in and runs as
 //! `foreman-box operator` inside the cluster.
 
+pub mod action;
 pub mod backup;
 pub mod cli;
 pub mod cluster;

@@ -8,11 +8,14 @@ use std::time::Duration;
 /// Where each run's log is kept (a host path): written by the CLI, read by the support bundle.
 pub const LOG_DIR: &str = "/var/log/foreman-box";
 
-/// One planned change, as shown to a person: what, and why.
+/// One planned change, as shown to a person: what, and why; and in `plan --output json` the
+/// planned operation itself (`action`, with its `kind`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Change {
     pub what: String,
     pub why: String,
+    #[serde(skip_serializing_if = "serde_json::Value::is_null")]
+    pub action: serde_json::Value,
 }
 
 impl Change {
@@ -20,7 +23,14 @@ impl Change {
         Change {
             what: what.into(),
             why: why.into(),
+            action: serde_json::Value::Null,
         }
+    }
+
+    /// The same change, carrying the operation it describes.
+    pub fn with_action(mut self, action: serde_json::Value) -> Self {
+        self.action = action;
+        self
     }
 }
 

@@ -21,6 +21,7 @@ const ORDER: &[&str] = &[
     "inspect",
     "error",
     "desired",
+    "action",
     "download",
     "manifests",
     // what a step sees and what a plan is made of; the kept secrets' rules

@@ -482,9 +482,33 @@ fn plan_and_status_print_one_json_document() {
     assert_eq!(steps[0]["step"], "preflight");
     assert_eq!(steps[0]["changes"], serde_json::json!([]));
     assert_eq!(steps[1]["step"], "k3s");
-    assert!(steps[1]["changes"].as_array().unwrap().contains(
-        &serde_json::json!({"what": "write /etc/rancher/k3s/config.yaml", "why": "missing"})
-    ));
+    let changes = steps[1]["changes"].as_array().unwrap();
+    // Each change is the planned operation itself, with its fields (never a file's content).
+    let write = changes
+        .iter()
+        .find(|c| c["what"] == "write /etc/rancher/k3s/config.yaml")
+        .unwrap_or_else(|| panic!("{changes:?}"));
+    assert_eq!(write["why"], "missing");
+    assert_eq!(write["action"]["kind"], "write");
+    assert_eq!(write["action"]["path"], "/etc/rancher/k3s/config.yaml");
+    assert_eq!(write["action"]["mode"], "0600");
+    assert!(write["action"]["bytes"].as_u64().unwrap() > 0, "{write}");
+    assert!(!out.stdout.contains("cluster-cidr"), "no content shown");
+    let binary = changes
+        .iter()
+        .find(|c| c["action"]["kind"] == "install_binary")
+        .unwrap_or_else(|| panic!("{changes:?}"));
+    assert_eq!(binary["action"]["sha256"], sha256_hex(&bin));
+    let url = binary["action"]["from"]["release"]["url"].as_str().unwrap();
+    assert!(
+        url.starts_with(&mirror.url()) && url.ends_with("/k3s"),
+        "{url}"
+    );
+    for step in steps {
+        for change in step["changes"].as_array().unwrap() {
+            assert!(change["action"]["kind"].is_string(), "{change}");
+        }
+    }
 
     let r = root.path().to_str().unwrap();
     let a = run(&mut foreman_box(&[

@@ -228,7 +228,7 @@ pub async fn restore_data(
     cx: &Context,
     checked: &Checked,
     opts: &RestoreOptions,
-    install: &[Box<dyn steps::Step>],
+    install: &[steps::Step],
 ) -> Result<()> {
     let host = &cx.host;
     let explicit = cx.config.foreman.kubeconfig.as_deref();
@@ -297,11 +297,7 @@ pub async fn restore_data(
     Ok(())
 }
 
-async fn restore_inner(
-    cx: &Context,
-    checked: &Checked,
-    install: &[Box<dyn steps::Step>],
-) -> Result<()> {
+async fn restore_inner(cx: &Context, checked: &Checked, install: &[steps::Step]) -> Result<()> {
     let host = &cx.host;
     // Roles (with the restored passwords) and the server's access rules first.
     steps::apply(cx, &steps::select(&["postgres".to_string()])?).await?;

@@ -662,7 +662,7 @@ const OWNED: &[&str] = &[
 fn prepare(
     args: &RunArgs,
     reporter: Arc<dyn steps::Reporter>,
-) -> anyhow::Result<(Context, Vec<Box<dyn steps::Step>>)> {
+) -> anyhow::Result<(Context, Vec<steps::Step>)> {
     let host = Host::new(&args.root, Arc::new(SystemRunner));
     host.refuse_links(OWNED)?;
     let mut config = load_config(args, &host)?;

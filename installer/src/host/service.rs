@@ -88,7 +88,8 @@ impl<'a> ServiceManager<'a> {
 }
 
 /// The distribution's package manager.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum PackageManager {
     Apt,
     Dnf,

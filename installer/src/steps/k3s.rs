@@ -2,12 +2,14 @@
 //! its config, systemd unit and env file; started, and waited for until the API answers `/readyz`
 //! and the node is Ready. Restarted only when the binary, unit, env or config changed.
 
-use super::{Action, Context, DesiredFile, Step};
-use crate::download::Fetched;
+use super::{Context, DesiredFile, HostOp, Planned};
+use crate::action::remove_stale_temps;
+use crate::download::{Fetched, Listed};
 use crate::error::{Error, Result};
 use crate::facts::Arch;
 use crate::host::{Cmd, FileStamp};
-use futures::future::BoxFuture;
+use serde::Serialize;
+use std::fmt;
 use std::time::{Duration, Instant};
 
 pub(crate) const BINARY: &str = "/usr/local/bin/k3s";
@@ -55,17 +57,169 @@ pub(crate) fn asset_url(base: &str, version: &str, asset: &str) -> String {
     )
 }
 
-#[derive(Default)]
-pub(crate) struct InstallK3s;
+/// What this step changes beyond the host's common operations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Op {
+    /// The binary put in the download cache (fetched and verified, or copied from the bundle),
+    /// linked to /usr/local/bin/k3s, and its stat stamp recorded.
+    InstallBinary {
+        version: String,
+        sha256: String,
+        /// The cache entry, as a host path.
+        cache: String,
+        from: Source,
+    },
+    /// The stat stamp of a binary whose hash was verified by reading it.
+    RecordStamp { sha256: String },
+    /// A release asset or a bundle member put at `path` (a host path), verified as it is written.
+    InstallFile {
+        path: String,
+        sha256: String,
+        from: Source,
+    },
+    /// k3s enabled and started, then waited for.
+    Start,
+    /// k3s restarted, then waited for.
+    Restart,
+    #[serde(untagged)]
+    Host(HostOp),
+}
 
-impl Step for InstallK3s {
-    fn name(&self) -> &'static str {
-        "k3s"
-    }
+/// Where a file of the release comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// The release server, with the checksum list the hash came from (fetched again when the
+    /// download does not match a cached list: a poisoned cache never wins for good).
+    Release {
+        url: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        checksums: Option<Checksums>,
+    },
+    /// A member of the bundle, verified with the whole bundle before any step ran.
+    Bundle { member: String },
+}
 
-    fn plan<'a>(&'a self, cx: &'a Context) -> BoxFuture<'a, Result<Vec<Action>>> {
-        Box::pin(plan(cx))
+/// The checksum list a download's hash came from, and the asset's name in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Checksums {
+    pub url: String,
+    /// Our cached copy, as a host path.
+    pub cache: String,
+    pub asset: String,
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Op::InstallBinary { version, .. } => write!(f, "install {BINARY} {version}"),
+            Op::RecordStamp { .. } => {
+                write!(f, "record the stat stamp of {BINARY} in {BINARY_STAMP}")
+            }
+            Op::InstallFile { path, .. } => write!(f, "install {path}"),
+            Op::Start => f.write_str("start k3s and wait until it is ready"),
+            Op::Restart => f.write_str("restart k3s and wait until it is ready"),
+            Op::Host(op) => op.fmt(f),
+        }
     }
+}
+
+pub(super) async fn run(cx: &Context, op: Op) -> Result<()> {
+    match op {
+        Op::InstallBinary {
+            version,
+            sha256,
+            cache,
+            from,
+        } => install_binary(cx, &version, sha256, &cx.host.path(cache), from).await,
+        Op::RecordStamp { sha256 } => write_binary_stamp(cx, &sha256),
+        Op::InstallFile { path, sha256, from } => {
+            let dest = cx.host.path(path);
+            match from {
+                Source::Bundle { member } => copy_member(cx, bundle(cx)?, &member, &dest, &sha256),
+                Source::Release { url, .. } => {
+                    cx.downloader
+                        .fetch(cx.host.fs(), &url, &dest, &sha256)
+                        .await?;
+                    Ok(())
+                }
+            }
+        }
+        Op::Start | Op::Restart => {
+            let services = cx.host.services();
+            let since = std::time::SystemTime::now();
+            if op == Op::Start {
+                services.enable_now("k3s")?;
+            } else {
+                services.restart("k3s")?;
+            }
+            wait_ready(cx, since).await
+        }
+        Op::Host(op) => op.run(&cx.host),
+    }
+}
+
+/// The bundle this run installs from: a source that names it was planned only with one.
+fn bundle(cx: &Context) -> Result<&foreman_box_bundle::archive::Bundle> {
+    cx.bundle.as_deref().ok_or_else(|| {
+        Error::Bundle(foreman_box_bundle::Error::NotABundle {
+            path: "--bundle".into(),
+            problem: "the plan named a bundle member, but this run has no bundle".into(),
+        })
+    })
+}
+
+/// The cache entry filled (from the bundle, or fetched and verified), linked into place (one
+/// copy of the data), and the hash it was verified against recorded with its stat.
+async fn install_binary(
+    cx: &Context,
+    version: &str,
+    sha: String,
+    cached: &std::path::Path,
+    from: Source,
+) -> Result<()> {
+    let fs = cx.host.fs();
+    let sha = match from {
+        Source::Bundle { member } => {
+            copy_member(cx, bundle(cx)?, &member, cached, &sha)?;
+            sha
+        }
+        Source::Release { url, checksums } => {
+            let listed = checksums.map(|c| Listed {
+                url: c.url,
+                cache: cx.host.path(c.cache),
+                asset: c.asset,
+            });
+            let fetched = match &listed {
+                Some(listed) => {
+                    cx.downloader
+                        .fetch_listed(fs, &url, cached, &sha, listed)
+                        .await?
+                }
+                None => cx.downloader.fetch(fs, &url, cached, &sha).await?,
+            };
+            if fetched == Fetched::Cached {
+                tracing::info!("k3s {version} taken from the download cache");
+            }
+            // A poisoned cached list was fetched again: the stamp records the hash the fresh
+            // list gives, which the download was verified against.
+            match &listed {
+                Some(listed) => fs
+                    .read_string(&listed.cache)?
+                    .and_then(|text| {
+                        crate::download::parse_sha256sums(&text)
+                            .into_iter()
+                            .find(|(n, _)| *n == listed.asset)
+                            .map(|(_, h)| h)
+                    })
+                    .unwrap_or(sha),
+                None => sha,
+            }
+        }
+    };
+    fs.link_atomic(cached, &cx.host.path(BINARY), 0o755)?;
+    write_binary_stamp(cx, &sha)
 }
 
 async fn resolve_version(cx: &Context) -> Result<String> {
@@ -126,30 +280,100 @@ fn installed_binary_sha(cx: &Context) -> Result<Option<(String, bool)>> {
     Ok(fs.sha256(&path)?.map(|sha| (sha, false)))
 }
 
-/// Compares the host with the release and configuration; each difference is one action that
-/// carries exactly what was decided here.
-async fn plan(cx: &Context) -> Result<Vec<Action>> {
-    let host = &cx.host;
-    let fs = host.fs();
-    let version = resolve_version(cx).await?;
-    let assets = Assets::for_arch(&cx.facts.arch);
-    let base = cx.config.k3s.release_url.clone();
-    let cache = format!("{CACHE_DIR}/{version}");
-    let mut actions = Vec::new();
+/// The release and its checksums, as this run sees them.
+struct Release {
+    version: String,
+    assets: Assets,
+    base: String,
+    /// The cache directory of this version (a host path).
+    cache: String,
+    sums: Vec<(String, String)>,
+}
 
+impl Release {
+    fn url(&self, asset: &str) -> String {
+        asset_url(&self.base, &self.version, asset)
+    }
+
+    fn sha256(&self, asset: &str) -> Result<String> {
+        self.sums
+            .iter()
+            .find(|(n, _)| n == asset)
+            .map(|(_, h)| h.clone())
+            .ok_or_else(|| Error::NoChecksum {
+                url: self.url(&self.assets.sums),
+                asset: asset.to_string(),
+                version: self.version.clone(),
+            })
+    }
+
+    fn checksums(&self) -> Checksums {
+        Checksums {
+            url: self.url(&self.assets.sums),
+            cache: format!("{}/{}", self.cache, self.assets.sums),
+            asset: self.assets.binary.clone(),
+        }
+    }
+}
+
+/// Compares the host with the release and configuration; each difference is one operation that
+/// carries exactly what was decided here.
+pub(super) async fn plan(cx: &Context) -> Result<Vec<Planned<Op>>> {
+    let host = &cx.host;
+    let mut actions: Vec<Planned<Op>> = Vec::new();
     // Temp files of killed runs beside what this step writes other than as a DesiredFile.
     let written: Vec<_> = std::iter::once(BINARY.to_string())
         .chain(LINKS.iter().map(|l| format!("/usr/local/bin/{l}")))
         .chain([BINARY_STAMP.to_string()])
         .map(|p| host.path(p))
         .collect();
-    actions.extend(super::remove_stale_temps(host, &written));
+    actions.extend(host_ops(remove_stale_temps(host, &written)));
 
+    let release = plan_checksums(cx, &mut actions).await?;
+    let install_binary = plan_binary(cx, &release, &mut actions)?;
+    plan_images(cx, &release, &mut actions)?;
+    for link in LINKS.iter().map(|l| format!("/usr/local/bin/{l}")) {
+        if !host.fs().exists(&host.path(&link)) {
+            let (link, target) = (link.into(), "k3s".into());
+            actions.push(Planned::new(
+                Op::Host(HostOp::Symlink { link, target }),
+                "missing",
+            ));
+        }
+    }
+    let files = [
+        DesiredFile::new(CONFIG, config_yaml(cx), 0o600),
+        DesiredFile::new(UNIT, unit_file(), 0o644),
+        DesiredFile::new(ENV_FILE, env_file(cx), 0o600),
+        DesiredFile::new(VERSION_STAMP, format!("{}\n", release.version), 0o644),
+    ];
+    let mut restart_needed = install_binary;
+    let mut unit_changed = false;
+    for f in files {
+        if let Some(c) = f.plan(host)? {
+            restart_needed |= f.path != VERSION_STAMP;
+            unit_changed |= f.path == UNIT;
+            actions.push(Planned::new(Op::Host(HostOp::Write(f)), c.why));
+        }
+    }
+    plan_service(cx, restart_needed, unit_changed, &mut actions);
+    Ok(actions)
+}
+
+fn host_ops(ops: Vec<Planned<HostOp>>) -> impl Iterator<Item = Planned<Op>> {
+    ops.into_iter().map(|p| p.map(Op::Host))
+}
+
+/// The release's checksum list (from the bundle, the cache or the server), cached so that a
+/// re-run needs no network. A malformed cached list is fetched again.
+async fn plan_checksums(cx: &Context, actions: &mut Vec<Planned<Op>>) -> Result<Release> {
+    let (host, fs) = (&cx.host, cx.host.fs());
+    let version = resolve_version(cx).await?;
+    let assets = Assets::for_arch(&cx.facts.arch);
+    let base = cx.config.k3s.release_url.clone();
+    let cache = format!("{CACHE_DIR}/{version}");
     let sums_cached = format!("{cache}/{}", assets.sums);
-    let sums_url = asset_url(&base, &version, &assets.sums);
-    // Release checksums never change for a tag: once cached (and well-formed), a re-run needs
-    // no network. A malformed cached list is fetched again.
-    let (sums_text, sums) = match &cx.bundle {
+    let (text, sums) = match &cx.bundle {
         // The bundle's list, verified with the whole bundle before any step ran.
         Some(b) => {
             let text = member_text(b, &assets.sums)?;
@@ -162,234 +386,155 @@ async fn plan(cx: &Context) -> Result<Vec<Action>> {
             (text, sums)
         }
         None => {
+            let url = asset_url(&base, &version, &assets.sums);
             cx.downloader
-                .checksums(fs, &host.path(&sums_cached), &sums_url)
+                .checksums(fs, &host.path(&sums_cached), &url)
                 .await?
         }
     };
-    if fs.read_string(&host.path(&sums_cached))?.as_deref() != Some(sums_text.as_str()) {
-        actions.push(Action::write_file(
-            DesiredFile::new(&sums_cached, sums_text.clone(), 0o644),
+    if fs.read_string(&host.path(&sums_cached))?.as_deref() != Some(text.as_str()) {
+        actions.push(Planned::new(
+            Op::Host(HostOp::Write(DesiredFile::new(&sums_cached, text, 0o644))),
             "release checksums are cached so a re-run needs no network",
         ));
     }
-    let lookup = |asset: &str| {
-        sums.iter()
-            .find(|(n, _)| n == asset)
-            .map(|(_, h)| h.clone())
-            .ok_or_else(|| Error::NoChecksum {
-                url: asset_url(&base, &version, &assets.sums),
-                asset: asset.to_string(),
-                version: version.clone(),
-            })
-    };
-    let binary_sha = lookup(&assets.binary)?;
+    Ok(Release {
+        version,
+        assets,
+        base,
+        cache,
+        sums,
+    })
+}
 
+/// The binary installed when its hash differs, else its mode and stamp kept right. Returns
+/// whether it is installed (k3s then restarts).
+fn plan_binary(cx: &Context, r: &Release, actions: &mut Vec<Planned<Op>>) -> Result<bool> {
+    let (host, fs) = (&cx.host, cx.host.fs());
+    let sha256 = r.sha256(&r.assets.binary)?;
     let installed = installed_binary_sha(cx)?;
-    let install_binary = installed.as_ref().map(|(s, _)| s.as_str()) != Some(binary_sha.as_str());
-    if install_binary {
-        let why = if installed.is_none() {
-            "missing"
-        } else {
-            "installed binary has another hash"
+    if installed.as_ref().map(|(s, _)| s.as_str()) != Some(sha256.as_str()) {
+        let why = match installed {
+            None => "missing",
+            Some(_) => "installed binary has another hash",
         };
-        let url = asset_url(&base, &version, &assets.binary);
-        let cached = host.path(format!("{cache}/{}", assets.binary));
-        let sha = binary_sha.clone();
-        let version = version.clone();
-        // When the download does not match a cached list, the list is fetched again (a
-        // poisoned cache never wins for good).
-        let listed = crate::download::Listed {
-            url: sums_url.clone(),
-            cache: host.path(&sums_cached),
-            asset: assets.binary.clone(),
-        };
-        let bundle = cx.bundle.clone();
-        actions.push(Action::new(
-            format!("install {BINARY} {version}"),
-            why,
-            move |cx| {
-                Box::pin(async move {
-                    let fs = cx.host.fs();
-                    if let Some(b) = &bundle {
-                        // The same cache entry and link as a download: the same tree.
-                        copy_member(cx, b, &listed.asset, &cached, &sha)?;
-                        fs.link_atomic(&cached, &cx.host.path(BINARY), 0o755)?;
-                        return write_binary_stamp(cx, &sha);
-                    }
-                    let fetched = cx
-                        .downloader
-                        .fetch_listed(fs, &url, &cached, &sha, &listed)
-                        .await?;
-                    // A poisoned cached list was fetched again: the stamp records the hash the
-                    // fresh list gives, which the download was verified against.
-                    let sha = fs
-                        .read_string(&listed.cache)?
-                        .and_then(|text| {
-                            crate::download::parse_sha256sums(&text)
-                                .into_iter()
-                                .find(|(n, _)| *n == listed.asset)
-                                .map(|(_, h)| h)
-                        })
-                        .unwrap_or(sha);
-                    if fetched == Fetched::Cached {
-                        tracing::info!("k3s {version} taken from the download cache");
-                    }
-                    // One copy of the data: the cache entry is linked into place.
-                    fs.link_atomic(&cached, &cx.host.path(BINARY), 0o755)?;
-                    write_binary_stamp(cx, &sha)
-                })
+        let from = match &cx.bundle {
+            Some(_) => Source::Bundle {
+                member: r.assets.binary.clone(),
             },
+            None => Source::Release {
+                url: r.url(&r.assets.binary),
+                checksums: Some(r.checksums()),
+            },
+        };
+        let op = Op::InstallBinary {
+            version: r.version.clone(),
+            sha256,
+            cache: format!("{}/{}", r.cache, r.assets.binary),
+            from,
+        };
+        actions.push(Planned::new(op, why));
+        return Ok(true);
+    }
+    let trusted = installed.as_ref().is_some_and(|(_, t)| *t);
+    let chmod = fs.mode(&host.path(BINARY))? != Some(0o755);
+    if chmod {
+        let op = HostOp::SetMode {
+            path: BINARY.into(),
+            mode: 0o755,
+        };
+        actions.push(Planned::new(Op::Host(op), "not executable"));
+    }
+    // A chmod changes the ctime the stamp records, so it is recorded after it.
+    if chmod || !trusted {
+        actions.push(Planned::new(
+            Op::RecordStamp { sha256 },
+            "its hash was verified by reading it; later runs trust the stamp instead",
         ));
-    } else {
-        let trusted = installed.as_ref().is_some_and(|(_, t)| *t);
-        let chmod = fs.mode(&host.path(BINARY))? != Some(0o755);
-        if chmod {
-            actions.push(Action::sync(
-                format!("chmod 0755 {BINARY}"),
-                "not executable",
-                |cx| Ok(cx.host.fs().set_mode(&cx.host.path(BINARY), 0o755)?),
-            ));
-        }
-        // A chmod changes the ctime the stamp records, so it is recorded after it.
-        if chmod || !trusted {
-            let sha = binary_sha.clone();
-            actions.push(Action::sync(
-                format!("record the stat stamp of {BINARY} in {BINARY_STAMP}"),
-                "its hash was verified by reading it; later runs trust the stamp instead",
-                move |cx| write_binary_stamp(cx, &sha),
-            ));
-        }
     }
+    Ok(false)
+}
 
-    // With no network, k3s's own images must come from the archive: a bundle always places it.
+/// k3s's own airgap images (asked for, or always from a bundle: with no network they must come
+/// from the archive) and the bundle's pinned images, for k3s to import; each compared first, so
+/// the same bundle again changes nothing.
+fn plan_images(cx: &Context, r: &Release, actions: &mut Vec<Planned<Op>>) -> Result<()> {
+    let (host, fs) = (&cx.host, cx.host.fs());
     if cx.config.k3s.airgap_images || cx.bundle.is_some() {
-        let sha = lookup(&assets.airgap)?;
-        let dest_shown = format!("{IMAGES_DIR}/{}", assets.airgap);
+        let sha256 = r.sha256(&r.assets.airgap)?;
+        let path = format!("{IMAGES_DIR}/{}", r.assets.airgap);
         host.owned(IMAGES_DIR)?;
-        let dest = host.owned(&dest_shown)?;
-        if fs.sha256(&dest)?.as_deref() != Some(sha.as_str()) {
-            let url = asset_url(&base, &version, &assets.airgap);
-            let (why, bundle) = match &cx.bundle {
-                Some(b) => ("installing from the bundle", Some(b.clone())),
-                None => ("airgap images requested", None),
+        if fs.sha256(&host.owned(&path)?)?.as_deref() != Some(sha256.as_str()) {
+            let (why, from) = match &cx.bundle {
+                Some(_) => (
+                    "installing from the bundle",
+                    Source::Bundle {
+                        member: r.assets.airgap.clone(),
+                    },
+                ),
+                None => (
+                    "airgap images requested",
+                    Source::Release {
+                        url: r.url(&r.assets.airgap),
+                        checksums: None,
+                    },
+                ),
             };
-            let asset = assets.airgap.clone();
-            actions.push(Action::new(
-                format!("install {dest_shown}"),
-                why,
-                move |cx| {
-                    Box::pin(async move {
-                        match &bundle {
-                            Some(b) => copy_member(cx, b, &asset, &dest, &sha),
-                            None => {
-                                cx.downloader.fetch(cx.host.fs(), &url, &dest, &sha).await?;
-                                Ok(())
-                            }
-                        }
-                    })
-                },
-            ));
+            let op = Op::InstallFile { path, sha256, from };
+            actions.push(Planned::new(op, why));
         }
     }
-
-    // The bundle's pinned images, for k3s to import (compared first: the same bundle again
-    // changes nothing).
     if let Some(b) = &cx.bundle {
         let member = b.image_archive();
         let name = foreman_box_bundle::archive::image_archive_file(&b.manifest().arch);
-        let dest_shown = format!("{IMAGES_DIR}/{name}");
+        let path = format!("{IMAGES_DIR}/{name}");
         host.owned(IMAGES_DIR)?;
-        let dest = host.owned(&dest_shown)?;
-        let sha = member.sha256().to_string();
-        if fs.sha256(&dest)?.as_deref() != Some(sha.as_str()) {
-            let b = b.clone();
-            let member = member.name().to_string();
-            actions.push(Action::sync(
-                format!("install {dest_shown}"),
-                format!(
-                    "the bundle's {} images of Foreman {}",
-                    b.manifest().images.len(),
-                    b.manifest().stream
-                ),
-                move |cx| copy_member(cx, &b, &member, &dest, &sha),
-            ));
+        let sha256 = member.sha256().to_string();
+        if fs.sha256(&host.owned(&path)?)?.as_deref() != Some(sha256.as_str()) {
+            let why = format!(
+                "the bundle's {} images of Foreman {}",
+                b.manifest().images.len(),
+                b.manifest().stream
+            );
+            let from = Source::Bundle {
+                member: member.name().to_string(),
+            };
+            actions.push(Planned::new(Op::InstallFile { path, sha256, from }, why));
         }
     }
+    Ok(())
+}
 
-    for link in LINKS.iter().map(|l| format!("/usr/local/bin/{l}")) {
-        if !fs.exists(&host.path(&link)) {
-            actions.push(Action::sync(
-                format!("link {link} -> k3s"),
-                "missing",
-                move |cx| {
-                    cx.host
-                        .fs()
-                        .ensure_symlink(std::path::Path::new("k3s"), &cx.host.path(&link))?;
-                    Ok(())
-                },
-            ));
-        }
-    }
-
-    let files = [
-        DesiredFile::new(CONFIG, config_yaml(cx), 0o600),
-        DesiredFile::new(UNIT, unit_file(), 0o644),
-        DesiredFile::new(ENV_FILE, env_file(cx), 0o600),
-        DesiredFile::new(VERSION_STAMP, format!("{version}\n"), 0o644),
-    ];
-    let mut restart_needed = install_binary;
-    let mut unit_changed = false;
-    for f in files {
-        if let Some(c) = f.plan(host)? {
-            restart_needed |= f.path != VERSION_STAMP;
-            unit_changed |= f.path == UNIT;
-            actions.push(Action::write_file(f, c.why));
-        }
-    }
-
+/// Started when it is not running, restarted when its binary, unit or config changed (after
+/// systemd reloaded a changed unit); nothing with --skip-start.
+fn plan_service(
+    cx: &Context,
+    restart_needed: bool,
+    unit_changed: bool,
+    actions: &mut Vec<Planned<Op>>,
+) {
     if cx.options.skip_start {
         cx.reporter.note("k3s", "not starting k3s: --skip-start");
-        return Ok(actions);
+        return;
     }
     let state = cx.host.services().state("k3s");
-    let service = if state != "active" {
-        Some((
-            "start k3s and wait until it is ready",
-            format!("service is {state}"),
-        ))
+    let (op, why) = if state != "active" {
+        (Op::Start, format!("service is {state}"))
     } else if restart_needed {
-        Some((
-            "restart k3s and wait until it is ready",
+        (
+            Op::Restart,
             "its binary, unit or config changed".to_string(),
-        ))
+        )
     } else {
-        None
-    };
-    let Some((what, why)) = service else {
-        return Ok(actions);
+        return;
     };
     if unit_changed {
-        actions.push(Action::sync(
-            "reload systemd's units",
+        actions.push(Planned::new(
+            Op::Host(HostOp::ReloadUnits),
             "k3s.service changed",
-            |cx| Ok(cx.host.services().daemon_reload()?),
         ));
     }
-    let start = state != "active";
-    actions.push(Action::new(what, why, move |cx| {
-        Box::pin(async move {
-            let services = cx.host.services();
-            let since = std::time::SystemTime::now();
-            if start {
-                services.enable_now("k3s")?;
-            } else {
-                services.restart("k3s")?;
-            }
-            wait_ready(cx, since).await
-        })
-    }));
-    Ok(actions)
+    actions.push(Planned::new(op, why));
 }
 
 /// A bundle member by its name, or by a k3s asset's name (members sit under `k3s/`).
@@ -595,8 +740,15 @@ mod tests {
     use super::*;
     use crate::config::Layers;
     use crate::host::{Host, Output, RecordingRunner};
-    use crate::steps::{run_all, Context, RunOptions};
+    use crate::steps::{Context, RunOptions};
     use std::sync::Arc;
+
+    async fn run_all(cx: &Context, actions: Vec<Planned<Op>>) -> Result<()> {
+        for a in actions {
+            run(cx, a.op).await?;
+        }
+        Ok(())
+    }
 
     /// A root where the k3s binary of the pinned release is installed and its checksums cached,
     /// so the step needs no network; services go to a recording runner.
@@ -664,14 +816,14 @@ mod tests {
         answer(&runner, "systemctl is-active k3s", 3, "inactive\n");
         answer_ready(&runner);
         let (_root, cx) = context(runner.clone());
-        let step = InstallK3s;
-        let actions = step.plan(&cx).await.unwrap();
+        let actions = plan(&cx).await.unwrap();
         assert!(
-            actions
-                .iter()
-                .any(|a| a.change.what == "start k3s and wait until it is ready"
-                    && a.change.why == "service is inactive"),
+            actions.contains(&Planned::new(Op::Start, "service is inactive")),
             "{actions:?}"
+        );
+        assert_eq!(
+            Op::Start.to_string(),
+            "start k3s and wait until it is ready"
         );
         run_all(&cx, actions).await.unwrap();
         assert_eq!(
@@ -691,9 +843,8 @@ mod tests {
         let runner = Arc::new(RecordingRunner::new());
         let (_root, cx) = context(runner.clone());
         // k3s runs, but its config and unit are not ours yet: converge with a restart.
-        let step = InstallK3s;
         answer(&runner, "systemctl is-active k3s", 0, "active\n");
-        let actions = step.plan(&cx).await.unwrap();
+        let actions = plan(&cx).await.unwrap();
         answer_ready(&runner);
         run_all(&cx, actions).await.unwrap();
         assert!(
@@ -705,7 +856,7 @@ mod tests {
         // Nothing changed: no restart planned.
         let before = runner.calls().len();
         answer(&runner, "systemctl is-active k3s", 0, "active\n");
-        assert!(step.plan(&cx).await.unwrap().is_empty());
+        assert!(plan(&cx).await.unwrap().is_empty());
         assert_eq!(commands(&runner)[before..], ["systemctl is-active k3s"]);
 
         // The config changed behind our back: a restart is planned, with the reason.
@@ -714,42 +865,34 @@ mod tests {
             .write_atomic(&cx.host.path(CONFIG), b"edited", 0o600)
             .unwrap();
         answer(&runner, "systemctl is-active k3s", 0, "active\n");
-        let actions = step.plan(&cx).await.unwrap();
-        assert!(
-            actions
-                .iter()
-                .any(|a| a.change.what == "restart k3s and wait until it is ready"),
-            "{actions:?}"
-        );
+        let actions = plan(&cx).await.unwrap();
+        let restart = Planned::new(Op::Restart, "its binary, unit or config changed");
+        assert_eq!(actions.last(), Some(&restart), "{actions:?}");
     }
 
     #[tokio::test]
     async fn binary_hash_is_trusted_from_its_stamp_until_its_stat_changes() {
         let runner = Arc::new(RecordingRunner::new());
         let (_root, cx) = context(runner.clone());
-        let binary_actions = |actions: &[Action]| -> Vec<String> {
+        let binary_actions = |actions: &[Planned<Op>]| -> Vec<Op> {
             actions
                 .iter()
-                .map(|a| a.change.what.clone())
-                .filter(|w| w.contains(BINARY))
+                .map(|a| a.op.clone())
+                .filter(|op| op.to_string().contains(BINARY))
                 .collect()
         };
         // Hashed by reading it: the stamp is recorded.
         answer(&runner, "systemctl is-active k3s", 0, "active\n");
-        let actions = InstallK3s.plan(&cx).await.unwrap();
-        assert_eq!(
-            binary_actions(&actions),
-            [format!(
-                "record the stat stamp of {BINARY} in {BINARY_STAMP}"
-            )]
-        );
+        let actions = plan(&cx).await.unwrap();
+        let sha256 = {
+            use sha2::Digest;
+            hex::encode(sha2::Sha256::digest(b"stand-in k3s"))
+        };
+        assert_eq!(binary_actions(&actions), [Op::RecordStamp { sha256 }]);
         answer_ready(&runner);
         run_all(&cx, actions).await.unwrap();
         answer(&runner, "systemctl is-active k3s", 0, "active\n");
-        assert_eq!(
-            binary_actions(&InstallK3s.plan(&cx).await.unwrap()),
-            Vec::<String>::new()
-        );
+        assert_eq!(binary_actions(&plan(&cx).await.unwrap()), Vec::<Op>::new());
 
         // The stamp is believed, not the bytes: a stamp naming another hash for the same stat
         // makes the binary count as another one (proof that it was not read).
@@ -786,12 +929,13 @@ mod tests {
     /// The plan installs the binary again because its hash differs.
     async fn assert_reinstall_planned(cx: &Context, runner: &RecordingRunner) {
         answer(runner, "systemctl is-active k3s", 0, "active\n");
-        let actions = InstallK3s.plan(cx).await.unwrap();
+        let actions = plan(cx).await.unwrap();
         assert!(
-            actions
-                .iter()
-                .any(|a| a.change.what.starts_with("install /usr/local/bin/k3s")
-                    && a.change.why == "installed binary has another hash"),
+            actions.iter().any(|a| matches!(
+                &a.op,
+                Op::InstallBinary { version, from: Source::Release { .. }, .. }
+                    if version == crate::config::PINNED_K3S_VERSION
+            ) && a.why == "installed binary has another hash"),
             "{actions:?}"
         );
     }
@@ -819,7 +963,7 @@ mod tests {
             },
         );
         let (_root, cx) = context(runner.clone());
-        let actions = InstallK3s.plan(&cx).await.unwrap();
+        let actions = plan(&cx).await.unwrap();
         let asked_at = std::time::SystemTime::now();
         let err = run_all(&cx, actions).await.unwrap_err().to_string();
         assert!(err.contains("k3s did not become ready within 1s"), "{err}");

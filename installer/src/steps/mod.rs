@@ -1,9 +1,9 @@
 //! The step engine and the install order.
 //!
 //! Every change to the host is a step. `plan` reads the current state and returns the
-//! [`Action`]s that would bring it to the desired state, each with what it changes and why;
-//! `apply` runs exactly those actions, in order, and nothing else; the engine then plans again
-//! and insists on an empty plan. `foreman-box plan` shows the same actions without running
+//! [`Action`]s that would bring it to the desired state: values naming what changes, with its
+//! fields, each with why ([`Planned`]); `apply` executes exactly those, in order, and nothing
+//! else; the engine then plans again and insists on an empty plan. `foreman-box plan` shows the same actions without running
 //! them, so a dry run and a real run cannot drift apart.
 //!
 //! What happens is told to a [`Reporter`] (the terminal display, plain lines, a log file), never
@@ -17,47 +17,128 @@ pub mod preflight;
 pub mod settings;
 pub mod storage;
 
-pub use crate::context::{Action, Context, RunOptions};
+pub use crate::action::{HostOp, Planned};
+pub use crate::context::{Context, RunOptions};
 pub use crate::desired::DesiredFile;
 pub use crate::report::{
     Change, ComponentLine, LogReporter, Outcome, ProgressHandle, Reporter, StepReport,
 };
 
 use crate::error::{Error, Result};
-use crate::host::Host;
-use futures::future::BoxFuture;
+use serde::Serialize;
+use std::fmt;
 use std::time::Instant;
 
-/// The install order: one list, in one place.
-pub fn install_order() -> Vec<Box<dyn Step>> {
-    vec![
-        Box::new(preflight::RunPreflight),
-        Box::new(settings::RememberSettings),
-        Box::new(k3s::InstallK3s),
-        Box::new(postgres::ConfigurePostgres),
-        Box::new(storage::PrepareStorage),
-        Box::new(operator::DeployOperator),
-        Box::new(foreman::ApplyForeman),
-    ]
+/// The steps, in install order: one list, in one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Preflight,
+    Settings,
+    K3s,
+    Postgres,
+    Storage,
+    Operator,
+    Foreman,
 }
+
+pub const INSTALL_ORDER: [Step; 7] = [
+    Step::Preflight,
+    Step::Settings,
+    Step::K3s,
+    Step::Postgres,
+    Step::Storage,
+    Step::Operator,
+    Step::Foreman,
+];
 
 pub fn step_names() -> Vec<&'static str> {
-    install_order().iter().map(|s| s.name()).collect()
+    INSTALL_ORDER.iter().map(|s| s.name()).collect()
 }
 
-pub trait Step: Send + Sync {
-    fn name(&self) -> &'static str;
+impl Step {
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::Preflight => "preflight",
+            Step::Settings => "settings",
+            Step::K3s => "k3s",
+            Step::Postgres => "postgres",
+            Step::Storage => "storage",
+            Step::Operator => "operator",
+            Step::Foreman => "foreman",
+        }
+    }
 
     /// Compares desired and actual state and returns the actions that close the gap. Changes
     /// nothing. An empty list means up to date.
-    fn plan<'a>(&'a self, cx: &'a Context) -> BoxFuture<'a, Result<Vec<Action>>>;
+    pub async fn plan(self, cx: &Context) -> Result<Vec<Planned<Action>>> {
+        fn wrap<T>(ops: Vec<Planned<T>>, f: fn(T) -> Action) -> Vec<Planned<Action>> {
+            ops.into_iter().map(|p| p.map(f)).collect()
+        }
+        Ok(match self {
+            Step::Preflight => {
+                preflight::check(cx)?;
+                Vec::new()
+            }
+            Step::Settings => wrap(settings::plan(cx)?, Action::Host),
+            Step::K3s => wrap(k3s::plan(cx).await?, Action::K3s),
+            Step::Postgres => wrap(postgres::plan(cx).await?, Action::Postgres),
+            Step::Storage => wrap(storage::plan(cx)?, Action::Storage),
+            Step::Operator => wrap(operator::plan(cx)?, Action::Operator),
+            Step::Foreman => wrap(foreman::plan(cx).await?, Action::Foreman),
+        })
+    }
+}
+
+/// What a plan is made of: each step's own operations (which include the host's).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Action {
+    Host(HostOp),
+    K3s(k3s::Op),
+    Postgres(postgres::Op),
+    Storage(storage::Op),
+    Operator(operator::Op),
+    Foreman(foreman::Op),
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::Host(op) => op.fmt(f),
+            Action::K3s(op) => op.fmt(f),
+            Action::Postgres(op) => op.fmt(f),
+            Action::Storage(op) => op.fmt(f),
+            Action::Operator(op) => op.fmt(f),
+            Action::Foreman(op) => op.fmt(f),
+        }
+    }
+}
+
+/// Executes actions, keeping what consecutive ones share: one PostgreSQL session and one
+/// cluster client, each opened when an action first needs it.
+#[derive(Default)]
+pub struct Runner {
+    postgres: postgres::Runner,
+    foreman: foreman::Runner,
+}
+
+impl Runner {
+    pub async fn run(&mut self, cx: &Context, action: Action) -> Result<()> {
+        match action {
+            Action::Host(op) => op.run(&cx.host),
+            Action::K3s(op) => k3s::run(cx, op).await,
+            Action::Postgres(op) => self.postgres.run(cx, op).await,
+            Action::Storage(op) => storage::run(cx, op),
+            Action::Operator(op) => operator::run(cx, op),
+            Action::Foreman(op) => self.foreman.run(cx, op).await,
+        }
+    }
 }
 
 /// Picks the steps `--only` names, in install order.
-pub fn select(only: &[String]) -> Result<Vec<Box<dyn Step>>> {
-    let all = install_order();
+pub fn select(only: &[String]) -> Result<Vec<Step>> {
     if only.is_empty() {
-        return Ok(all);
+        return Ok(INSTALL_ORDER.to_vec());
     }
     let known = step_names();
     for name in only {
@@ -68,21 +149,21 @@ pub fn select(only: &[String]) -> Result<Vec<Box<dyn Step>>> {
             });
         }
     }
-    Ok(all
+    Ok(INSTALL_ORDER
         .into_iter()
         .filter(|s| only.iter().any(|o| o == s.name()))
         .collect())
 }
 
 /// Plans every step without changing anything.
-pub async fn plan(cx: &Context, steps: &[Box<dyn Step>]) -> Result<Vec<StepReport>> {
+pub async fn plan(cx: &Context, steps: &[Step]) -> Result<Vec<StepReport>> {
     let mut reports = Vec::new();
     for step in steps {
         let name = step.name();
         let started = Instant::now();
         cx.reporter.step_started(name);
         let changes: Vec<Change> = match step.plan(cx).await {
-            Ok(actions) => actions.into_iter().map(|a| a.change).collect(),
+            Ok(actions) => actions.iter().map(Planned::change).collect(),
             Err(e) => {
                 cx.reporter
                     .step_finished(name, Outcome::Failed, started.elapsed());
@@ -101,13 +182,13 @@ pub async fn plan(cx: &Context, steps: &[Box<dyn Step>]) -> Result<Vec<StepRepor
 }
 
 /// Plans each step, runs exactly the planned actions, then checks that it converged.
-pub async fn apply(cx: &Context, steps: &[Box<dyn Step>]) -> Result<Vec<StepReport>> {
+pub async fn apply(cx: &Context, steps: &[Step]) -> Result<Vec<StepReport>> {
     let mut reports = Vec::new();
     for step in steps {
         let name = step.name();
         let started = Instant::now();
         cx.reporter.step_started(name);
-        match apply_one(cx, step.as_ref()).await {
+        match apply_one(cx, *step).await {
             Ok(changes) => {
                 cx.reporter
                     .step_finished(name, Outcome::of(&changes), started.elapsed());
@@ -126,10 +207,10 @@ pub async fn apply(cx: &Context, steps: &[Box<dyn Step>]) -> Result<Vec<StepRepo
     Ok(reports)
 }
 
-async fn apply_one(cx: &Context, step: &dyn Step) -> Result<Vec<Change>> {
+async fn apply_one(cx: &Context, step: Step) -> Result<Vec<Change>> {
     let name = step.name();
     let actions = step.plan(cx).await?;
-    let changes: Vec<Change> = actions.iter().map(|a| a.change.clone()).collect();
+    let changes: Vec<Change> = actions.iter().map(Planned::change).collect();
     cx.reporter.step_planned(name, &changes);
     if actions.is_empty() {
         return Ok(changes);
@@ -141,7 +222,7 @@ async fn apply_one(cx: &Context, step: &dyn Step) -> Result<Vec<Change>> {
             step: name,
             changes: left
                 .iter()
-                .map(|a| a.change.what.as_str())
+                .map(|a| a.op.to_string())
                 .collect::<Vec<_>>()
                 .join("; "),
         });
@@ -150,27 +231,87 @@ async fn apply_one(cx: &Context, step: &dyn Step) -> Result<Vec<Change>> {
 }
 
 /// Runs actions in order, stopping at the first failure.
-pub async fn run_all(cx: &Context, actions: Vec<Action>) -> Result<()> {
+pub async fn run_all(cx: &Context, actions: Vec<Planned<Action>>) -> Result<()> {
+    let mut runner = Runner::default();
     for action in actions {
-        action.run(cx).await?;
+        runner.run(cx, action.op).await?;
     }
     Ok(())
 }
 
-/// One action per temp file (`.NAME.foreman-box-PID.tmp`) that a killed run left beside one of
-/// `paths` (real paths, shown as given): this run's writes never collide with them, but nothing
-/// else would remove them. Files written as [`DesiredFile`]s see to their own.
-pub(crate) fn remove_stale_temps(host: &Host, paths: &[std::path::PathBuf]) -> Vec<Action> {
-    paths
-        .iter()
-        .flat_map(|p| host.fs().stale_temps_of(p))
-        .map(|path| {
-            let shown = path.display().to_string();
-            Action::sync(
-                format!("remove {shown}"),
-                "left by a killed run",
-                move |cx| Ok(cx.host.fs().remove_file(&path)?),
-            )
-        })
-        .collect()
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+    use serde_json::json;
+
+    /// A plan is values: what each operation shows is its own description, `plan --output
+    /// json` prints its fields, and a password or a file's content is in neither (nor in Debug).
+    #[test]
+    fn a_planned_operation_shows_its_fields_and_never_a_secret() {
+        let secret = "swordfish-7f3a";
+        let password = Secret::new(secret);
+        let copy = DesiredFile::new(
+            "/etc/foreman-box/secrets/foreman-generated.yaml",
+            format!("data:\n  password: {secret}\n"),
+            0o600,
+        );
+        let plan = [
+            Planned::new(
+                Action::Postgres(postgres::Op::CreateRole {
+                    name: "foreman".into(),
+                    password: password.clone(),
+                    generated: true,
+                }),
+                "missing",
+            ),
+            Planned::new(
+                Action::Postgres(postgres::Op::BootstrapAdmin {
+                    password,
+                    generated: false,
+                    block: "host all foreman_box_admin 127.0.0.1/32 scram-sha-256\n".into(),
+                }),
+                "no admin login yet",
+            ),
+            Planned::new(
+                Action::Foreman(foreman::Op::Host(HostOp::Write(copy))),
+                "missing",
+            ),
+        ];
+        for p in &plan {
+            let change = p.change();
+            let shown = format!("{change} {p:?} {}", serde_json::to_string(&change).unwrap());
+            assert!(!shown.contains(secret), "{shown}");
+            assert_eq!(change.what, p.op.to_string());
+        }
+        assert_eq!(
+            plan[0].change().action,
+            json!({"kind": "create_role", "name": "foreman", "generated": true})
+        );
+        assert_eq!(
+            plan[0].change().what,
+            "create role foreman with a generated scram-sha-256 password"
+        );
+        assert_eq!(
+            plan[2].change().action,
+            json!({
+                "kind": "write",
+                "path": "/etc/foreman-box/secrets/foreman-generated.yaml",
+                "mode": "0600",
+                "bytes": 33,
+            })
+        );
+    }
+
+    #[test]
+    fn steps_are_selected_in_install_order_and_an_unknown_one_is_named() {
+        let picked = select(&["foreman".into(), "k3s".into()]).unwrap();
+        assert_eq!(picked, [Step::K3s, Step::Foreman]);
+        assert_eq!(select(&[]).unwrap(), INSTALL_ORDER);
+        let err = select(&["kube".into()]).unwrap_err().to_string();
+        assert!(
+            err.contains("kube") && err.contains("preflight, settings, k3s"),
+            "{err}"
+        );
+    }
 }

@@ -12,13 +12,14 @@
 //! (device, inode, size, mode, mtime, ctime) of the executable with its layer digest and the stat
 //! of the archive as written. When both match, the archive is current without reading either.
 
-use super::{Action, Context, DesiredFile, Step};
+use super::{Context, DesiredFile, HostOp, Planned};
 use crate::error::{Error, Result};
 use crate::host::{Cmd, FileStamp, Host};
 use crate::manifests;
 use foreman_box_bundle::elf::{self, Linking};
 use foreman_box_bundle::oci::{self, Image, Layer};
-use futures::future::BoxFuture;
+use serde::Serialize;
+use std::fmt;
 use std::path::Path;
 
 /// Where k3s imports image archives from (at start, and while running since the versions below).
@@ -49,16 +50,55 @@ pub fn imports_while_running(k3s_version: &str) -> bool {
     }
 }
 
-#[derive(Default)]
-pub struct DeployOperator;
+/// What this step changes beyond the host's common operations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Op {
+    /// The image archive written, then the stamp of the executable it was made of.
+    WriteImage {
+        file: DesiredFile,
+        binary: FileStamp,
+        layer: Layer,
+    },
+    /// `k3s ctr images import` of the archive, for a k3s that imports only when it starts.
+    Import { k3s_version: String },
+    /// The stamp recorded for an archive already current.
+    RecordStamp { binary: FileStamp, layer: Layer },
+    #[serde(untagged)]
+    Host(HostOp),
+}
 
-impl Step for DeployOperator {
-    fn name(&self) -> &'static str {
-        "operator"
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Op::WriteImage { file, .. } => write!(f, "write {}", file.path),
+            Op::Import { .. } => write!(f, "{} ctr images import {ARCHIVE}", super::k3s::BINARY),
+            Op::RecordStamp { .. } => write!(f, "record {STAMP}"),
+            Op::Host(op) => op.fmt(f),
+        }
     }
+}
 
-    fn plan<'a>(&'a self, cx: &'a Context) -> BoxFuture<'a, Result<Vec<Action>>> {
-        Box::pin(async move { plan(cx) })
+pub(super) fn run(cx: &Context, op: Op) -> Result<()> {
+    let host = &cx.host;
+    match op {
+        Op::WriteImage {
+            file,
+            binary,
+            layer,
+        } => {
+            file.write(host)?;
+            record_stamp(host, binary, layer)
+        }
+        Op::Import { .. } => {
+            let archive = host.path(ARCHIVE).display().to_string();
+            let k3s = host.path(super::k3s::BINARY).display().to_string();
+            host.runner()
+                .run(&Cmd::new(k3s).args(["ctr", "-n", "k8s.io", "images", "import", &archive]))?;
+            Ok(())
+        }
+        Op::RecordStamp { binary, layer } => record_stamp(host, binary, layer),
+        Op::Host(op) => op.run(host),
     }
 }
 
@@ -93,14 +133,14 @@ struct Stamp {
     archive: FileStamp,
 }
 
-fn plan(cx: &Context) -> Result<Vec<Action>> {
+pub(super) fn plan(cx: &Context) -> Result<Vec<Planned<Op>>> {
     require_static(&cx.host)?;
     plan_image_of(cx, Path::new(EXECUTABLE))
 }
 
 /// The plan for an image made of `exe` (the running executable, or a stand-in in unit tests,
 /// which are not statically linked).
-fn plan_image_of(cx: &Context, exe: &Path) -> Result<Vec<Action>> {
+fn plan_image_of(cx: &Context, exe: &Path) -> Result<Vec<Planned<Op>>> {
     let host = &cx.host;
     let fs = host.fs();
     let binary_stamp = fs.stamp(exe)?.ok_or_else(|| Error::NotAnImage {
@@ -132,35 +172,27 @@ fn plan_image_of(cx: &Context, exe: &Path) -> Result<Vec<Action>> {
             let layer = image.layer.clone();
             match file.plan(host)? {
                 Some(change) => {
-                    actions.push(Action::sync(
-                        change.what,
-                        format!("{}: image {}", change.why, image.reference),
-                        move |cx| {
-                            file.write(&cx.host)?;
-                            record_stamp(&cx.host, binary_stamp, layer)
+                    let why = format!("{}: image {}", change.why, image.reference);
+                    let binary = binary_stamp;
+                    actions.push(Planned::new(
+                        Op::WriteImage {
+                            file,
+                            binary,
+                            layer,
                         },
+                        why,
                     ));
-                    if let Some(version) = needs_own_import(cx) {
-                        let k3s = super::k3s::BINARY;
-                        actions.push(Action::sync(
-                            format!("{k3s} ctr images import {ARCHIVE}"),
-                            format!("k3s {version} imports archives only when it starts"),
-                            move |cx| {
-                                let archive = cx.host.path(ARCHIVE).display().to_string();
-                                cx.host.runner().run(
-                                    &Cmd::new(cx.host.path(k3s).display().to_string()).args([
-                                        "ctr", "-n", "k8s.io", "images", "import", &archive,
-                                    ]),
-                                )?;
-                                Ok(())
-                            },
-                        ));
+                    if let Some(k3s_version) = needs_own_import(cx) {
+                        let why = format!("k3s {k3s_version} imports archives only when it starts");
+                        actions.push(Planned::new(Op::Import { k3s_version }, why));
                     }
                 }
-                None => actions.push(Action::sync(
-                    format!("record {STAMP}"),
+                None => actions.push(Planned::new(
+                    Op::RecordStamp {
+                        binary: binary_stamp,
+                        layer,
+                    },
                     "the archive is current; its stat spares the next run reading the binary",
-                    move |cx| record_stamp(&cx.host, binary_stamp, layer),
                 )),
             }
             image
@@ -172,18 +204,17 @@ fn plan_image_of(cx: &Context, exe: &Path) -> Result<Vec<Action>> {
             && name.starts_with("foreman-box-operator")
             && name.ends_with(".tar")
         {
-            let stale = format!("{IMAGES_DIR}/{name}");
-            actions.push(Action::sync(
-                format!("remove {stale}"),
+            let path = host.path(format!("{IMAGES_DIR}/{name}"));
+            actions.push(Planned::new(
+                Op::Host(HostOp::Remove { path }),
                 "only the current operator image is kept",
-                move |cx| Ok(cx.host.fs().remove_file(&cx.host.path(&stale))?),
             ));
         }
     }
 
     for file in manifests::operator_files(&image.reference)? {
         if let Some(change) = file.plan(host)? {
-            actions.push(Action::write_file(file, change.why));
+            actions.push(Planned::new(Op::Host(HostOp::Write(file)), change.why));
         }
     }
     Ok(actions)
@@ -245,8 +276,12 @@ mod tests {
 
     use crate::config::Layers;
     use crate::host::RecordingRunner;
-    use crate::steps::{run_all, RunOptions};
+    use crate::steps::RunOptions;
     use std::sync::Arc;
+
+    fn run_all(cx: &Context, actions: Vec<Planned<Op>>) -> Result<()> {
+        actions.into_iter().try_for_each(|a| run(cx, a.op))
+    }
 
     /// A root with a stand-in executable and, when given, the installed k3s's version stamp.
     fn context(
@@ -278,20 +313,20 @@ mod tests {
         (root, exe, Context::new(host, facts, config, options, None))
     }
 
-    fn whats(actions: &[Action]) -> Vec<String> {
-        actions.iter().map(|a| a.change.what.clone()).collect()
-    }
-
     #[tokio::test]
     async fn older_k3s_that_runs_gets_a_new_archive_imported_with_k3s_ctr() {
         let runner = Arc::new(RecordingRunner::new());
         let (root, exe, cx) = context(runner.clone(), Some("v1.30.9+k3s1"), false);
         let actions = plan_image_of(&cx, &exe).unwrap();
-        assert!(
-            whats(&actions).contains(&format!("/usr/local/bin/k3s ctr images import {ARCHIVE}")),
-            "{actions:?}"
+        let import = Op::Import {
+            k3s_version: "v1.30.9+k3s1".into(),
+        };
+        assert!(actions.iter().any(|a| a.op == import), "{actions:?}");
+        assert_eq!(
+            import.to_string(),
+            format!("/usr/local/bin/k3s ctr images import {ARCHIVE}")
         );
-        run_all(&cx, actions).await.unwrap();
+        run_all(&cx, actions).unwrap();
         let calls: Vec<String> = runner.calls().iter().map(|c| c.display()).collect();
         let root = root.path().display();
         assert_eq!(
@@ -313,10 +348,10 @@ mod tests {
             let (_root, exe, cx) = context(runner.clone(), Some(version), skip_start);
             let actions = plan_image_of(&cx, &exe).unwrap();
             assert!(
-                !whats(&actions).iter().any(|w| w.contains("ctr")),
+                !actions.iter().any(|a| matches!(a.op, Op::Import { .. })),
                 "{actions:?}"
             );
-            run_all(&cx, actions).await.unwrap();
+            run_all(&cx, actions).unwrap();
             assert!(runner.calls().is_empty(), "{version} {skip_start}");
         }
     }
@@ -355,9 +390,7 @@ mod tests {
     async fn an_edited_archive_is_rewritten_to_the_bytes_of_the_binary() {
         let runner = Arc::new(RecordingRunner::new());
         let (_root, exe, cx) = context(runner, None, true);
-        run_all(&cx, plan_image_of(&cx, &exe).unwrap())
-            .await
-            .unwrap();
+        run_all(&cx, plan_image_of(&cx, &exe).unwrap()).unwrap();
         assert!(plan_image_of(&cx, &exe).unwrap().is_empty());
         let archive = cx.host.path(ARCHIVE);
         let good = cx.host.fs().read(&archive).unwrap().unwrap();
@@ -368,12 +401,15 @@ mod tests {
             .write_atomic(&archive, &bad, ARCHIVE_MODE)
             .unwrap();
         let actions = plan_image_of(&cx, &exe).unwrap();
-        assert_eq!(whats(&actions), [format!("write {ARCHIVE}")]);
         assert!(
-            actions[0].change.why.starts_with("content differs"),
+            matches!(
+                &actions[..],
+                [Planned { op: Op::WriteImage { file, .. }, why }]
+                    if file.path == ARCHIVE && file.content == good && why.starts_with("content differs")
+            ),
             "{actions:?}"
         );
-        run_all(&cx, actions).await.unwrap();
+        run_all(&cx, actions).unwrap();
         assert_eq!(cx.host.fs().read(&archive).unwrap().unwrap(), good);
     }
 

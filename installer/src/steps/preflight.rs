@@ -2,11 +2,10 @@
 //! the gathered facts and the configuration; each failure says what is wrong and how to fix it,
 //! and `--ignore-preflight NAME` (or `all`) turns it into a warning.
 
-use super::{Action, Context, Step};
+use super::Context;
 use crate::config::{Config, PostgresMode};
 use crate::error::{Error, Result};
 use crate::facts::{Arch, Facts, SelinuxMode};
-use futures::future::BoxFuture;
 
 const GIB: u64 = 1 << 30;
 
@@ -71,33 +70,24 @@ pub fn render(findings: &[Finding]) -> String {
         .join("\n")
 }
 
-#[derive(Default)]
-pub struct RunPreflight;
-
-impl Step for RunPreflight {
-    fn name(&self) -> &'static str {
-        "preflight"
+/// The host and configuration checked; the failures not ignored stop the run, naming each.
+/// Plans nothing: preflight only looks.
+pub(super) fn check(cx: &Context) -> Result<()> {
+    let (fatal, ignored) = partition(
+        run_checks(&cx.facts, &cx.config),
+        &cx.options.ignore_preflight,
+    );
+    for f in &ignored {
+        cx.reporter.warning(
+            "preflight",
+            &format!("{}: {} (ignored as asked)", f.check, f.problem),
+        );
     }
-
-    fn plan<'a>(&'a self, cx: &'a Context) -> BoxFuture<'a, Result<Vec<Action>>> {
-        Box::pin(async move {
-            let (fatal, ignored) = partition(
-                run_checks(&cx.facts, &cx.config),
-                &cx.options.ignore_preflight,
-            );
-            for f in &ignored {
-                cx.reporter.warning(
-                    "preflight",
-                    &format!("{}: {} (ignored as asked)", f.check, f.problem),
-                );
-            }
-            if fatal.is_empty() {
-                Ok(Vec::new())
-            } else {
-                Err(Error::Preflight {
-                    report: render(&fatal),
-                })
-            }
+    if fatal.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Preflight {
+            report: render(&fatal),
         })
     }
 }

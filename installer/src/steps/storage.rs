@@ -1,13 +1,14 @@
 //! PrepareStorage: Pulp's content directory on the host, fit for the Pulp containers, and a
 //! hostPath PersistentVolume pinned to this node with the claim `pulp-storage` pre-bound to it.
 
-use super::{Action, Context, Step};
+use super::{Context, HostOp, Planned};
 use crate::error::{Error, Result};
 use crate::facts::SelinuxMode;
 use crate::host::Cmd;
 use crate::manifests::{self, labels, NAMESPACE};
-use futures::future::BoxFuture;
+use serde::Serialize;
 use serde_json::{json, Value};
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// The uid and gid the Pulp images run as.
@@ -29,16 +30,29 @@ const DIR_MODE: u32 = 0o750;
 const SELINUX_TYPE: &str = "container_file_t";
 pub(crate) const MANIFEST: &str = "foreman-box-storage.yaml";
 
-#[derive(Default)]
-pub(crate) struct PrepareStorage;
+/// What this step changes beyond the host's common operations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Op {
+    /// The tree labelled `container_file_t`, persistently where semanage exists.
+    Label { path: PathBuf },
+    #[serde(untagged)]
+    Host(HostOp),
+}
 
-impl Step for PrepareStorage {
-    fn name(&self) -> &'static str {
-        "storage"
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Op::Label { path } => write!(f, "label {} {SELINUX_TYPE}", path.display()),
+            Op::Host(op) => op.fmt(f),
+        }
     }
+}
 
-    fn plan<'a>(&'a self, cx: &'a Context) -> BoxFuture<'a, Result<Vec<Action>>> {
-        Box::pin(async move { plan(cx) })
+pub(super) fn run(cx: &Context, op: Op) -> Result<()> {
+    match op {
+        Op::Label { path } => label_dir(cx, &path),
+        Op::Host(op) => op.run(&cx.host),
     }
 }
 
@@ -49,41 +63,48 @@ pub(crate) fn directories(pulp_dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-fn plan(cx: &Context) -> Result<Vec<Action>> {
+pub(super) fn plan(cx: &Context) -> Result<Vec<Planned<Op>>> {
     let host = &cx.host;
     let fs = host.fs();
-    let mut actions = Vec::new();
+    let mut ops = Vec::new();
     for dir in directories(&cx.config.storage.pulp_dir) {
         let real = host.path(&dir);
-        let shown = dir.display();
-        let mode = fs.mode(&real)?;
-        let (what, why) = match mode {
-            None => (format!("create {shown}"), "missing".to_string()),
-            Some(_) if !real.is_dir() => {
-                return Err(Error::NotADirectory { path: dir.clone() });
-            }
-            Some(m) if m != DIR_MODE => (
-                format!("chmod {DIR_MODE:04o} {shown}"),
+        let path = dir.clone();
+        match fs.mode(&real)? {
+            None => ops.push((
+                HostOp::CreateDir {
+                    path,
+                    mode: DIR_MODE,
+                },
+                "missing".into(),
+            )),
+            Some(_) if !real.is_dir() => return Err(Error::NotADirectory { path }),
+            Some(m) if m != DIR_MODE => ops.push((
+                HostOp::SetMode {
+                    path,
+                    mode: DIR_MODE,
+                },
                 format!("mode {m:04o}"),
-            ),
-            Some(_) => (String::new(), String::new()),
-        };
-        if !what.is_empty() {
-            let d = dir.clone();
-            actions.push(Action::sync(what, why, move |cx| {
-                cx.host.fs().ensure_dir(&cx.host.path(&d), DIR_MODE)?;
-                Ok(())
-            }));
+            )),
+            Some(_) => {}
         }
         if fs.owner(&real)? != Some((PULP_UID, PULP_GID)) {
-            let d = dir.clone();
-            actions.push(Action::sync(
-                format!("chown {PULP_UID}:{PULP_GID} {shown}"),
-                "the Pulp containers run as uid 700",
-                move |cx| Ok(cx.host.fs().chown(&cx.host.path(&d), PULP_UID, PULP_GID)?),
+            let (uid, gid) = (PULP_UID, PULP_GID);
+            let why = "the Pulp containers run as uid 700".to_string();
+            ops.push((
+                HostOp::Chown {
+                    path: dir,
+                    uid,
+                    gid,
+                },
+                why,
             ));
         }
     }
+    let mut actions: Vec<_> = ops
+        .into_iter()
+        .map(|(op, why)| Planned::new(Op::Host(op), why))
+        .collect();
     if cx.facts.selinux != SelinuxMode::Disabled {
         let dir = cx.config.storage.pulp_dir.clone();
         let label = cx
@@ -93,10 +114,9 @@ fn plan(cx: &Context) -> Result<Vec<Action>> {
             .map(|o| o.stdout)
             .unwrap_or_default();
         if !label.contains(SELINUX_TYPE) {
-            actions.push(Action::sync(
-                format!("label {} {SELINUX_TYPE}", dir.display()),
+            actions.push(Planned::new(
+                Op::Label { path: dir },
                 "SELinux is enabled and containers must write there",
-                move |cx| label_dir(cx, &dir),
             ));
         }
     }
@@ -105,7 +125,7 @@ fn plan(cx: &Context) -> Result<Vec<Action>> {
         manifests::manifest_file(MANIFEST, &objects(cx))?,
     ] {
         if let Some(c) = f.plan(host)? {
-            actions.push(Action::write_file(f, c.why));
+            actions.push(Planned::new(Op::Host(HostOp::Write(f)), c.why));
         }
     }
     Ok(actions)

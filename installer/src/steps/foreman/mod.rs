@@ -11,16 +11,18 @@
 
 mod secrets;
 
-use crate::kept::copy_path;
-
-use super::{Action, Context, Step};
+use super::{Context, DesiredFile, HostOp, Planned};
 use crate::cluster::{self, Cluster, ClusterError, FIELD_MANAGER, RESOURCE};
 use crate::error::Result;
+use crate::kept::{copy_path, SECRETS_DIR};
 use foreman_box_bundle::NAMESPACE;
+use foreman_operator::generated;
 use foreman_operator::Foreman;
 use futures::future::BoxFuture;
 use kube::api::DynamicObject;
+use serde::Serialize;
 use serde_json::Value;
+use std::fmt;
 use std::time::{Duration, Instant};
 
 const STEP: &str = "foreman";
@@ -29,16 +31,144 @@ const POLL: Duration = Duration::from_secs(1);
 /// The admin user the operator seeds (SEED_ADMIN_USER, operator/src/resources/core.rs).
 pub const ADMIN_USER: &str = "admin";
 
-#[derive(Default)]
-pub struct ApplyForeman;
+/// What this step changes beyond the host's common operations.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Op {
+    /// Waits, bounded, for the CRD to be Established and the operator to be Available.
+    WaitPrerequisites { missing: String },
+    /// The generated Secrets made or restored, decided once the cluster can be read (the plan
+    /// was made before it could be).
+    CreateSecretsLater { names: Vec<String> },
+    /// A generated Secret created in the cluster (its copy written first when the values are
+    /// new).
+    CreateSecret {
+        name: String,
+        values: Values,
+        #[serde(skip)]
+        secret: secrets::Sealed,
+        #[serde(skip)]
+        copy: Option<DesiredFile>,
+    },
+    /// The kept copy follows the cluster's Secret; the old copy is kept beside it.
+    ReplaceCopy { copy: DesiredFile, old: DesiredFile },
+    /// The resource applied: server-side apply of the fields foreman-box owns.
+    Apply {
+        #[serde(flatten)]
+        how: How,
+        body: Value,
+    },
+    /// Waits, bounded, for the resource to be Ready, with one line per component.
+    WaitReady,
+    #[serde(untagged)]
+    Host(HostOp),
+}
 
-impl Step for ApplyForeman {
-    fn name(&self) -> &'static str {
-        STEP
+/// Where a created Secret's values come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Values {
+    /// Generated now, and kept in the copy.
+    New,
+    /// The kept copy's.
+    Copy,
+}
+
+/// What an apply does to the resource, as far as the plan could read it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "apply", rename_all = "snake_case")]
+pub enum How {
+    /// The live resource could not be read (no CRD yet).
+    Unread {
+        summary: String,
+    },
+    Create {
+        summary: String,
+    },
+    Update {
+        fields: Vec<String>,
+    },
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Op::WaitPrerequisites { missing } => write!(f, "wait for {missing}"),
+            Op::CreateSecretsLater { names } => write!(
+                f,
+                "create Secrets {} in {NAMESPACE} from the copies in {SECRETS_DIR}, or with new values kept there",
+                names.join(", ")
+            ),
+            Op::CreateSecret { name, values, .. } => {
+                let path = copy_path(name);
+                match values {
+                    Values::New => write!(
+                        f,
+                        "create Secret {NAMESPACE}/{name} with new values, kept in {path}"
+                    ),
+                    Values::Copy => write!(f, "create Secret {NAMESPACE}/{name} from {path}"),
+                }
+            }
+            Op::ReplaceCopy { copy, .. } => write!(f, "write {}", copy.path),
+            Op::Apply { how, .. } => match how {
+                How::Unread { summary } => {
+                    write!(f, "apply Foreman {NAMESPACE}/{RESOURCE} ({summary})")
+                }
+                How::Create { summary } => {
+                    write!(f, "create Foreman {NAMESPACE}/{RESOURCE} ({summary})")
+                }
+                How::Update { fields } => write!(f, "update {}", fields.join(", ")),
+            },
+            Op::WaitReady => write!(f, "wait until Foreman {NAMESPACE}/{RESOURCE} is Ready"),
+            Op::Host(op) => op.fmt(f),
+        }
+    }
+}
+
+/// Runs this step's operations with one cluster client, made when one first needs it (the
+/// plan may have been made before k3s had written its kubeconfig).
+#[derive(Default)]
+pub struct Runner {
+    cluster: Option<Cluster>,
+}
+
+impl Runner {
+    async fn cluster(&mut self, cx: &Context) -> Result<Cluster> {
+        if let Some(c) = &self.cluster {
+            return Ok(c.clone());
+        }
+        let c = Cluster::connect(&cx.host, cx.config.foreman.kubeconfig.as_deref()).await?;
+        self.cluster = Some(c.clone());
+        Ok(c)
     }
 
-    fn plan<'a>(&'a self, cx: &'a Context) -> BoxFuture<'a, Result<Vec<Action>>> {
-        Box::pin(plan(cx))
+    pub fn run<'a>(&'a mut self, cx: &'a Context, op: Op) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            match op {
+                Op::WaitPrerequisites { .. } => {
+                    wait_prerequisites(cx, &self.cluster(cx).await?).await
+                }
+                Op::CreateSecretsLater { .. } => {
+                    let cluster = self.cluster(cx).await?;
+                    for planned in secrets::plan(cx, &cluster, &desired(cx)).await? {
+                        self.run(cx, planned.op).await?;
+                    }
+                    Ok(())
+                }
+                Op::CreateSecret { secret, copy, .. } => {
+                    let cluster = self.cluster(cx).await?;
+                    secrets::create(cx, &cluster, secret, copy).await
+                }
+                Op::ReplaceCopy { copy, old } => {
+                    old.write(&cx.host)?;
+                    copy.write(&cx.host)?;
+                    Ok(())
+                }
+                Op::Apply { body, .. } => Ok(self.cluster(cx).await?.apply_foreman(&body).await?),
+                Op::WaitReady => wait_ready(cx, &self.cluster(cx).await?).await,
+                Op::Host(op) => op.run(&cx.host),
+            }
+        })
     }
 }
 
@@ -119,7 +249,7 @@ pub fn access_text(hostname: &str) -> String {
     )
 }
 
-async fn plan(cx: &Context) -> Result<Vec<Action>> {
+pub(super) async fn plan(cx: &Context) -> Result<Vec<Planned<Op>>> {
     if !connects(cx) {
         // A warning, not a note: `plan` must say it even without -v.
         cx.reporter.warning(
@@ -130,29 +260,23 @@ async fn plan(cx: &Context) -> Result<Vec<Action>> {
     }
     let explicit = cx.config.foreman.kubeconfig.as_deref();
     let fm = desired(cx);
-    let desired = applied(&fm);
-    let mut actions = Vec::new();
+    let body = applied(&fm);
+    let summary = summary(&fm);
     let (kubeconfig, shown) = cluster::kubeconfig_path(&cx.host, explicit);
     if explicit.is_none() && !cx.host.fs().exists(&kubeconfig) {
         // k3s has not started yet (`plan` on a fresh host): everything is still to do, and
         // the actions connect when they run, after the k3s step has started it.
-        actions.push(prerequisites_action(
-            None,
-            format!(
-                "CustomResourceDefinition {} to be Established and Deployment {NAMESPACE}/{} to be Available",
-                cluster::CRD_NAME,
-                foreman_box_bundle::OPERATOR
-            ),
+        let missing = format!(
+            "CustomResourceDefinition {} to be Established and Deployment {NAMESPACE}/{} to be Available",
+            cluster::CRD_NAME,
+            foreman_box_bundle::OPERATOR
+        );
+        let why = format!("k3s has not written {} yet", shown.display());
+        return Ok(everything(
+            &fm,
+            missing,
+            Apply(How::Unread { summary }, body, why),
         ));
-        actions.push(secrets::deferred(&fm));
-        actions.push(apply_action(
-            None,
-            &desired,
-            format!("apply Foreman {NAMESPACE}/{RESOURCE} ({})", summary(&fm)),
-            format!("k3s has not written {} yet", shown.display()),
-        ));
-        actions.push(wait_action(None, "Foreman was not applied yet".into()));
-        return Ok(actions);
     }
     let cluster = Cluster::connect(&cx.host, explicit).await?;
 
@@ -160,60 +284,73 @@ async fn plan(cx: &Context) -> Result<Vec<Action>> {
     if !missing.is_empty() {
         // The resource cannot be read before its CRD is established: apply what we want and
         // let server-side apply merge it with whatever is there.
-        actions.push(prerequisites_action(Some(&cluster), missing.join(" and ")));
-        actions.push(secrets::deferred(&fm));
-        actions.push(apply_action(
-            Some(&cluster),
-            &desired,
-            format!("apply Foreman {NAMESPACE}/{RESOURCE} ({})", summary(&fm)),
-            "the CRD is not established yet, so the current resource cannot be read",
-        ));
-        actions.push(wait_action(
-            Some(&cluster),
-            "Foreman was not applied yet".into(),
-        ));
-        return Ok(actions);
+        let why = "the CRD is not established yet, so the current resource cannot be read";
+        let apply = Apply(How::Unread { summary }, body, why.into());
+        return Ok(everything(&fm, missing.join(" and "), apply));
     }
 
     // The generated Secrets before the resource, so the operator finds them and makes none.
-    actions.extend(secrets::plan(cx, &cluster, &fm).await?);
+    let mut actions = secrets::plan(cx, &cluster, &fm).await?;
     let live = cluster.foreman().await?;
-    let changed = match diff(&desired, live.as_ref()) {
-        Diff::Create => {
-            actions.push(apply_action(
-                Some(&cluster),
-                &desired,
-                format!("create Foreman {NAMESPACE}/{RESOURCE} ({})", summary(&fm)),
-                "it does not exist yet",
-            ));
-            true
-        }
-        Diff::Update(fields) => {
-            actions.push(apply_action(
-                Some(&cluster),
-                &desired,
-                format!("update {}", fields.join(", ")),
-                format!("Foreman {NAMESPACE}/{RESOURCE} differs from the configuration"),
-            ));
-            true
-        }
-        Diff::Same => false,
+    let apply = match diff(&body, live.as_ref()) {
+        Diff::Create => Some(Apply(
+            How::Create { summary },
+            body,
+            "it does not exist yet".into(),
+        )),
+        Diff::Update(fields) => Some(Apply(
+            How::Update { fields },
+            body,
+            format!("Foreman {NAMESPACE}/{RESOURCE} differs from the configuration"),
+        )),
+        Diff::Same => None,
     };
-    match live.as_ref() {
-        _ if changed => actions.push(wait_action(Some(&cluster), "it is being applied".into())),
-        Some(fm) if !cluster::is_ready(fm) => {
-            let why = match cluster::condition(fm, "Ready") {
-                Some(c) if !c.message.is_empty() => {
-                    format!("Ready is {} ({}): {}", c.status, c.reason, c.message)
-                }
-                Some(c) => format!("Ready is {} ({})", c.status, c.reason),
-                None => "the operator has not reported on it yet".into(),
-            };
-            actions.push(wait_action(Some(&cluster), why));
+    let why = match (apply, live.as_ref()) {
+        (Some(apply), _) => {
+            actions.push(apply.planned());
+            "it is being applied".to_string()
         }
-        _ => {}
-    }
+        (None, Some(fm)) if !cluster::is_ready(fm) => match cluster::condition(fm, "Ready") {
+            Some(c) if !c.message.is_empty() => {
+                format!("Ready is {} ({}): {}", c.status, c.reason, c.message)
+            }
+            Some(c) => format!("Ready is {} ({})", c.status, c.reason),
+            None => "the operator has not reported on it yet".into(),
+        },
+        (None, _) => return Ok(actions),
+    };
+    actions.push(Planned::new(Op::WaitReady, why));
     Ok(actions)
+}
+
+/// An apply as planned: how, the body, why.
+struct Apply(How, Value, String);
+
+impl Apply {
+    fn planned(self) -> Planned<Op> {
+        let Apply(how, body, why) = self;
+        Planned::new(Op::Apply { how, body }, why)
+    }
+}
+
+/// The whole step, for a cluster whose resource cannot be read yet.
+fn everything(fm: &Foreman, missing: String, apply: Apply) -> Vec<Planned<Op>> {
+    let names = generated::needed(fm)
+        .iter()
+        .map(|g| g.name.to_string())
+        .collect();
+    vec![
+        Planned::new(
+            Op::WaitPrerequisites { missing },
+            "the Foreman resource needs its CRD and the operator",
+        ),
+        Planned::new(
+            Op::CreateSecretsLater { names },
+            "the operator would otherwise make values that no copy outside the cluster keeps",
+        ),
+        apply.planned(),
+        Planned::new(Op::WaitReady, "Foreman was not applied yet"),
+    ]
 }
 
 /// What the resource still needs, once the API server answers at all: a refused or cut
@@ -248,54 +385,6 @@ async fn prerequisites_once_the_api_answers(cx: &Context, c: &Cluster) -> Result
             other => return Ok(other?),
         }
     }
-}
-
-/// The planned client, or one made when the action runs (k3s was not up while planning).
-async fn connected(cx: &Context, planned: Option<Cluster>) -> Result<Cluster> {
-    match planned {
-        Some(c) => Ok(c),
-        None => Ok(Cluster::connect(&cx.host, cx.config.foreman.kubeconfig.as_deref()).await?),
-    }
-}
-
-fn prerequisites_action(cluster: Option<&Cluster>, missing: String) -> Action {
-    let c = cluster.cloned();
-    Action::new(
-        format!("wait for {missing}"),
-        "the Foreman resource needs its CRD and the operator",
-        move |cx| {
-            Box::pin(async move {
-                let c = connected(cx, c).await?;
-                wait_prerequisites(cx, &c).await
-            })
-        },
-    )
-}
-
-fn apply_action(
-    cluster: Option<&Cluster>,
-    desired: &Value,
-    what: String,
-    why: impl Into<String>,
-) -> Action {
-    let (c, body) = (cluster.cloned(), desired.clone());
-    Action::new(what, why, move |cx| {
-        Box::pin(async move { Ok(connected(cx, c).await?.apply_foreman(&body).await?) })
-    })
-}
-
-fn wait_action(cluster: Option<&Cluster>, why: String) -> Action {
-    let c = cluster.cloned();
-    Action::new(
-        format!("wait until Foreman {NAMESPACE}/{RESOURCE} is Ready"),
-        why,
-        move |cx| {
-            Box::pin(async move {
-                let c = connected(cx, c).await?;
-                wait_ready(cx, &c).await
-            })
-        },
-    )
 }
 
 fn summary(fm: &Foreman) -> String {

@@ -16,12 +16,12 @@
 //!
 //! The cluster's Secrets are only ever created, never replaced.
 
-use super::STEP;
+use super::{Op, Values, STEP};
 use crate::cluster::Cluster;
 use crate::error::{Error, Result};
-use crate::kept::{copy_path, SECRETS_DIR};
+use crate::kept::copy_path;
 use crate::manifests;
-use crate::steps::{Action, Context, DesiredFile};
+use crate::steps::{Context, DesiredFile, HostOp, Planned};
 use foreman_box_bundle::NAMESPACE;
 use foreman_operator::generated::{self, Generated};
 use foreman_operator::Foreman;
@@ -127,15 +127,19 @@ fn as_data(values: BTreeMap<String, String>) -> Data {
         .collect()
 }
 
-fn create_action(
-    cluster: &Cluster,
-    fm: &Foreman,
-    g: Generated,
-    data: &Data,
-    what: String,
-    why: &str,
-    copy: Option<DesiredFile>,
-) -> Result<Action> {
+/// A Secret object carried from the plan to `apply`: its Debug names the Secret, never its
+/// values.
+#[derive(Clone, PartialEq)]
+pub struct Sealed(Box<Secret>);
+
+impl std::fmt::Debug for Sealed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = self.0.metadata.name.as_deref().unwrap_or_default();
+        write!(f, "Secret {name} (values not shown)")
+    }
+}
+
+fn create_op(fm: &Foreman, g: Generated, data: &Data, copy: Option<DesiredFile>) -> Result<Op> {
     let secret: Secret =
         serde_json::from_value(object(fm, g, data)).map_err(|e| Error::Generate {
             what: format!("Secret {NAMESPACE}/{}", g.name),
@@ -144,24 +148,37 @@ fn create_action(
                 message: e.to_string(),
             },
         })?;
-    let cluster = cluster.clone();
-    Ok(Action::new(what, why, move |cx| {
-        Box::pin(async move {
-            if let Some(copy) = copy {
-                // The copy first: a run killed between the two leaves values that the next run
-                // creates the Secret from, never a Secret without a copy.
-                cx.host
-                    .fs()
-                    .ensure_dir(&crate::kept::dir(&cx.host)?, 0o700)?;
-                copy.write(&cx.host)?;
-            }
-            Ok(cluster.create_secret(&secret).await?)
-        })
-    }))
+    Ok(Op::CreateSecret {
+        name: g.name.to_string(),
+        values: if copy.is_some() {
+            Values::New
+        } else {
+            Values::Copy
+        },
+        secret: Sealed(Box::new(secret)),
+        copy,
+    })
+}
+
+/// The copy first: a run killed between the two leaves values that the next run creates the
+/// Secret from, never a Secret without a copy.
+pub(super) async fn create(
+    cx: &Context,
+    cluster: &Cluster,
+    secret: Sealed,
+    copy: Option<DesiredFile>,
+) -> Result<()> {
+    if let Some(copy) = copy {
+        cx.host
+            .fs()
+            .ensure_dir(&crate::kept::dir(&cx.host)?, 0o700)?;
+        copy.write(&cx.host)?;
+    }
+    Ok(cluster.create_secret(&secret.0).await?)
 }
 
 /// The actions that bring the copies and the cluster's Secrets together (see the module).
-pub async fn plan(cx: &Context, cluster: &Cluster, fm: &Foreman) -> Result<Vec<Action>> {
+pub async fn plan(cx: &Context, cluster: &Cluster, fm: &Foreman) -> Result<Vec<Planned<Op>>> {
     let mut actions = Vec::new();
     // Read every copy and Secret first: the CA and the certificates are made from each other
     // (`generated::inputs`), whatever their order.
@@ -192,43 +209,30 @@ pub async fn plan(cx: &Context, cluster: &Cluster, fm: &Foreman) -> Result<Vec<A
                 known.insert(g.name.to_string(), values.clone());
                 let data = as_data(values);
                 let copy = copy_file(fm, g, &data)?;
-                actions.push(create_action(
-                    cluster,
-                    fm,
-                    g,
-                    &data,
-                    format!(
-                        "create Secret {NAMESPACE}/{} with new values, kept in {path}",
-                        g.name
-                    ),
+                actions.push(Planned::new(
+                    create_op(fm, g, &data, Some(copy))?,
                     "neither the cluster nor /etc/foreman-box/secrets has it",
-                    Some(copy),
-                )?);
+                ));
             }
-            (Some((data, _)), None) => actions.push(create_action(
-                cluster,
-                fm,
-                g,
-                &data,
-                format!("create Secret {NAMESPACE}/{} from {path}", g.name),
+            (Some((data, _)), None) => actions.push(Planned::new(
+                create_op(fm, g, &data, None)?,
                 "the cluster lacks it; the copy holds the values the kept databases were made with",
-                None,
-            )?),
+            )),
             (copy, Some(live)) => {
                 let file = copy_file(fm, g, &live)?;
                 let Some(change) = file.plan(&cx.host)? else {
                     continue;
                 };
                 match copy {
-                    None => actions.push(Action::write_file(
-                        file,
+                    None => actions.push(Planned::new(
+                        Op::Host(HostOp::Write(file)),
                         format!(
                             "no copy of Secret {NAMESPACE}/{} is kept outside the cluster",
                             g.name
                         ),
                     )),
                     Some((data, _)) if data == live => {
-                        actions.push(Action::write_file(file, change.why))
+                        actions.push(Planned::new(Op::Host(HostOp::Write(file)), change.why))
                     }
                     Some((_, old)) => {
                         let kept = replaced_path(cx, &path, &old)?;
@@ -244,38 +248,11 @@ pub async fn plan(cx: &Context, cluster: &Cluster, fm: &Foreman) -> Result<Vec<A
                             ),
                         );
                         let old = DesiredFile::new(kept, old, 0o600);
-                        actions.push(Action::sync(format!("write {path}"), why, move |cx| {
-                            old.write(&cx.host)?;
-                            file.write(&cx.host)?;
-                            Ok(())
-                        }));
+                        actions.push(Planned::new(Op::ReplaceCopy { copy: file, old }, why));
                     }
                 }
             }
         }
     }
     Ok(actions)
-}
-
-/// For a plan made before the cluster could be read: the same decisions, made when the action
-/// runs (after k3s has started and the operator is up).
-pub fn deferred(fm: &Foreman) -> Action {
-    let names: Vec<&str> = generated::needed(fm).iter().map(|g| g.name).collect();
-    let fm = fm.clone();
-    Action::new(
-        format!(
-            "create Secrets {} in {NAMESPACE} from the copies in {SECRETS_DIR}, or with new values kept there",
-            names.join(", ")
-        ),
-        "the operator would otherwise make values that no copy outside the cluster keeps",
-        move |cx| {
-            Box::pin(async move {
-                let cluster = Cluster::connect(&cx.host, cx.config.foreman.kubeconfig.as_deref()).await?;
-                for action in plan(cx, &cluster, &fm).await? {
-                    action.run(cx).await?;
-                }
-                Ok(())
-            })
-        },
-    )
 }

@@ -1,9 +1,11 @@
 //! firewalld, when it runs: the pod and service networks are trusted so pods reach PostgreSQL.
 
+use super::Op;
+use crate::error::Result;
 use crate::host::Cmd;
-use crate::steps::{Action, Context};
+use crate::steps::{Context, Planned};
 
-pub(super) fn plan(cx: &Context) -> Vec<Action> {
+pub(super) fn plan(cx: &Context) -> Vec<Planned<Op>> {
     let runner = cx.host.runner();
     let mut out = Vec::new();
     for cidr in [&cx.config.k3s.cluster_cidr, &cx.config.k3s.service_cidr] {
@@ -15,32 +17,32 @@ pub(super) fn plan(cx: &Context) -> Vec<Action> {
             ]))
             .is_ok_and(|o| o.success());
         if !trusted {
-            let add = format!("--add-source={cidr}");
-            out.push(Action::sync(
-                format!("trust {cidr} in firewalld"),
+            let cidr = cidr.to_string();
+            out.push(Planned::new(
+                Op::TrustSource { cidr },
                 "pods must reach PostgreSQL",
-                move |cx| {
-                    cx.host.runner().run(&Cmd::new("firewall-cmd").args([
-                        "--permanent",
-                        "--zone=trusted",
-                        &add,
-                    ]))?;
-                    Ok(())
-                },
             ));
         }
     }
     if !out.is_empty() {
-        out.push(Action::sync(
-            "reload firewalld",
-            "its zones changed",
-            |cx| {
-                cx.host
-                    .runner()
-                    .run(&Cmd::new("firewall-cmd").arg("--reload"))?;
-                Ok(())
-            },
-        ));
+        out.push(Planned::new(Op::ReloadFirewall, "its zones changed"));
     }
     out
+}
+
+pub(super) fn trust(cx: &Context, cidr: &str) -> Result<()> {
+    let add = format!("--add-source={cidr}");
+    cx.host.runner().run(&Cmd::new("firewall-cmd").args([
+        "--permanent",
+        "--zone=trusted",
+        &add,
+    ]))?;
+    Ok(())
+}
+
+pub(super) fn reload(cx: &Context) -> Result<()> {
+    cx.host
+        .runner()
+        .run(&Cmd::new("firewall-cmd").arg("--reload"))?;
+    Ok(())
 }

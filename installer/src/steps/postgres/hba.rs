@@ -2,10 +2,10 @@
 //! everyone else rejected for them; the rest of the file stays the user's.
 
 use super::connection::Session;
-use super::{ADMIN_ROLE, DATABASES};
+use super::{Op, ADMIN_ROLE, DATABASES};
 use crate::config::PostgresMode;
 use crate::error::Result;
-use crate::steps::{Action, Context};
+use crate::steps::{Context, Planned};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -62,7 +62,7 @@ pub(crate) fn with_hba_block(current: &str, block: &str) -> String {
 
 /// The block's write when the file lacks the block, and whether it changes (the caller adds the
 /// one reload that makes it count, with the settings').
-pub(super) async fn plan(cx: &Context, db: &Arc<Session>) -> Result<(Vec<Action>, bool)> {
+pub(super) async fn plan(cx: &Context, db: &Arc<Session>) -> Result<(Vec<Planned<Op>>, bool)> {
     let path: String = db
         .query_one(
             "SELECT setting FROM pg_settings WHERE name = 'hba_file'",
@@ -75,10 +75,8 @@ pub(super) async fn plan(cx: &Context, db: &Arc<Session>) -> Result<(Vec<Action>
     let path = PathBuf::from(path);
     let fs = cx.host.fs();
     let mut out = Vec::new();
-    out.extend(crate::steps::remove_stale_temps(
-        &cx.host,
-        std::slice::from_ref(&path),
-    ));
+    let temps = crate::action::remove_stale_temps(&cx.host, std::slice::from_ref(&path));
+    out.extend(temps.into_iter().map(|p| p.map(Op::Host)));
     let current = fs.read_string(&path)?.unwrap_or_default();
     let desired = with_hba_block(&current, &hba_block(cx));
     if desired == current {
@@ -90,20 +88,13 @@ pub(super) async fn plan(cx: &Context, db: &Arc<Session>) -> Result<(Vec<Action>
         "block missing"
     };
     let mode = fs.mode(&path)?.unwrap_or(0o640);
-    out.push(write_hba(path, desired, mode, why));
+    let op = Op::WriteHba {
+        path,
+        content: desired,
+        mode,
+    };
+    out.push(Planned::new(op, why));
     Ok((out, true))
-}
-
-/// Writes the decided pg_hba.conf content, keeping the file's mode and owner.
-pub(super) fn write_hba(path: PathBuf, content: String, mode: u32, why: &str) -> Action {
-    Action::sync(
-        format!("update the foreman-box block in {}", path.display()),
-        why,
-        move |cx| {
-            cx.host.fs().write_atomic(&path, content.as_bytes(), mode)?;
-            Ok(())
-        },
-    )
 }
 
 /// The content pg_hba.conf at `path` should have, if it differs from what is there.

@@ -6,21 +6,19 @@
 //! runs"), and that one action plans them against the running server and runs them, telling
 //! the reporter each change as it makes it. The next run plans them in detail like any other.
 
-use super::connection::{local_target, Session};
-use super::{hba, original, roles, PostgresError, ADMIN_ROLE};
+use super::{hba, original, roles, Op, PostgresError, ADMIN_ROLE};
 use crate::error::Result;
 use crate::facts::OsFamily;
 use crate::host::Cmd;
 use crate::kept;
 use crate::secret::Secret;
-use crate::steps::{Action, Context};
+use crate::steps::{Context, HostOp, Planned};
 use std::path::PathBuf;
-use std::sync::Arc;
 
 /// How far the local server is.
 pub(super) enum Server {
     /// Running, with our admin login: plan against it.
-    Ready(super::connection::Target),
+    Ready,
     /// Not running, and --skip-start keeps it so: nothing more to plan.
     Stopped,
     /// It will run (and have our admin) once the planned actions ran.
@@ -43,7 +41,7 @@ fn family_server_dirs(family: OsFamily) -> &'static [&'static str] {
 }
 
 /// Local mode up to a usable admin connection.
-pub(super) fn plan(cx: &Context, out: &mut Vec<Action>) -> Result<Server> {
+pub(super) fn plan(cx: &Context, out: &mut Vec<Planned<Op>>) -> Result<Server> {
     let host = &cx.host;
     if !host.is_real_root() {
         return Err(PostgresError::LocalUnderRoot.into());
@@ -67,11 +65,13 @@ pub(super) fn plan(cx: &Context, out: &mut Vec<Action>) -> Result<Server> {
         {
             out.push(original::record_installed(pm));
         }
-        let list = packages.clone();
-        out.push(Action::sync(
-            format!("install package {}", packages.join(" ")),
+        let op = HostOp::InstallPackages {
+            manager: pm,
+            packages: packages.iter().map(|p| p.to_string()).collect(),
+        };
+        out.push(Planned::new(
+            Op::Host(op),
             "local PostgreSQL is not installed",
-            move |cx| Ok(pm.install(cx.host.runner(), &list)?),
         ));
         ready = false;
     }
@@ -80,16 +80,7 @@ pub(super) fn plan(cx: &Context, out: &mut Vec<Action>) -> Result<Server> {
             .fs()
             .exists(&host.path("/var/lib/pgsql/data/PG_VERSION"))
     {
-        out.push(Action::sync(
-            "initialise /var/lib/pgsql/data",
-            "no database cluster yet",
-            |cx| {
-                cx.host
-                    .runner()
-                    .run(&Cmd::new("postgresql-setup").arg("--initdb"))?;
-                Ok(())
-            },
-        ));
+        out.push(Planned::new(Op::InitCluster, "no database cluster yet"));
         ready = false;
     }
     let state = host.services().state("postgresql");
@@ -101,71 +92,91 @@ pub(super) fn plan(cx: &Context, out: &mut Vec<Action>) -> Result<Server> {
             );
             return Ok(Server::Stopped);
         }
-        out.push(Action::sync(
-            "enable and start postgresql",
+        let unit = "postgresql".to_string();
+        out.push(Planned::new(
+            Op::Host(HostOp::EnableNow { unit }),
             format!("service is {state}"),
-            |cx| Ok(cx.host.services().enable_now("postgresql")?),
         ));
         ready = false;
     }
     let admin = kept::read_role_password(host, ADMIN_ROLE)?;
     match (&admin, ready) {
-        (Some(_), true) => return Ok(Server::Ready(local_target(host)?)),
-        (None, _) => out.push(bootstrap_admin(
-            cx,
-            None,
-            "foreman-box has no admin login yet",
-        )),
+        (Some(_), true) => return Ok(Server::Ready),
+        (None, _) => out.push(bootstrap(cx, None, "foreman-box has no admin login yet")),
         // Not running yet: its admin role and pg_hba entry cannot be checked, so they are
         // made sure of (the work is idempotent).
-        (Some(_), false) => out.push(bootstrap_admin(
+        (Some(_), false) => out.push(bootstrap(
             cx,
             admin.clone(),
             "the server was not running, so its admin login could not be checked",
         )),
     }
-    out.push(configure_once_running());
+    out.push(Planned::new(
+        Op::Reload,
+        "a new pg_hba.conf block counts only once the server reloads it",
+    ));
+    out.push(Planned::new(
+        Op::ConfigureOnceRunning,
+        "the server is not set up yet; each change is reported as it is made",
+    ));
     Ok(Server::Later)
 }
 
+/// The admin's password (stored, or generated here) and the block are decided now; pg_hba.conf's
+/// path is the running server's answer.
+fn bootstrap(cx: &Context, stored: Option<Secret>, why: &str) -> Planned<Op> {
+    let op = Op::BootstrapAdmin {
+        generated: stored.is_none(),
+        password: stored.unwrap_or_else(Secret::generate),
+        block: hba::hba_block(cx),
+    };
+    Planned::new(op, why)
+}
+
+pub(super) fn init_cluster(cx: &Context) -> Result<()> {
+    cx.host
+        .runner()
+        .run(&Cmd::new("postgresql-setup").arg("--initdb"))?;
+    Ok(())
+}
+
+/// One statement (or a few) as the `postgres` OS user, on psql's stdin.
+pub(super) fn psql_run(cx: &Context, statements: &str) -> Result<()> {
+    cx.host
+        .runner()
+        .run(&psql().stdin(Secret::new(statements)))?;
+    Ok(())
+}
+
 /// Our superuser, made through the `postgres` OS user, and the pg_hba block that lets it in over
-/// loopback with its password. The password (stored, or generated here) and the block are
-/// decided now; pg_hba.conf's path is the running server's answer.
-fn bootstrap_admin(cx: &Context, stored: Option<Secret>, why: &str) -> Action {
-    let generated = stored.is_none();
-    let password = stored.unwrap_or_else(Secret::generate);
-    let block = hba::hba_block(cx);
-    Action::sync(
-        format!("create or update admin role {ADMIN_ROLE} and the foreman-box block in pg_hba.conf (reloading the server if it changed)"),
-        why,
-        move |cx| {
-            let host = &cx.host;
-            let runner = host.runner();
-            // Stored first: a run killed after the role was made still knows its password.
-            if generated {
-                kept::write_role_password(host, ADMIN_ROLE, &password)?;
-            }
-            // The role is ours alone (its name says so): giving it our password when the
-            // stored one was lost touches nothing of the user's.
-            let stmt = format!(
-                "DO $$ BEGIN IF EXISTS (SELECT FROM pg_roles WHERE rolname = '{ADMIN_ROLE}') THEN ALTER ROLE {ADMIN_ROLE} LOGIN SUPERUSER PASSWORD {v}; ELSE CREATE ROLE {ADMIN_ROLE} LOGIN SUPERUSER PASSWORD {v}; END IF; END $$;\n",
-                v = roles::verifier_literal(&password)
-            );
-            runner.run(&psql().stdin(Secret::new(stmt)))?;
-            let path = PathBuf::from(
-                runner
-                    .run(&psql().stdin(Secret::new("SHOW hba_file;\n")))?
-                    .stdout
-                    .trim(),
-            );
-            if let Some(desired) = hba::desired_content(cx, &path, &block)? {
-                let mode = host.fs().mode(&path)?.unwrap_or(0o640);
-                host.fs().write_atomic(&path, desired.as_bytes(), mode)?;
-                runner.run(&psql().stdin(Secret::new("SELECT pg_reload_conf();\n")))?;
-            }
-            Ok(())
-        },
-    )
+/// loopback with its password (the reload that makes the block count follows in the plan).
+pub(super) fn bootstrap_admin(
+    cx: &Context,
+    password: &Secret,
+    generated: bool,
+    block: &str,
+) -> Result<()> {
+    let host = &cx.host;
+    // Stored first: a run killed after the role was made still knows its password.
+    if generated {
+        kept::write_role_password(host, ADMIN_ROLE, password)?;
+    }
+    // The role is ours alone (its name says so): giving it our password when the stored one
+    // was lost touches nothing of the user's.
+    let stmt = format!(
+        "DO $$ BEGIN IF EXISTS (SELECT FROM pg_roles WHERE rolname = '{ADMIN_ROLE}') THEN ALTER ROLE {ADMIN_ROLE} LOGIN SUPERUSER PASSWORD {v}; ELSE CREATE ROLE {ADMIN_ROLE} LOGIN SUPERUSER PASSWORD {v}; END IF; END $$;\n",
+        v = roles::verifier_literal(password)
+    );
+    psql_run(cx, &stmt)?;
+    let answer = host
+        .runner()
+        .run(&psql().stdin(Secret::new("SHOW hba_file;\n")))?;
+    let path = PathBuf::from(answer.stdout.trim());
+    if let Some(desired) = hba::desired_content(cx, &path, block)? {
+        let mode = host.fs().mode(&path)?.unwrap_or(0o640);
+        host.fs().write_atomic(&path, desired.as_bytes(), mode)?;
+    }
+    Ok(())
 }
 
 fn psql() -> Cmd {
@@ -183,22 +194,4 @@ fn psql() -> Cmd {
         "-d",
         "postgres",
     ])
-}
-
-/// Everything that needs the running server, planned and run once it runs.
-fn configure_once_running() -> Action {
-    Action::new(
-        "once the server runs: create roles and databases foreman, candlepin, pulp, restrict access to loopback and the pod network, tune its settings, write the cluster's manifests",
-        "the server is not set up yet; each change is reported as it is made",
-        |cx| {
-            Box::pin(async move {
-                let db = Arc::new(Session::open(local_target(&cx.host)?).await?);
-                for action in super::plan_server(cx, &db).await? {
-                    cx.reporter.changed("postgres", &action.change);
-                    action.run(cx).await?;
-                }
-                Ok(())
-            })
-        },
-    )
 }

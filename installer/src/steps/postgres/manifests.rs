@@ -2,20 +2,21 @@
 //! and one Secret per database, in k3s's auto-deploy folder.
 
 use super::connection::Target;
+use super::Op;
 use super::{DATABASES, MANIFEST, SERVICE};
 use crate::error::{Error, Result};
 use crate::manifests::{self, labels, NAMESPACE};
 use crate::secret::Secret;
-use crate::steps::{Action, Context, DesiredFile};
+use crate::steps::{Context, DesiredFile, HostOp, Planned};
 use serde_json::{json, Value};
 use std::net::IpAddr;
 
 /// One write per manifest file that differs, with the passwords decided while planning.
-pub(super) fn plan(cx: &Context, t: &Target, passwords: &[Secret]) -> Result<Vec<Action>> {
+pub(super) fn plan(cx: &Context, t: &Target, passwords: &[Secret]) -> Result<Vec<Planned<Op>>> {
     let mut out = Vec::new();
     for f in files(cx, t, passwords)? {
         if let Some(c) = f.plan(&cx.host)? {
-            out.push(Action::write_file(f, c.why));
+            out.push(Planned::new(Op::Host(HostOp::Write(f)), c.why));
         }
     }
     Ok(out)

@@ -9,9 +9,10 @@
 //! (and a reinstall in between) still finds the state from before the first install.
 
 use super::connection::Session;
+use super::Op;
 use crate::error::Result;
 use crate::host::{Host, PackageManager};
-use crate::steps::{Action, Context};
+use crate::steps::{Context, Planned};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -62,7 +63,7 @@ pub(super) fn exists(host: &Host) -> bool {
 }
 
 /// Before installing the server from packages: purge is to remove it again, with its data.
-pub(super) fn record_installed(pm: PackageManager) -> Action {
+pub(super) fn record_installed(pm: PackageManager) -> Planned<Op> {
     let record = Record {
         server: Origin::Installed,
         package_manager: Some(match pm {
@@ -85,7 +86,7 @@ pub(super) async fn plan_found(
     cx: &Context,
     db: &Arc<Session>,
     tuned: &[&str],
-) -> Result<Option<Action>> {
+) -> Result<Option<Planned<Op>>> {
     if exists(&cx.host) {
         return Ok(None);
     }
@@ -135,24 +136,21 @@ pub(super) async fn plan_found(
     )))
 }
 
-fn write_action(record: Record, why: &str) -> Action {
-    let text = format!(
+fn write_action(record: Record, why: &str) -> Planned<Op> {
+    let record = format!(
         "{HEADER}{}",
         toml::to_string(&record).expect("a record of strings and booleans serializes")
     );
-    Action::sync(
-        format!("record the PostgreSQL server's state before foreman-box changes it in {RECORD}"),
-        why,
-        move |cx| {
-            // Never rewritten: the first record is the state before foreman-box.
-            if !exists(&cx.host) {
-                cx.host
-                    .fs()
-                    .write_atomic(&cx.host.path(RECORD), text.as_bytes(), 0o600)?;
-            }
-            Ok(())
-        },
-    )
+    Planned::new(Op::RecordOriginal { record }, why)
+}
+
+/// Never rewritten: the first record is the state before foreman-box.
+pub(super) fn write(host: &Host, record: &str) -> Result<()> {
+    if !exists(host) {
+        host.fs()
+            .write_atomic(&host.path(RECORD), record.as_bytes(), 0o600)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

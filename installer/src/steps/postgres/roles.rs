@@ -4,11 +4,11 @@
 //! the run rather than being silently given a new one.
 
 use super::connection::Session;
-use super::{PostgresError, DATABASES};
+use super::{Op, PostgresError, DATABASES};
 use crate::error::{Error, Result};
 use crate::kept::{read_role_password, role_password_path, write_role_password};
 use crate::secret::Secret;
-use crate::steps::{Action, Context};
+use crate::steps::{Context, Planned};
 use std::sync::Arc;
 use tokio_postgres::error::SqlState;
 
@@ -17,7 +17,7 @@ use tokio_postgres::error::SqlState;
 pub(super) async fn plan(
     cx: &Context,
     db: &Arc<Session>,
-    out: &mut Vec<Action>,
+    out: &mut Vec<Planned<Op>>,
 ) -> Result<Vec<Secret>> {
     let server = db.target.server();
     let mut passwords = Vec::new();
@@ -33,12 +33,12 @@ pub(super) async fn plan(
             .await?;
         let password = match (role.is_some(), stored) {
             (false, Some(stored)) => {
-                out.push(create_role(db, name, stored.clone(), false));
+                out.push(create(name, stored.clone(), false));
                 stored
             }
             (false, None) => {
                 let generated = Secret::generate();
-                out.push(create_role(db, name, generated.clone(), true));
+                out.push(create(name, generated.clone(), true));
                 generated
             }
             (true, None) => {
@@ -52,7 +52,11 @@ pub(super) async fn plan(
             (true, Some(password)) => match password_state(db, name, &password).await? {
                 PasswordState::Matches => password,
                 PasswordState::Md5Matches => {
-                    out.push(upgrade_verifier(db, name, password.clone()));
+                    let op = Op::StoreScram {
+                        name: name.into(),
+                        password: password.clone(),
+                    };
+                    out.push(Planned::new(op, "stored as md5"));
                     password
                 }
                 PasswordState::Differs => {
@@ -71,57 +75,85 @@ pub(super) async fn plan(
     Ok(passwords)
 }
 
-fn create_role(db: &Arc<Session>, name: &'static str, password: Secret, generated: bool) -> Action {
-    let how = if generated {
-        "a generated scram-sha-256 password".to_string()
-    } else {
-        format!("the password stored in {}", role_password_path(name))
-    };
-    let db = db.clone();
-    Action::new(
-        format!("create role {name} with {how}"),
+fn create(name: &str, password: Secret, generated: bool) -> Planned<Op> {
+    let name = name.into();
+    Planned::new(
+        Op::CreateRole {
+            name,
+            password,
+            generated,
+        },
         "missing",
-        move |cx| {
-            Box::pin(async move {
-                // The password is stored before the role exists, so a run killed in between
-                // finds it and creates the role with it.
-                if generated {
-                    write_role_password(&cx.host, name, &password)?;
-                }
-                let stmt = format!(
-                    "CREATE ROLE \"{name}\" LOGIN PASSWORD {}",
-                    verifier_literal(&password)
-                );
-                match db.execute(&stmt, &format!("creating role {name}")).await {
-                    // Created by a killed run after this one planned: the re-plan checks its
-                    // password against the stored one.
-                    Err(e) if sql_state(&e) == Some(&SqlState::DUPLICATE_OBJECT) => Ok(()),
-                    other => other,
-                }
-            })
-        },
     )
 }
 
-fn upgrade_verifier(db: &Arc<Session>, name: &'static str, password: Secret) -> Action {
-    let db = db.clone();
-    Action::new(
-        format!("store role {name}'s password as scram-sha-256"),
-        "stored as md5",
-        move |_| {
-            Box::pin(async move {
-                let stmt = format!(
-                    "ALTER ROLE \"{name}\" PASSWORD {}",
-                    verifier_literal(&password)
-                );
-                db.execute(&stmt, &format!("storing role {name}'s password as scram"))
-                    .await
-            })
-        },
-    )
+/// The password is stored before the role exists, so a run killed in between finds it and
+/// creates the role with it.
+pub(super) async fn create_role(
+    cx: &Context,
+    db: &Session,
+    name: &str,
+    password: &Secret,
+    generated: bool,
+) -> Result<()> {
+    if generated {
+        write_role_password(&cx.host, name, password)?;
+    }
+    let stmt = format!(
+        "CREATE ROLE \"{name}\" LOGIN PASSWORD {}",
+        verifier_literal(password)
+    );
+    match db.execute(&stmt, &format!("creating role {name}")).await {
+        // Created by a killed run after this one planned: the re-plan checks its password
+        // against the stored one.
+        Err(e) if sql_state(&e) == Some(&SqlState::DUPLICATE_OBJECT) => Ok(()),
+        other => other,
+    }
 }
 
-async fn plan_database(db: &Arc<Session>, name: &'static str, out: &mut Vec<Action>) -> Result<()> {
+pub(super) async fn store_scram(db: &Session, name: &str, password: &Secret) -> Result<()> {
+    let stmt = format!(
+        "ALTER ROLE \"{name}\" PASSWORD {}",
+        verifier_literal(password)
+    );
+    db.execute(&stmt, &format!("storing role {name}'s password as scram"))
+        .await
+}
+
+pub(super) async fn create_database(db: &Session, name: &str) -> Result<()> {
+    let stmt =
+        format!("CREATE DATABASE \"{name}\" OWNER \"{name}\" ENCODING 'UTF8' TEMPLATE template0");
+    match db
+        .execute(&stmt, &format!("creating database {name}"))
+        .await
+    {
+        // A killed run's CREATE DATABASE committed after this run looked: the database is
+        // there; the re-plan checks its owner and encoding.
+        Err(e)
+            if matches!(
+                sql_state(&e),
+                Some(c) if *c == SqlState::DUPLICATE_DATABASE || *c == SqlState::UNIQUE_VIOLATION
+            ) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+pub(super) async fn set_owner(db: &Session, name: &str) -> Result<()> {
+    db.execute(
+        &format!("ALTER DATABASE \"{name}\" OWNER TO \"{name}\""),
+        &format!("changing the owner of database {name}"),
+    )
+    .await
+}
+
+async fn plan_database(
+    db: &Arc<Session>,
+    name: &'static str,
+    out: &mut Vec<Planned<Op>>,
+) -> Result<()> {
     let row = db
         .query_opt(
             "SELECT pg_get_userbyid(datdba), pg_encoding_to_char(encoding) FROM pg_database WHERE datname = $1",
@@ -130,32 +162,8 @@ async fn plan_database(db: &Arc<Session>, name: &'static str, out: &mut Vec<Acti
         )
         .await?;
     let Some(row) = row else {
-        let db = db.clone();
-        out.push(Action::new(
-            format!("create database {name} (UTF8, owner {name})"),
-            "missing",
-            move |_| {
-                Box::pin(async move {
-                    let stmt = format!(
-                        "CREATE DATABASE \"{name}\" OWNER \"{name}\" ENCODING 'UTF8' TEMPLATE template0"
-                    );
-                    match db.execute(&stmt, &format!("creating database {name}")).await {
-                        // A killed run's CREATE DATABASE committed after this run looked: the
-                        // database is there; the re-plan checks its owner and encoding.
-                        Err(e)
-                            if matches!(
-                                sql_state(&e),
-                                Some(c) if *c == SqlState::DUPLICATE_DATABASE
-                                    || *c == SqlState::UNIQUE_VIOLATION
-                            ) =>
-                        {
-                            Ok(())
-                        }
-                        other => other,
-                    }
-                })
-            },
-        ));
+        let op = Op::CreateDatabase { name: name.into() };
+        out.push(Planned::new(op, "missing"));
         return Ok(());
     };
     let (owner, encoding): (String, String) = (row.get(0), row.get(1));
@@ -168,20 +176,8 @@ async fn plan_database(db: &Arc<Session>, name: &'static str, out: &mut Vec<Acti
         .into());
     }
     if owner != name {
-        let db = db.clone();
-        out.push(Action::new(
-            format!("make {name} the owner of database {name}"),
-            format!("owned by {owner}"),
-            move |_| {
-                Box::pin(async move {
-                    db.execute(
-                        &format!("ALTER DATABASE \"{name}\" OWNER TO \"{name}\""),
-                        &format!("changing the owner of database {name}"),
-                    )
-                    .await
-                })
-            },
-        ));
+        let op = Op::SetOwner { name: name.into() };
+        out.push(Planned::new(op, format!("owned by {owner}")));
     }
     Ok(())
 }

@@ -2,9 +2,10 @@
 //! profile's shared buffers, listening where pods reach it. Only raised, never lowered.
 
 use super::connection::Session;
+use super::Op;
 use crate::config::PostgresMode;
 use crate::error::Result;
-use crate::steps::{Action, Context};
+use crate::steps::{Context, Planned};
 use std::sync::Arc;
 
 /// The settings this module tunes (what uninstall --purge puts back).
@@ -55,7 +56,7 @@ pub(super) async fn plan(
     cx: &Context,
     db: &Arc<Session>,
     hba_changed: bool,
-) -> Result<Vec<Action>> {
+) -> Result<Vec<Planned<Op>>> {
     let mut out = Vec::new();
     let wanted = desired_settings(cx);
     let names: Vec<&str> = wanted.iter().map(|(n, _)| *n).collect();
@@ -90,14 +91,11 @@ pub(super) async fn plan(
         };
         if !enough {
             restart_for.push(*name);
-            let stmt = format!("ALTER SYSTEM SET {name} = '{}'", want.replace('\'', ""));
-            let what = format!("setting {name}");
-            let db = db.clone();
-            out.push(Action::new(
-                format!("set {name} = '{want}'"),
-                format!("now '{current}'"),
-                move |_| Box::pin(async move { db.execute(&stmt, &what).await }),
-            ));
+            let op = Op::Set {
+                name: name.to_string(),
+                value: want.clone(),
+            };
+            out.push(Planned::new(op, format!("now '{current}'")));
         }
     }
     let why = match (hba_changed, !out.is_empty()) {
@@ -107,21 +105,13 @@ pub(super) async fn plan(
         (false, false) => None,
     };
     if let Some(why) = why {
-        out.push(super::reload(db, why));
+        out.push(Planned::new(Op::Reload, why));
     }
     if !restart_for.is_empty() || pending {
         if cx.config.postgres.mode == PostgresMode::Local && !cx.options.skip_start {
-            let db = db.clone();
-            out.push(Action::new(
-                "restart postgresql",
+            out.push(Planned::new(
+                Op::Restart,
                 "settings that take effect on restart changed",
-                move |cx| {
-                    Box::pin(async move {
-                        db.disconnect().await;
-                        cx.host.services().restart("postgresql")?;
-                        Ok(())
-                    })
-                },
             ));
         } else {
             cx.reporter.warning(
