@@ -23,7 +23,8 @@
 //! worker that FC's formula takes from GitLab's puma guidance).
 
 use crate::crd::{ForemanSpec, Tuning};
-use serde_json::{json, Value};
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 pub const MIB: u64 = 1 << 20;
 pub const GIB: u64 = 1 << 30;
@@ -186,7 +187,7 @@ const PULP_WORKER_LIMIT_MIB: u64 = 2048;
 /// PostgreSQL's backends for every pool of every component (about a hundred connections).
 const POSTGRES_BACKENDS_MIB: u64 = 1024;
 /// The requests and limits of one container of `component` for this resource.
-pub fn resources(spec: &ForemanSpec, component: Sized) -> Value {
+pub fn resources(spec: &ForemanSpec, component: Sized) -> ResourceRequirements {
     let p = Profile::of(spec.tuning);
     let (cpu, request_mib, limit_mib) = match component {
         Sized::Web => {
@@ -227,8 +228,20 @@ pub fn resources(spec: &ForemanSpec, component: Sized) -> Value {
         Sized::Proxy => (100, 256, 1024),
         Sized::Nginx => (50, 64, 256),
     };
-    json!({
-        "requests": {"cpu": format!("{cpu}m"), "memory": format!("{request_mib}Mi")},
-        "limits": {"memory": format!("{limit_mib}Mi")},
-    })
+    let quantities = |pairs: &[(&str, String)]| {
+        Some(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), Quantity(v.clone())))
+                .collect(),
+        )
+    };
+    ResourceRequirements {
+        requests: quantities(&[
+            ("cpu", format!("{cpu}m")),
+            ("memory", format!("{request_mib}Mi")),
+        ]),
+        limits: quantities(&[("memory", format!("{limit_mib}Mi"))]),
+        claims: None,
+    }
 }

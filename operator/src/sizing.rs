@@ -7,6 +7,7 @@
 
 use crate::crd::{Foreman, ForemanSpec, Plugins, Tuning};
 use crate::profile::{Profile, GIB, MIB, PROFILES};
+use k8s_openapi::api::core::v1::{Container, PodSpec};
 use serde_json::{json, Value};
 use std::sync::OnceLock;
 
@@ -92,15 +93,16 @@ impl Line {
             k3s_memory_bytes: K3S_MEMORY_MIB * MIB,
         };
         let mut worker = None;
-        for d in crate::resources::objects(&fm)
-            .iter()
-            .filter(|o| o["kind"] == "Deployment")
-        {
-            let (cpu, memory) = pod_requests(&d["spec"]["template"]["spec"]);
-            if d["metadata"]["name"] == crate::resources::core::DYNFLOW_WORKER {
+        for o in crate::resources::objects(&fm) {
+            let crate::resources::Object::Deployment(d) = o else {
+                continue;
+            };
+            let spec = d.spec.unwrap_or_default();
+            let (cpu, memory) = spec.template.spec.as_ref().map_or((0, 0), pod_requests);
+            if d.metadata.name.as_deref() == Some(crate::resources::core::DYNFLOW_WORKER) {
                 worker = Some((cpu, memory));
             } else {
-                let replicas = d["spec"]["replicas"].as_u64().unwrap_or(1);
+                let replicas = u64::try_from(spec.replicas.unwrap_or(1)).unwrap_or(0);
                 rest.pods_cpu_millis += cpu * replicas;
                 rest.pods_memory_bytes += memory * replicas;
             }
@@ -126,25 +128,22 @@ impl Line {
 
 /// A pod's requests as the scheduler counts them: the larger of its containers' sum and its
 /// largest init container (millicores, bytes).
-pub fn pod_requests(pod: &Value) -> (u64, u64) {
-    let of = |c: &Value, what: &str| -> u64 {
-        c["resources"]["requests"][what]
-            .as_str()
-            .map(|q| {
-                parse_quantity(q, what == "cpu").unwrap_or_else(|| {
-                    panic!("resource quantity {q:?} of {what} is in a form sizing cannot read")
-                })
+pub fn pod_requests(pod: &PodSpec) -> (u64, u64) {
+    let of = |c: &Container, what: &str| -> u64 {
+        let requests = c.resources.as_ref().and_then(|r| r.requests.as_ref());
+        requests.and_then(|r| r.get(what)).map_or(0, |q| {
+            parse_quantity(&q.0, what == "cpu").unwrap_or_else(|| {
+                panic!(
+                    "resource quantity {:?} of {what} is in a form sizing cannot read",
+                    q.0
+                )
             })
-            .unwrap_or(0)
+        })
     };
-    let list = |key: &str| pod[key].as_array().cloned().unwrap_or_default();
-    let sum = |what: &str| list("containers").iter().map(|c| of(c, what)).sum::<u64>();
+    let sum = |what: &str| pod.containers.iter().map(|c| of(c, what)).sum::<u64>();
     let init = |what: &str| {
-        list("initContainers")
-            .iter()
-            .map(|c| of(c, what))
-            .max()
-            .unwrap_or(0)
+        let init = pod.init_containers.iter().flatten();
+        init.map(|c| of(c, what)).max().unwrap_or(0)
     };
     (
         sum("cpu").max(init("cpu")),
@@ -425,7 +424,7 @@ mod tests {
         );
         // The container's limit leaves the JVM room beyond the heap.
         let limit = resources(&spec(Tuning::ExtraLarge, 2, true, true), Sized::Candlepin);
-        assert_eq!(limit["limits"]["memory"], "9216Mi");
+        assert_eq!(limit.limits.unwrap()["memory"].0, "9216Mi");
     }
 
     #[test]
@@ -532,14 +531,15 @@ mod tests {
 
     #[test]
     fn a_pod_requests_the_larger_of_its_containers_and_its_largest_init_container() {
-        let pod = json!({
-            "initContainers": [{"resources": {"requests": {"cpu": "900m", "memory": "64Mi"}}}],
+        let pod: PodSpec = serde_json::from_value(json!({
+            "initContainers": [{"name": "i", "resources": {"requests": {"cpu": "900m", "memory": "64Mi"}}}],
             "containers": [
-                {"resources": {"requests": {"cpu": "100m", "memory": "512Mi"}}},
-                {"resources": {"requests": {"cpu": "100m", "memory": "512Mi"}}},
-                {},
+                {"name": "a", "resources": {"requests": {"cpu": "100m", "memory": "512Mi"}}},
+                {"name": "b", "resources": {"requests": {"cpu": "100m", "memory": "512Mi"}}},
+                {"name": "c"},
             ],
-        });
+        }))
+        .unwrap();
         assert_eq!(pod_requests(&pod), (900, GIB));
     }
 }

@@ -14,13 +14,13 @@ use super::certificates::{
     TLS_SECRET,
 };
 use super::{
-    config_map, config_volume, db_env, deployment, dir_mount, file_mount, image,
-    optional_secret_env, secret_env, secret_volume, service, Component, Container, Pod, RunAs,
-    GENERATED_SECRET,
+    config_map, config_volume, db_env, deployment, dir_mount, empty_volume, file_mount, image,
+    optional_secret_env, secret_env, secret_volume, service, strings, Check, Component, Container,
+    Object, Pod, Probes, RunAs, GENERATED_SECRET,
 };
 use crate::crd::Foreman;
 use crate::profile::{self, Profile, Sized};
-use serde_json::{json, Value};
+use k8s_openapi::api::core::v1::{ConfigMap, PodSpec};
 
 /// FC roles/candlepin/defaults: candlepin_ssl_port.
 pub const PORT: u16 = 23443;
@@ -28,11 +28,11 @@ pub const PORT: u16 = 23443;
 pub const STOMP_PORT: u16 = 61613;
 const CONFIG_MAP: &str = "candlepin-config";
 
-pub fn objects(fm: &Foreman) -> Vec<Value> {
+pub fn objects(fm: &Foreman) -> Vec<Object> {
     vec![
-        config(fm),
-        service(fm, "candlepin", &[("https", PORT), ("stomp", STOMP_PORT)]),
-        deployment(fm, "candlepin", 1, true, pod(fm)),
+        config(fm).into(),
+        service(fm, "candlepin", &[("https", PORT), ("stomp", STOMP_PORT)]).into(),
+        deployment(fm, "candlepin", 1, true, pod(fm)).into(),
     ]
 }
 
@@ -47,32 +47,32 @@ pub fn run_as() -> RunAs {
     }
 }
 
-fn config(fm: &Foreman) -> Value {
+fn config(fm: &Foreman) -> ConfigMap {
     config_map(
         fm,
         CONFIG_MAP,
         "candlepin",
-        json!({
-            "setup.rb": SETUP_RB,
-            "server.xml.in": SERVER_XML,
-            "broker.xml.in": BROKER_XML,
+        strings([
+            ("setup.rb", SETUP_RB.into()),
+            ("server.xml.in", SERVER_XML.into()),
+            ("broker.xml.in", BROKER_XML.into()),
             // FC templates/tomcat.conf, the heap from the tuning profile (crate::sizing).
-            "tomcat.conf": format!("TOMCAT_CFG_LOADED=\"1\"\nTOMCATS_BASE=\"/var/lib/tomcats/\"\nJAVA_HOME=\"/usr/lib/jvm/jre-17\"\nCATALINA_HOME=\"/usr/share/tomcat\"\nCATALINA_TMPDIR=\"/var/cache/tomcat/temp\"\nJAVA_OPTS=\"{}\"\nSECURITY_MANAGER=\"0\"\n", Profile::of(fm.spec.tuning).candlepin_java_opts()),
+            ("tomcat.conf", format!("TOMCAT_CFG_LOADED=\"1\"\nTOMCATS_BASE=\"/var/lib/tomcats/\"\nJAVA_HOME=\"/usr/lib/jvm/jre-17\"\nCATALINA_HOME=\"/usr/share/tomcat\"\nCATALINA_TMPDIR=\"/var/cache/tomcat/temp\"\nJAVA_OPTS=\"{}\"\nSECURITY_MANAGER=\"0\"\n", Profile::of(fm.spec.tuning).candlepin_java_opts())),
             // FC templates/jaas.conf, login.config, cert-roles.properties, cert-users.properties.j2.
-            "jaas.conf": "CATALINA_OPTS=\"-Djava.security.auth.login.config=$CATALINA_HOME/conf/login.config\"\n",
-            "login.config": LOGIN_CONFIG,
-            "cert-roles.properties": "candlepinEventsConsumer=katelloUser\n",
-            "cert-users.properties": format!("katelloUser={}\n", certificates::client_dn(fm)),
+            ("jaas.conf", "CATALINA_OPTS=\"-Djava.security.auth.login.config=$CATALINA_HOME/conf/login.config\"\n".into()),
+            ("login.config", LOGIN_CONFIG.into()),
+            ("cert-roles.properties", "candlepinEventsConsumer=katelloUser\n".into()),
+            ("cert-users.properties", format!("katelloUser={}\n", certificates::client_dn(fm))),
             // Logs to the container's output, so `kubectl logs` shows them (FK
             // S/runtime-config.yaml mounts these two over the image's: Tomcat's JULI with only
             // a ConsoleHandler, Candlepin's logback with only a console appender).
-            "logging.properties": LOGGING_PROPERTIES,
-            "logback.xml": LOGBACK_XML,
-        }),
+            ("logging.properties", LOGGING_PROPERTIES.into()),
+            ("logback.xml", LOGBACK_XML.into()),
+        ]),
     )
 }
 
-fn pod(fm: &Foreman) -> Value {
+fn pod(fm: &Foreman) -> PodSpec {
     let db = &fm.spec.database.candlepin_secret;
     let mut setup = Container::new(
         "configure",
@@ -151,13 +151,14 @@ fn pod(fm: &Foreman) -> Value {
     let status = format!(
         "curl -fsS --insecure --max-time 8 https://localhost:{PORT}/candlepin/status | grep -q '\"mode\" *: *\"NORMAL\"'"
     );
-    c.probes = json!({
-        "startupProbe": {"exec": {"command": ["/bin/sh", "-c", status.clone()]}, "periodSeconds": 10, "timeoutSeconds": 10, "failureThreshold": 60},
-        "readinessProbe": {"exec": {"command": ["/bin/sh", "-c", status]}, "periodSeconds": 10, "timeoutSeconds": 10, "failureThreshold": 3},
-        "livenessProbe": {"tcpSocket": {"port": PORT}, "periodSeconds": 20, "timeoutSeconds": 5, "failureThreshold": 6},
-    });
+    let check = || Check::exec(&["/bin/sh", "-c", &status]);
+    c.probes = Probes {
+        startup: Some(check().every(10, None, Some(10), Some(60))),
+        readiness: Some(check().every(10, None, Some(10), Some(3))),
+        liveness: Some(Check::tcp(PORT).every(20, None, Some(5), Some(6))),
+    };
     // The heap's floor and ceiling (tomcat.conf above) and the JVM's memory beside the heap.
-    c.resources = profile::resources(&fm.spec, Sized::Candlepin);
+    c.resources = Some(profile::resources(&fm.spec, Sized::Candlepin));
     Pod {
         run_as: run_as(),
         init: vec![setup],
@@ -180,8 +181,8 @@ fn pod(fm: &Foreman) -> Value {
                     (CLIENT_KEY, "client.key"),
                 ],
             ),
-            json!({"name": "generated", "emptyDir": {"medium": "Memory"}}),
-            json!({"name": "artemis", "emptyDir": {}}),
+            empty_volume("generated", true),
+            empty_volume("artemis", false),
         ],
         restart: "Always",
         grace_seconds: None,

@@ -5,13 +5,21 @@
 
 use super::certificates::{self, CA_CRT, CLIENT_CRT, CLIENT_KEY, TLS_SECRET};
 use super::{
-    config_map, config_volume, db_env, deployment, dir_mount, env, file_mount, image, job, labels,
-    metadata, secret_env, secret_volume, service, svc, yaml, Component, Container, Pod, RunAs,
-    Stream, GENERATED_SECRET, REDIS_PORT,
+    claim_volume, config_map, config_volume, db_env, deployment, dir_mount, empty_volume, env,
+    file_mount, image, job, job_template, labels, metadata, secret_env, secret_volume, service,
+    strings, svc, yaml, Check, Component, Container, Object, Pod, Probes, RunAs, Stream,
+    GENERATED_SECRET, REDIS_PORT,
 };
 use crate::crd::Foreman;
 use crate::profile::{self, Profile, Sized};
-use serde_json::{json, Value};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, Job};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, EnvVar, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec, Service,
+    VolumeResourceRequirements,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use serde_json::json;
 
 pub const FOREMAN_PORT: u16 = 3000;
 /// The Service in front of the web pods. Not `foreman`: that name (the one the server
@@ -32,14 +40,14 @@ pub const HOSTS_QUEUE_CONCURRENCY: u32 = 5;
 pub const SEED_ORGANIZATION: &str = "Default Organization";
 pub const SEED_LOCATION: &str = "Default Location";
 
-pub fn objects(fm: &Foreman) -> Vec<Value> {
-    let mut objs = vec![config(fm), tmp_claim(fm)];
+pub fn objects(fm: &Foreman) -> Vec<Object> {
+    let mut objs = vec![config(fm).into(), tmp_claim(fm).into()];
     objs.extend(redis(fm));
-    objs.push(migrate_job(fm));
-    objs.push(web_service(fm));
-    objs.push(web(fm));
-    objs.extend(dynflow(fm));
-    objs.extend(cron(fm));
+    objs.push(migrate_job(fm).into());
+    objs.push(web_service(fm).into());
+    objs.push(web(fm).into());
+    objs.extend(dynflow(fm).into_iter().map(Object::from));
+    objs.extend(cron(fm).into_iter().map(Object::from));
     objs
 }
 
@@ -84,7 +92,7 @@ pub struct Needs {
 }
 
 /// Every variable a Foreman container needs (FK S/foreman.yaml, FC roles/foreman).
-pub fn foreman_env(fm: &Foreman, seed: bool) -> Vec<Value> {
+pub fn foreman_env(fm: &Foreman, seed: bool) -> Vec<EnvVar> {
     // DATABASE_URL is made from these when the container starts (`with_database_url`).
     let mut e = db_env("DB_", &fm.spec.database.secret);
     e.extend([
@@ -148,7 +156,7 @@ pub fn foreman_pod(
     mut main: Container,
     needs: Needs,
     restart: &'static str,
-) -> Value {
+) -> PodSpec {
     let img = image(fm, Component::Foreman);
     let katello = fm.spec.plugins.katello;
     // FC roles/foreman/tasks/main.yaml mounts these files at these paths in every container.
@@ -205,11 +213,11 @@ pub fn foreman_pod(
             "/etc/foreman/plugins/katello.yaml",
             "katello.yaml",
         ));
-        volumes.push(json!({"name": "plugins", "emptyDir": {"medium": "Memory"}}));
+        volumes.push(empty_volume("plugins", true));
     }
     if needs.shared_tmp {
         mounts.push(dir_mount("tmp", "/usr/share/foreman/tmp", false));
-        volumes.push(json!({"name": "tmp", "persistentVolumeClaim": {"claimName": TMP_CLAIM}}));
+        volumes.push(claim_volume("tmp", TMP_CLAIM));
     }
     if needs.candlepin {
         let mut c = Container::new(
@@ -262,7 +270,7 @@ pub fn foreman_pod(
     .render()
 }
 
-fn config(fm: &Foreman) -> Value {
+fn config(fm: &Foreman) -> ConfigMap {
     let server = certificates::server_name(fm);
     // FC src/roles/foreman/templates/settings.yaml.j2.
     let settings = json!({
@@ -287,12 +295,15 @@ fn config(fm: &Foreman) -> Value {
         ":ssl_client_cert_env": "HTTP_SSL_CLIENT_CERT",
         ":delivery_method": "smtp",
     });
-    let mut data = json!({
-        "settings.yaml": yaml(&settings),
+    let mut data = strings([
+        ("settings.yaml", yaml(&settings)),
         // FC templates/dynflow-worker-hosts-queue.yml; orchestrator.yml and worker.yml are the
         // ones the foreman-dynflow-sidekiq RPM ships in the image (FC mounts only this one).
-        "worker-hosts-queue.yml": yaml(&json!({":concurrency": HOSTS_QUEUE_CONCURRENCY, ":queues": ["hosts_queue"]})),
-    });
+        (
+            "worker-hosts-queue.yml",
+            yaml(&json!({":concurrency": HOSTS_QUEUE_CONCURRENCY, ":queues": ["hosts_queue"]})),
+        ),
+    ]);
     if fm.spec.plugins.katello {
         let ca = "/etc/foreman/katello-default-ca.crt";
         // FC src/roles/foreman/templates/katello.yaml.j2, with the Services' names for localhost.
@@ -312,8 +323,8 @@ fn config(fm: &Foreman) -> Value {
             },
             ":pulp": {":ca_cert_file": ca},
         }});
-        data["katello.yaml"] = json!(yaml(&katello));
-        data["katello-settings.rb"] = json!(KATELLO_SETTINGS_RB);
+        data.insert("katello.yaml".into(), yaml(&katello));
+        data.insert("katello-settings.rb".into(), KATELLO_SETTINGS_RB.into());
     }
     config_map(fm, CONFIG_MAP, "foreman", data)
 }
@@ -336,16 +347,23 @@ File.write(ARGV[1], settings.to_yaml, perm: 0o600)
 /// web and Dynflow share `/usr/share/foreman/tmp` (FK RC: an RWX claim). foreman-box runs one
 /// k3s node whose local-path provisioner offers ReadWriteOnce only; ReadWriteOnce is per node,
 /// so every pod on the node mounts it. An emptyDir could not be shared across pods at all.
-fn tmp_claim(fm: &Foreman) -> Value {
-    json!({
-        "apiVersion": "v1",
-        "kind": "PersistentVolumeClaim",
-        "metadata": metadata(fm, TMP_CLAIM, "foreman"),
-        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "10Gi"}}},
-    })
+fn tmp_claim(fm: &Foreman) -> PersistentVolumeClaim {
+    let requests = [("storage".to_string(), Quantity("10Gi".into()))];
+    PersistentVolumeClaim {
+        metadata: metadata(fm, TMP_CLAIM, "foreman"),
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(requests.into_iter().collect()),
+                limits: None,
+            }),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        status: None,
+    }
 }
 
-fn migrate_job(fm: &Foreman) -> Value {
+fn migrate_job(fm: &Foreman) -> Job {
     // FC roles/foreman/tasks/main.yaml "Migrate and seed the Foreman database".
     let c = Container::new(
         "migrate",
@@ -366,7 +384,7 @@ fn migrate_job(fm: &Foreman) -> Value {
     )
 }
 
-fn ping_probe(fm: &Foreman) -> Value {
+fn ping_probe(fm: &Foreman) -> Probes {
     // FK H: readiness is /api/v2/ping with Host=fqdn and X-Forwarded-Proto=https; it answers
     // 200 when something is down, so the JSON is read: the database active, every cache server
     // ok and, with Katello, Katello's own status ok (it checks Candlepin and Pulp).
@@ -379,20 +397,26 @@ fn ping_probe(fm: &Foreman) -> Value {
         "curl -fsS --max-time 8 -H 'Host: {}' -H 'X-Forwarded-Proto: https' http://127.0.0.1:{FOREMAN_PORT}/api/v2/ping | ruby -rjson -e \"r = JSON.parse(STDIN.read)['results']; f = r['foreman']; exit(f['database']['active'] && Array(f.dig('cache', 'servers')).all? {{ |s| s['status'] == 'ok' }}{katello} ? 0 : 1)\"",
         certificates::server_name(fm)
     );
-    json!({
-        "readinessProbe": {"exec": {"command": ["/bin/sh", "-c", script]}, "periodSeconds": 10, "timeoutSeconds": 10, "failureThreshold": 3},
-        "livenessProbe": {"tcpSocket": {"port": FOREMAN_PORT}, "initialDelaySeconds": 90, "periodSeconds": 20, "timeoutSeconds": 5, "failureThreshold": 6},
-    })
+    Probes {
+        startup: None,
+        readiness: Some(Check::exec(&["/bin/sh", "-c", &script]).every(
+            10,
+            None,
+            Some(10),
+            Some(3),
+        )),
+        liveness: Some(Check::tcp(FOREMAN_PORT).every(20, Some(90), Some(5), Some(6))),
+    }
 }
 
 /// [`WEB_SERVICE`], selecting the web Deployment's pods (named `foreman`).
-fn web_service(fm: &Foreman) -> Value {
+fn web_service(fm: &Foreman) -> Service {
     let mut s = service(fm, "foreman", &[("http", FOREMAN_PORT)]);
-    s["metadata"] = metadata(fm, WEB_SERVICE, "foreman");
+    s.metadata = metadata(fm, WEB_SERVICE, "foreman");
     s
 }
 
-fn web(fm: &Foreman) -> Value {
+fn web(fm: &Foreman) -> Deployment {
     // OCI Containerfile CMD / FK S/foreman.yaml, without the CMD's migration.
     let mut c = Container::new(
         "foreman",
@@ -416,7 +440,7 @@ fn web(fm: &Foreman) -> Value {
     ];
     c.ports = vec![("http", FOREMAN_PORT)];
     c.probes = ping_probe(fm);
-    c.resources = profile::resources(&fm.spec, Sized::Web);
+    c.resources = Some(profile::resources(&fm.spec, Sized::Web));
     let needs = Needs {
         shared_tmp: true,
         migrated: true,
@@ -425,7 +449,7 @@ fn web(fm: &Foreman) -> Value {
     deployment(fm, "foreman", 1, false, foreman_pod(fm, c, needs, "Always"))
 }
 
-fn dynflow(fm: &Foreman) -> Vec<Value> {
+fn dynflow(fm: &Foreman) -> Vec<Deployment> {
     // FC roles/foreman: dynflow-sidekiq@{orchestrator,worker,worker-hosts-queue}.
     [
         (
@@ -466,7 +490,7 @@ fn dynflow(fm: &Foreman) -> Vec<Value> {
         if cfg == "worker-hosts-queue" {
             c.mounts = vec![file_mount("config", &path, "worker-hosts-queue.yml")];
         }
-        c.resources = profile::resources(&fm.spec, sized);
+        c.resources = Some(profile::resources(&fm.spec, sized));
         let needs = Needs {
             shared_tmp: true,
             migrated: true,
@@ -484,7 +508,7 @@ fn dynflow(fm: &Foreman) -> Vec<Value> {
     .collect()
 }
 
-fn cron(fm: &Foreman) -> Vec<Value> {
+fn cron(fm: &Foreman) -> Vec<CronJob> {
     // FC defaults foreman_recurring_tasks: `foreman-rake cron:<period>` on systemd's hourly,
     // daily, weekly (Monday) and monthly calendars; FK runs them as CronJobs with Forbid.
     [
@@ -505,29 +529,29 @@ fn cron(fm: &Foreman) -> Vec<Value> {
             ..Needs::default()
         };
         let pod = foreman_pod(fm, c, needs, "OnFailure");
-        json!({
-            "apiVersion": "batch/v1",
-            "kind": "CronJob",
-            "metadata": metadata(fm, &format!("foreman-cron-{period}"), "foreman-cron"),
-            "spec": {
-                "schedule": schedule,
-                "concurrencyPolicy": "Forbid",
-                "jobTemplate": {"spec": {"backoffLimit": 2, "template": {"metadata": {"labels": labels(fm, "foreman-cron")}, "spec": pod}}},
-            },
-        })
+        CronJob {
+            metadata: metadata(fm, &format!("foreman-cron-{period}"), "foreman-cron"),
+            spec: Some(CronJobSpec {
+                schedule: schedule.into(),
+                concurrency_policy: Some("Forbid".into()),
+                job_template: job_template(labels(fm, "foreman-cron"), 2, pod),
+                ..CronJobSpec::default()
+            }),
+            status: None,
+        }
     })
     .collect()
 }
 
 /// FC src/roles/redis: quay.io/sclorg/redis-6-c9s, `run-redis`, data owned by 1001:1001 (the
 /// sclorg image's user). Cache on db 4, Dynflow on 6, Pulp on 8.
-fn redis(fm: &Foreman) -> Vec<Value> {
+fn redis(fm: &Foreman) -> Vec<Object> {
     let mut c = Container::new("redis", image(fm, Component::Redis), &["run-redis"]);
     c.ports = vec![("redis", REDIS_PORT)];
-    c.probes = json!({"readinessProbe": {"tcpSocket": {"port": REDIS_PORT}, "periodSeconds": 5, "timeoutSeconds": 2}});
+    c.probes.readiness = Some(Check::tcp(REDIS_PORT).every(5, None, Some(2), None));
     // The sclorg image's data directory.
     c.mounts = vec![dir_mount("data", "/var/lib/redis/data", false)];
-    c.resources = profile::resources(&fm.spec, Sized::Redis);
+    c.resources = Some(profile::resources(&fm.spec, Sized::Redis));
     let pod = Pod {
         run_as: RunAs {
             user: Some(1001),
@@ -536,12 +560,12 @@ fn redis(fm: &Foreman) -> Vec<Value> {
         },
         init: vec![],
         containers: vec![c],
-        volumes: vec![json!({"name": "data", "emptyDir": {}})],
+        volumes: vec![empty_volume("data", false)],
         restart: "Always",
         grace_seconds: None,
     };
     vec![
-        service(fm, "redis", &[("redis", REDIS_PORT)]),
-        deployment(fm, "redis", 1, true, pod.render()),
+        service(fm, "redis", &[("redis", REDIS_PORT)]).into(),
+        deployment(fm, "redis", 1, true, pod.render()).into(),
     ]
 }

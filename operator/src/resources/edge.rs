@@ -27,10 +27,13 @@ use super::core::{FOREMAN_PORT, WEB_SERVICE};
 use super::nginx::{block, directive, quoted, word, Directive};
 use super::pulp::{API_PORT, CONTENT_PORT};
 use super::{
-    config_map, config_volume, deployment, dir_mount, file_mount, image, metadata, selector,
-    short_hash, svc, Component, Container, Pod, RunAs,
+    annotate_pods, config_map, config_volume, deployment, dir_mount, empty_volume, file_mount,
+    image, metadata, selector, service_port, short_hash, strings, svc, Component, Container,
+    Object, Pod, RunAs,
 };
 use crate::crd::Foreman;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Service, ServiceSpec};
 use serde_json::{json, Value};
 
 /// The Service (the server certificate's `foreman.<namespace>.svc`) and the Deployment.
@@ -79,11 +82,11 @@ const IDENTITY_HEADERS: &[&str] = &[
     "REMOTE-USER-GROUPS",
 ];
 
-pub fn objects(fm: &Foreman) -> Vec<Value> {
+pub fn objects(fm: &Foreman) -> Vec<Object> {
     vec![
-        config_map(fm, NAME, NAME, json!({CONFIG_KEY: config(fm)})),
-        service(fm),
-        deployment_object(fm),
+        config_map(fm, NAME, NAME, strings([(CONFIG_KEY, config(fm))])).into(),
+        service(fm).into(),
+        deployment_object(fm).into(),
     ]
 }
 
@@ -413,26 +416,26 @@ fn location(fm: &Foreman, r: &Route, tls: bool) -> Directive {
 
 /// ServiceLB (klipper-lb) binds 80 and 443 on the node for it. `Local` keeps the client's
 /// address where the load balancer can (one node: nothing is lost).
-fn service(fm: &Foreman) -> Value {
-    json!({
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": metadata(fm, SERVICE, NAME),
-        "spec": {
-            "type": "LoadBalancer",
-            "externalTrafficPolicy": "Local",
-            "selector": selector(fm, NAME),
-            "ports": [
-                {"name": "http", "port": HTTP_PORT, "targetPort": HTTP_CONTAINER_PORT, "protocol": "TCP"},
-                {"name": "https", "port": HTTPS_PORT, "targetPort": HTTPS_CONTAINER_PORT, "protocol": "TCP"},
-            ],
-        },
-    })
+fn service(fm: &Foreman) -> Service {
+    Service {
+        metadata: metadata(fm, SERVICE, NAME),
+        spec: Some(ServiceSpec {
+            type_: Some("LoadBalancer".into()),
+            external_traffic_policy: Some("Local".into()),
+            selector: selector(fm, NAME).match_labels,
+            ports: Some(vec![
+                service_port("http", HTTP_PORT, HTTP_CONTAINER_PORT),
+                service_port("https", HTTPS_PORT, HTTPS_CONTAINER_PORT),
+            ]),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    }
 }
 
 /// The same pod shape as pulp-control (FK S/pulp-control-proxy.yaml): the image's own
 /// entrypoint, read-only root, /tmp an emptyDir, TCP probes, the configuration by subPath.
-fn deployment_object(fm: &Foreman) -> Value {
+fn deployment_object(fm: &Foreman) -> Deployment {
     let mut c = Container::new("nginx", image(fm, Component::PulpControl), &[]);
     c.ports = vec![
         ("http", HTTP_CONTAINER_PORT),
@@ -444,12 +447,13 @@ fn deployment_object(fm: &Foreman) -> Value {
         dir_mount("pub", PUB_DIR, true),
         dir_mount("temporary", "/tmp", false),
     ];
-    c.resources = crate::profile::resources(&fm.spec, crate::profile::Sized::Nginx);
-    c.probes = json!({
-        "startupProbe": {"tcpSocket": {"port": "https"}, "periodSeconds": 2, "timeoutSeconds": 1, "failureThreshold": 30},
-        "readinessProbe": {"tcpSocket": {"port": "https"}, "initialDelaySeconds": 3, "periodSeconds": 5},
-        "livenessProbe": {"tcpSocket": {"port": "https"}, "initialDelaySeconds": 10, "periodSeconds": 10},
-    });
+    c.resources = Some(crate::profile::resources(
+        &fm.spec,
+        crate::profile::Sized::Nginx,
+    ));
+    c.probes = super::nginx_probes();
+    // FK: the image's own entrypoint and command; a read-only root filesystem.
+    c.read_only_root = true;
     let pod = Pod {
         // nginx-unprivileged's USER 101 (group 101).
         run_as: RunAs {
@@ -471,21 +475,17 @@ fn deployment_object(fm: &Foreman) -> Value {
                 ],
             ),
             super::secret_volume("pub", TLS_SECRET, &[(CA_CRT, PUB_CA)]),
-            json!({"name": "temporary", "emptyDir": {}}),
+            empty_volume("temporary", false),
         ],
         restart: "Always",
         grace_seconds: None,
     };
-    let mut pod = pod.render();
-    let nginx = &mut pod["containers"][0];
-    if let Some(o) = nginx.as_object_mut() {
-        o.remove("command");
-    }
-    nginx["securityContext"]["readOnlyRootFilesystem"] = json!(true);
-    let mut d = deployment(fm, NAME, 1, false, pod);
+    let mut d = deployment(fm, NAME, 1, false, pod.render());
     // A changed configuration rolls the pod (it is mounted by subPath, which is not updated).
-    d["spec"]["template"]["metadata"]["annotations"] =
-        json!({"checksum/config": short_hash(&json!(config(fm)))});
+    annotate_pods(
+        &mut d,
+        strings([("checksum/config", short_hash(&config(fm)))]),
+    );
     d
 }
 

@@ -26,8 +26,24 @@ pub mod proxy;
 pub mod pulp;
 
 use crate::crd::Foreman;
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
+use k8s_openapi::api::batch::v1::{CronJob, Job, JobSpec, JobTemplateSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container as K8sContainer, ContainerPort,
+    EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction, KeyToPath, PersistentVolumeClaim,
+    PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, SeccompProfile, SecretKeySelector, SecretVolumeSource, SecurityContext,
+    Service, ServicePort, ServiceSpec, TCPSocketAction, Volume, VolumeMount,
+};
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
+    NetworkPolicySpec,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 
 /// Random values made once per resource by the controller.
 pub const GENERATED_SECRET: &str = "foreman-generated";
@@ -72,17 +88,59 @@ pub const KINDS: &[(&str, &str, &str)] = &[
 
 pub(crate) const REDIS_PORT: u16 = 6379;
 
-/// Every object for this resource, in apply order, each with its desired-hash annotation.
+/// One rendered object, typed: a misspelt field is a compile error. Serialized (with its
+/// `apiVersion` and `kind`) it is what the controller applies.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(untagged)]
+pub enum Object {
+    ConfigMap(ConfigMap),
+    PersistentVolumeClaim(PersistentVolumeClaim),
+    Service(Service),
+    NetworkPolicy(NetworkPolicy),
+    // The kinds that carry a pod are large: boxed.
+    Deployment(Box<Deployment>),
+    Job(Box<Job>),
+    CronJob(Box<CronJob>),
+}
+
+macro_rules! object_from {
+    ($($kind:ident),*; boxed $($big:ident),*) => {
+        $(impl From<$kind> for Object {
+            fn from(o: $kind) -> Self {
+                Object::$kind(o)
+            }
+        })*
+        $(impl From<$big> for Object {
+            fn from(o: $big) -> Self {
+                Object::$big(Box::new(o))
+            }
+        })*
+    };
+}
+object_from!(ConfigMap, PersistentVolumeClaim, Service, NetworkPolicy; boxed Deployment, Job, CronJob);
+
+impl Object {
+    /// The wire form: what server-side apply sends.
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).expect("Kubernetes objects serialize")
+    }
+}
+
+/// Every object for this resource, in apply order, each with its desired-hash annotation, in
+/// the wire form the controller applies.
 pub fn desired(fm: &Foreman) -> Vec<Value> {
     let mut objs = objects(fm);
     if fm.spec.maintenance {
         hold_writers(&mut objs);
     }
-    for o in &mut objs {
-        let hash = short_hash(o);
-        o["metadata"]["annotations"] = json!({HASH_ANNOTATION: hash});
-    }
-    objs
+    objs.iter()
+        .map(|o| {
+            let mut v = o.to_value();
+            let hash = short_hash(&v);
+            v["metadata"]["annotations"] = json!({HASH_ANNOTATION: hash});
+            v
+        })
+        .collect()
 }
 
 /// The components that write to the databases or Pulp's storage (by their
@@ -101,21 +159,29 @@ pub const WRITERS: &[&str] = &[
 ];
 
 /// Maintenance: the writers' Deployments at 0 replicas, every CronJob suspended.
-fn hold_writers(objs: &mut [Value]) {
+fn hold_writers(objs: &mut [Object]) {
     for o in objs.iter_mut() {
-        let component = o["metadata"]["labels"]["app.kubernetes.io/name"].clone();
-        match o["kind"].as_str() {
-            Some("Deployment") if WRITERS.iter().any(|w| component == *w) => {
-                o["spec"]["replicas"] = json!(0);
+        match o {
+            Object::Deployment(d) => {
+                let component = d.metadata.labels.as_ref().and_then(|l| l.get(NAME_LABEL));
+                if component.is_some_and(|c| WRITERS.contains(&c.as_str())) {
+                    if let Some(spec) = d.spec.as_mut() {
+                        spec.replicas = Some(0);
+                    }
+                }
             }
-            Some("CronJob") => o["spec"]["suspend"] = json!(true),
+            Object::CronJob(c) => {
+                if let Some(spec) = c.spec.as_mut() {
+                    spec.suspend = Some(true);
+                }
+            }
             _ => {}
         }
     }
 }
 
 /// Every object for this resource, in apply order, before the desired-hash annotation.
-pub(crate) fn objects(fm: &Foreman) -> Vec<Value> {
+pub fn objects(fm: &Foreman) -> Vec<Object> {
     let mut objs = core::objects(fm);
     if fm.spec.plugins.katello {
         objs.extend(candlepin::objects(fm));
@@ -179,37 +245,57 @@ pub(crate) fn svc(fm: &Foreman, name: &str) -> String {
     format!("{name}.{}.svc", namespace(fm))
 }
 
-pub(crate) fn labels(fm: &Foreman, component: &str) -> Value {
-    json!({
-        "app.kubernetes.io/name": component,
-        "app.kubernetes.io/part-of": "foreman",
-        INSTANCE_LABEL: fm.metadata.name.clone().unwrap_or_default(),
-        MANAGED_BY_LABEL: MANAGED_BY,
-    })
+pub(crate) const NAME_LABEL: &str = "app.kubernetes.io/name";
+
+/// Labels, annotations, a ConfigMap's data.
+pub(crate) type Strings = BTreeMap<String, String>;
+
+pub(crate) fn strings<const N: usize>(pairs: [(&str, String); N]) -> Strings {
+    pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
 
-pub(crate) fn selector(fm: &Foreman, component: &str) -> Value {
-    json!({"app.kubernetes.io/name": component, INSTANCE_LABEL: fm.metadata.name.clone().unwrap_or_default()})
+pub(crate) fn labels(fm: &Foreman, component: &str) -> Strings {
+    strings([
+        (NAME_LABEL, component.to_string()),
+        ("app.kubernetes.io/part-of", "foreman".to_string()),
+        (INSTANCE_LABEL, fm.metadata.name.clone().unwrap_or_default()),
+        (MANAGED_BY_LABEL, MANAGED_BY.to_string()),
+    ])
 }
 
-pub(crate) fn metadata(fm: &Foreman, name: &str, component: &str) -> Value {
-    let mut m = json!({
-        "name": name,
-        "namespace": namespace(fm),
-        "labels": labels(fm, component),
-    });
-    // Rendered outside a cluster the resource has no uid yet: owner references come with one.
-    if let Some(uid) = &fm.metadata.uid {
-        m["ownerReferences"] = json!([{
-            "apiVersion": "app.theforeman.org/v1alpha1",
-            "kind": "Foreman",
-            "name": fm.metadata.name.clone().unwrap_or_default(),
-            "uid": uid,
-            "controller": true,
-            "blockOwnerDeletion": true,
-        }]);
+pub(crate) fn selector(fm: &Foreman, component: &str) -> LabelSelector {
+    match_labels(strings([
+        (NAME_LABEL, component.to_string()),
+        (INSTANCE_LABEL, fm.metadata.name.clone().unwrap_or_default()),
+    ]))
+}
+
+pub(crate) fn match_labels(labels: Strings) -> LabelSelector {
+    LabelSelector {
+        match_labels: Some(labels),
+        ..LabelSelector::default()
     }
-    m
+}
+
+pub(crate) fn metadata(fm: &Foreman, name: &str, component: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_string()),
+        namespace: Some(namespace(fm)),
+        labels: Some(labels(fm, component)),
+        // Rendered outside a cluster the resource has no uid yet: owner references come with
+        // one.
+        owner_references: fm.metadata.uid.as_ref().map(|uid| {
+            vec![OwnerReference {
+                api_version: "app.theforeman.org/v1alpha1".into(),
+                kind: "Foreman".into(),
+                name: fm.metadata.name.clone().unwrap_or_default(),
+                uid: uid.clone(),
+                controller: Some(true),
+                block_owner_deletion: Some(true),
+            }]
+        }),
+        ..ObjectMeta::default()
+    }
 }
 
 /// Who a pod runs as. `Some(uid)`: a numeric user, so `runAsNonRoot` can be checked by the
@@ -225,46 +311,74 @@ pub struct RunAs {
     pub image_root: bool,
 }
 
-pub(crate) fn pod_security(run_as: RunAs) -> Value {
-    let mut s = json!({"fsGroup": run_as.fs_group, "seccompProfile": {"type": "RuntimeDefault"}});
-    if let Some(uid) = run_as.user {
-        s["runAsUser"] = json!(uid);
-        s["runAsGroup"] = json!(run_as.fs_group);
-        s["runAsNonRoot"] = json!(true);
+fn runtime_default() -> Option<SeccompProfile> {
+    Some(SeccompProfile {
+        type_: "RuntimeDefault".into(),
+        localhost_profile: None,
+    })
+}
+
+pub(crate) fn pod_security(run_as: RunAs) -> PodSecurityContext {
+    let user = run_as.user.map(i64::from);
+    PodSecurityContext {
+        fs_group: Some(i64::from(run_as.fs_group)),
+        seccomp_profile: runtime_default(),
+        run_as_user: user,
+        run_as_group: user.map(|_| i64::from(run_as.fs_group)),
+        run_as_non_root: user.map(|_| true),
+        ..PodSecurityContext::default()
     }
-    s
 }
 
-pub(crate) fn container_security(run_as: RunAs) -> Value {
-    let mut s = json!({
-        "allowPrivilegeEscalation": false,
-        "seccompProfile": {"type": "RuntimeDefault"},
-    });
-    if !run_as.image_root {
-        s["capabilities"] = json!({"drop": ["ALL"]});
+pub(crate) fn container_security(run_as: RunAs) -> SecurityContext {
+    let user = run_as.user.map(i64::from);
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        seccomp_profile: runtime_default(),
+        capabilities: (!run_as.image_root).then(|| Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            add: None,
+        }),
+        run_as_user: user,
+        run_as_group: user.map(|_| i64::from(run_as.fs_group)),
+        run_as_non_root: user.map(|_| true),
+        ..SecurityContext::default()
     }
-    if let Some(uid) = run_as.user {
-        s["runAsUser"] = json!(uid);
-        s["runAsGroup"] = json!(run_as.fs_group);
-        s["runAsNonRoot"] = json!(true);
+}
+
+fn secret_key(var: &str, secret: &str, key: &str, optional: Option<bool>) -> EnvVar {
+    EnvVar {
+        name: var.into(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.into(),
+                key: key.into(),
+                optional,
+            }),
+            ..EnvVarSource::default()
+        }),
     }
-    s
 }
 
-pub(crate) fn secret_env(var: &str, secret: &str, key: &str) -> Value {
-    json!({"name": var, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}})
+pub(crate) fn secret_env(var: &str, secret: &str, key: &str) -> EnvVar {
+    secret_key(var, secret, key, None)
 }
 
-pub(crate) fn optional_secret_env(var: &str, secret: &str, key: &str) -> Value {
-    json!({"name": var, "valueFrom": {"secretKeyRef": {"name": secret, "key": key, "optional": true}}})
+pub(crate) fn optional_secret_env(var: &str, secret: &str, key: &str) -> EnvVar {
+    secret_key(var, secret, key, Some(true))
 }
 
-pub(crate) fn env(var: &str, value: impl Into<String>) -> Value {
-    json!({"name": var, "value": value.into()})
+pub(crate) fn env(var: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar {
+        name: var.into(),
+        value: Some(value.into()),
+        value_from: None,
+    }
 }
 
 /// `{PREFIX}HOST`, `PORT`, `NAME`, `USER`, `PASSWORD` from a database Secret.
-pub(crate) fn db_env(prefix: &str, secret: &str) -> Vec<Value> {
+pub(crate) fn db_env(prefix: &str, secret: &str) -> Vec<EnvVar> {
     [
         ("HOST", "host"),
         ("PORT", "port"),
@@ -277,16 +391,85 @@ pub(crate) fn db_env(prefix: &str, secret: &str) -> Vec<Value> {
     .collect()
 }
 
+/// A probe's check: a TCP connect or a command.
+pub(crate) enum Check {
+    Tcp(IntOrString),
+    Exec(Vec<String>),
+}
+
+impl Check {
+    pub(crate) fn tcp(port: u16) -> Check {
+        Check::Tcp(IntOrString::Int(i32::from(port)))
+    }
+
+    pub(crate) fn tcp_named(port: &str) -> Check {
+        Check::Tcp(IntOrString::String(port.into()))
+    }
+
+    pub(crate) fn exec<S: AsRef<str>>(command: &[S]) -> Check {
+        Check::Exec(command.iter().map(|c| c.as_ref().to_string()).collect())
+    }
+
+    /// Checked every `period` seconds; `initial_delay`, `timeout` and `failure_threshold` when
+    /// given (the kubelet's defaults otherwise).
+    pub(crate) fn every(
+        self,
+        period: i32,
+        initial_delay: Option<i32>,
+        timeout: Option<i32>,
+        failure_threshold: Option<i32>,
+    ) -> Probe {
+        let (tcp_socket, exec) = match self {
+            Check::Tcp(port) => (Some(TCPSocketAction { port, host: None }), None),
+            Check::Exec(command) => (
+                None,
+                Some(ExecAction {
+                    command: Some(command),
+                }),
+            ),
+        };
+        Probe {
+            tcp_socket,
+            exec,
+            period_seconds: Some(period),
+            initial_delay_seconds: initial_delay,
+            timeout_seconds: timeout,
+            failure_threshold,
+            ..Probe::default()
+        }
+    }
+}
+
+/// A container's probes.
+#[derive(Default)]
+pub struct Probes {
+    pub startup: Option<Probe>,
+    pub readiness: Option<Probe>,
+    pub liveness: Option<Probe>,
+}
+
+/// The nginx front ends' probes (FK S/pulp-control-proxy.yaml): TCP on the https port.
+pub(crate) fn nginx_probes() -> Probes {
+    let https = || Check::tcp_named("https");
+    Probes {
+        startup: Some(https().every(2, None, Some(1), Some(30))),
+        readiness: Some(https().every(5, Some(3), None, None)),
+        liveness: Some(https().every(10, Some(10), None, None)),
+    }
+}
+
 /// A container: everything it needs is given here, nothing is added later.
 pub struct Container {
     pub name: &'static str,
     pub image: String,
+    /// Empty: the image's own entrypoint and command.
     pub command: Vec<String>,
-    pub env: Vec<Value>,
-    pub mounts: Vec<Value>,
+    pub env: Vec<EnvVar>,
+    pub mounts: Vec<VolumeMount>,
     pub ports: Vec<(&'static str, u16)>,
-    pub probes: Value,
-    pub resources: Value,
+    pub probes: Probes,
+    pub resources: Option<ResourceRequirements>,
+    pub read_only_root: bool,
 }
 
 impl Container {
@@ -298,42 +481,47 @@ impl Container {
             env: Vec::new(),
             mounts: Vec::new(),
             ports: Vec::new(),
-            probes: json!({}),
-            resources: json!({}),
+            probes: Probes::default(),
+            resources: None,
+            read_only_root: false,
         }
     }
 
-    pub fn render(self, run_as: RunAs) -> Value {
-        let mut c = json!({
-            "name": self.name,
-            "image": self.image,
-            "imagePullPolicy": "IfNotPresent",
-            "command": self.command,
-            "securityContext": container_security(run_as),
-        });
-        if !self.env.is_empty() {
-            c["env"] = json!(self.env);
+    pub fn render(self, run_as: RunAs) -> K8sContainer {
+        let mut security = container_security(run_as);
+        if self.read_only_root {
+            security.read_only_root_filesystem = Some(true);
         }
-        if !self.mounts.is_empty() {
-            c["volumeMounts"] = json!(self.mounts);
+        let ports = self
+            .ports
+            .iter()
+            .map(|(n, p)| ContainerPort {
+                name: Some(n.to_string()),
+                container_port: i32::from(*p),
+                protocol: Some("TCP".into()),
+                ..ContainerPort::default()
+            })
+            .collect();
+        K8sContainer {
+            name: self.name.into(),
+            image: Some(self.image),
+            image_pull_policy: Some("IfNotPresent".into()),
+            command: non_empty(self.command),
+            security_context: Some(security),
+            env: non_empty(self.env),
+            volume_mounts: non_empty(self.mounts),
+            ports: non_empty(ports),
+            startup_probe: self.probes.startup,
+            readiness_probe: self.probes.readiness,
+            liveness_probe: self.probes.liveness,
+            resources: self.resources,
+            ..K8sContainer::default()
         }
-        if !self.ports.is_empty() {
-            c["ports"] = self
-                .ports
-                .iter()
-                .map(|(n, p)| json!({"name": n, "containerPort": p, "protocol": "TCP"}))
-                .collect();
-        }
-        if let Some(p) = self.probes.as_object() {
-            for (k, v) in p {
-                c[k] = v.clone();
-            }
-        }
-        if self.resources.as_object().is_some_and(|r| !r.is_empty()) {
-            c["resources"] = self.resources;
-        }
-        c
     }
+}
+
+fn non_empty<T>(v: Vec<T>) -> Option<Vec<T>> {
+    (!v.is_empty()).then_some(v)
 }
 
 /// A pod: its containers, init containers and volumes, finished.
@@ -341,28 +529,35 @@ pub struct Pod {
     pub run_as: RunAs,
     pub init: Vec<Container>,
     pub containers: Vec<Container>,
-    pub volumes: Vec<Value>,
+    pub volumes: Vec<Volume>,
     pub restart: &'static str,
     pub grace_seconds: Option<u32>,
 }
 
 impl Pod {
-    pub fn render(self) -> Value {
+    pub fn render(self) -> PodSpec {
         let run_as = self.run_as;
-        let mut p = json!({
-            "restartPolicy": self.restart,
-            "automountServiceAccountToken": false,
-            "securityContext": pod_security(run_as),
-            "containers": self.containers.into_iter().map(|c| c.render(run_as)).collect::<Vec<_>>(),
-            "volumes": self.volumes,
-        });
-        if !self.init.is_empty() {
-            p["initContainers"] = self.init.into_iter().map(|c| c.render(run_as)).collect();
+        let render = |cs: Vec<Container>| cs.into_iter().map(|c| c.render(run_as)).collect();
+        PodSpec {
+            restart_policy: Some(self.restart.into()),
+            automount_service_account_token: Some(false),
+            security_context: Some(pod_security(run_as)),
+            containers: render(self.containers),
+            init_containers: non_empty(render(self.init)),
+            volumes: Some(self.volumes),
+            termination_grace_period_seconds: self.grace_seconds.map(i64::from),
+            ..PodSpec::default()
         }
-        if let Some(g) = self.grace_seconds {
-            p["terminationGracePeriodSeconds"] = json!(g);
-        }
-        p
+    }
+}
+
+fn template(labels: Strings, pod: PodSpec) -> PodTemplateSpec {
+    PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(labels),
+            ..ObjectMeta::default()
+        }),
+        spec: Some(pod),
     }
 }
 
@@ -372,83 +567,197 @@ pub(crate) fn deployment(
     name: &str,
     replicas: u32,
     recreate: bool,
-    pod: Value,
-) -> Value {
-    let mut d = json!({
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": metadata(fm, name, name),
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": selector(fm, name)},
-            "template": {"metadata": {"labels": labels(fm, name)}, "spec": pod},
-        },
-    });
-    if recreate {
-        d["spec"]["strategy"] = json!({"type": "Recreate"});
+    pod: PodSpec,
+) -> Deployment {
+    Deployment {
+        metadata: metadata(fm, name, name),
+        spec: Some(DeploymentSpec {
+            replicas: Some(i32::try_from(replicas).unwrap_or(i32::MAX)),
+            selector: selector(fm, name),
+            template: template(labels(fm, name), pod),
+            strategy: recreate.then(|| DeploymentStrategy {
+                type_: Some("Recreate".into()),
+                rolling_update: None,
+            }),
+            ..DeploymentSpec::default()
+        }),
+        status: None,
     }
-    d
 }
 
-pub(crate) fn service(fm: &Foreman, name: &str, ports: &[(&str, u16)]) -> Value {
-    let ports: Vec<Value> = ports
-        .iter()
-        .map(|(n, p)| json!({"name": n, "port": p, "targetPort": p, "protocol": "TCP"}))
-        .collect();
-    json!({
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": metadata(fm, name, name),
-        "spec": {"selector": selector(fm, name), "ports": ports},
-    })
+/// Sets the pod template's annotations (a checksum that rolls the pods when it changes).
+pub(crate) fn annotate_pods(d: &mut Deployment, annotations: Strings) {
+    if let Some(meta) = d.spec.as_mut().and_then(|s| s.template.metadata.as_mut()) {
+        meta.annotations = Some(annotations);
+    }
+}
+
+/// A Service port: `port` on the Service, `target` on the pods.
+pub(crate) fn service_port(name: &str, port: u16, target: u16) -> ServicePort {
+    ServicePort {
+        name: Some(name.into()),
+        port: i32::from(port),
+        target_port: Some(IntOrString::Int(i32::from(target))),
+        protocol: Some("TCP".into()),
+        ..ServicePort::default()
+    }
+}
+
+pub(crate) fn service(fm: &Foreman, name: &str, ports: &[(&str, u16)]) -> Service {
+    let ports = ports.iter().map(|(n, p)| service_port(n, *p, *p)).collect();
+    Service {
+        metadata: metadata(fm, name, name),
+        spec: Some(ServiceSpec {
+            selector: selector(fm, name).match_labels,
+            ports: Some(ports),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    }
 }
 
 /// A Job whose name carries a hash of its finished pod: a Job's template cannot change under
 /// one name, so a new image, command or setting is a new Job, and the same one is left alone
 /// once it has run.
-pub(crate) fn job(fm: &Foreman, base: &str, component: &str, backoff: u32, pod: Value) -> Value {
+pub(crate) fn job(fm: &Foreman, base: &str, component: &str, backoff: u32, pod: PodSpec) -> Job {
     let hash = short_hash(&pod);
-    json!({
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": metadata(fm, &format!("{base}-{hash}"), component),
-        "spec": {
-            "backoffLimit": backoff,
-            "template": {"metadata": {"labels": labels(fm, component)}, "spec": pod},
-        },
-    })
+    Job {
+        metadata: metadata(fm, &format!("{base}-{hash}"), component),
+        spec: Some(JobSpec {
+            backoff_limit: Some(i32::try_from(backoff).unwrap_or(i32::MAX)),
+            template: template(labels(fm, component), pod),
+            ..JobSpec::default()
+        }),
+        status: None,
+    }
 }
 
-pub(crate) fn config_map(fm: &Foreman, name: &str, component: &str, data: Value) -> Value {
-    json!({
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": metadata(fm, name, component),
-        "data": data,
-    })
+pub(crate) fn job_template(labels: Strings, backoff: i32, pod: PodSpec) -> JobTemplateSpec {
+    JobTemplateSpec {
+        metadata: None,
+        spec: Some(JobSpec {
+            backoff_limit: Some(backoff),
+            template: template(labels, pod),
+            ..JobSpec::default()
+        }),
+    }
+}
+
+pub(crate) fn config_map(fm: &Foreman, name: &str, component: &str, data: Strings) -> ConfigMap {
+    ConfigMap {
+        metadata: metadata(fm, name, component),
+        data: Some(data),
+        ..ConfigMap::default()
+    }
 }
 
 /// A file from a ConfigMap or Secret volume mounted at `path`.
-pub(crate) fn file_mount(volume: &str, path: &str, key: &str) -> Value {
-    json!({"name": volume, "mountPath": path, "subPath": key, "readOnly": true})
+pub(crate) fn file_mount(volume: &str, path: &str, key: &str) -> VolumeMount {
+    VolumeMount {
+        name: volume.into(),
+        mount_path: path.into(),
+        sub_path: Some(key.into()),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    }
 }
 
-pub(crate) fn dir_mount(volume: &str, path: &str, read_only: bool) -> Value {
-    json!({"name": volume, "mountPath": path, "readOnly": read_only})
+pub(crate) fn dir_mount(volume: &str, path: &str, read_only: bool) -> VolumeMount {
+    VolumeMount {
+        name: volume.into(),
+        mount_path: path.into(),
+        read_only: Some(read_only),
+        ..VolumeMount::default()
+    }
 }
 
-pub(crate) fn config_volume(name: &str, config_map: &str) -> Value {
-    json!({"name": name, "configMap": {"name": config_map}})
+pub(crate) fn config_volume(name: &str, config_map: &str) -> Volume {
+    Volume {
+        name: name.into(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: config_map.into(),
+            ..ConfigMapVolumeSource::default()
+        }),
+        ..Volume::default()
+    }
 }
 
 /// A Secret volume with only the listed keys (key, file name), mode 0440: group-readable so
 /// the pod's `fsGroup` reads it whatever user the image runs as.
-pub(crate) fn secret_volume(name: &str, secret: &str, items: &[(&str, &str)]) -> Value {
-    let items: Vec<Value> = items
+pub(crate) fn secret_volume(name: &str, secret: &str, items: &[(&str, &str)]) -> Volume {
+    let items = items
         .iter()
-        .map(|(k, p)| json!({"key": k, "path": p}))
+        .map(|(k, p)| KeyToPath {
+            key: k.to_string(),
+            path: p.to_string(),
+            mode: None,
+        })
         .collect();
-    json!({"name": name, "secret": {"secretName": secret, "items": items, "defaultMode": 0o440}})
+    Volume {
+        name: name.into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(secret.into()),
+            items: Some(items),
+            default_mode: Some(0o440),
+            optional: None,
+        }),
+        ..Volume::default()
+    }
+}
+
+/// An emptyDir volume, in memory when it holds secrets.
+pub(crate) fn empty_volume(name: &str, memory: bool) -> Volume {
+    Volume {
+        name: name.into(),
+        empty_dir: Some(EmptyDirVolumeSource {
+            medium: memory.then(|| "Memory".into()),
+            size_limit: None,
+        }),
+        ..Volume::default()
+    }
+}
+
+pub(crate) fn claim_volume(name: &str, claim: &str) -> Volume {
+    Volume {
+        name: name.into(),
+        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+            claim_name: claim.into(),
+            read_only: None,
+        }),
+        ..Volume::default()
+    }
+}
+
+/// A NetworkPolicy admitting to `component`'s pods, on `port`, only the pods `from` selects.
+pub(crate) fn ingress_policy(
+    fm: &Foreman,
+    component: &str,
+    from: Vec<LabelSelector>,
+    port: u16,
+) -> NetworkPolicy {
+    let from = from
+        .into_iter()
+        .map(|s| NetworkPolicyPeer {
+            pod_selector: Some(s),
+            ..NetworkPolicyPeer::default()
+        })
+        .collect();
+    NetworkPolicy {
+        metadata: metadata(fm, component, component),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(selector(fm, component)),
+            policy_types: Some(vec!["Ingress".into()]),
+            ingress: Some(vec![NetworkPolicyIngressRule {
+                from: Some(from),
+                ports: Some(vec![NetworkPolicyPort {
+                    port: Some(IntOrString::Int(i32::from(port))),
+                    protocol: Some("TCP".into()),
+                    end_port: None,
+                }]),
+            }]),
+            egress: None,
+        }),
+    }
 }
 
 /// YAML for a configuration file, through the serializer.
@@ -456,10 +765,12 @@ pub(crate) fn yaml(v: &Value) -> String {
     serde_yaml::to_string(v).expect("JSON values serialise as YAML")
 }
 
-pub fn short_hash(v: &Value) -> String {
+/// The first ten hex digits of the SHA-256 of `v` as JSON with sorted keys (so a typed object
+/// and its wire form hash alike).
+pub fn short_hash<T: serde::Serialize + ?Sized>(v: &T) -> String {
+    let v = serde_json::to_value(v).expect("rendered values serialize");
     hex::encode(&Sha256::digest(v.to_string().as_bytes())[..5])
 }
-
 /// The objects as a YAML stream, for `foreman-box operator render`.
 pub fn to_yaml(objs: &[Value]) -> Result<String, crate::Error> {
     let mut out = String::new();

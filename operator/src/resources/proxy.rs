@@ -5,10 +5,12 @@ use super::certificates::{self, CA_CRT, PROXY_CRT, PROXY_KEY, TLS_SECRET};
 use super::core::{self, Needs};
 use super::{
     config_map, config_volume, deployment, dir_mount, env, file_mount, image, job, secret_volume,
-    service, svc, yaml, Component, Container, Pod, RunAs, Stream,
+    service, strings, svc, yaml, Check, Component, Container, Object, Pod, Probes, RunAs, Stream,
 };
 use crate::crd::Foreman;
-use serde_json::{json, Value};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, PodSpec};
+use serde_json::json;
 
 /// FC roles/foreman_proxy/defaults: foreman_proxy_https_port.
 pub const PORT: u16 = 8443;
@@ -23,12 +25,12 @@ pub const SSH_PUB: &str = "id_rsa_foreman_proxy.pub";
 pub const SSH_DIR: &str = "/var/lib/foreman-proxy/ssh";
 const CONFIG_MAP: &str = "foreman-proxy-config";
 
-pub fn objects(fm: &Foreman) -> Vec<Value> {
+pub fn objects(fm: &Foreman) -> Vec<Object> {
     vec![
-        config(fm),
-        service(fm, "foreman-proxy", &[("https", PORT)]),
-        deployment(fm, "foreman-proxy", 1, true, pod(fm)),
-        registration_job(fm),
+        config(fm).into(),
+        service(fm, "foreman-proxy", &[("https", PORT)]).into(),
+        deployment(fm, "foreman-proxy", 1, true, pod(fm)).into(),
+        registration_job(fm).into(),
     ]
 }
 
@@ -43,7 +45,7 @@ pub fn run_as(fm: &Foreman) -> RunAs {
     }
 }
 
-fn config(fm: &Foreman) -> Value {
+fn config(fm: &Foreman) -> ConfigMap {
     // FC templates/settings.yml.j2 (logs to the container's output instead of the journal).
     let settings = json!({
         ":settings_directory": "/etc/foreman-proxy/settings.d",
@@ -70,27 +72,33 @@ fn config(fm: &Foreman) -> Value {
         fm,
         CONFIG_MAP,
         "foreman-proxy",
-        json!({
-            "settings.yml": yaml(&settings),
+        strings([
+            ("settings.yml", yaml(&settings)),
             // The image disables every settings.d file (OCI Containerfile `sed ... :enabled:
             // false`); FC templates/settings.d enable logs (a base feature), dynflow and
             // remote_execution_ssh. Dynflow's :database: empty keeps it in memory (FC).
-            "logs.yml": yaml(&json!({":enabled": true})),
-            "dynflow.yml": yaml(&json!({":enabled": true, ":database": null})),
-            "remote_execution_ssh.yml": yaml(&json!({
-                ":enabled": true,
-                ":ssh_identity_key_file": format!("{SSH_DIR}/{SSH_KEY}"),
-                ":local_working_dir": "/var/tmp",
-                ":remote_working_dir": "/var/tmp",
-                // Sockets live here; the path stays under 49 characters.
-                ":socket_working_dir": "/var/tmp",
-                ":mode": "ssh",
-            })),
-        }),
+            ("logs.yml", yaml(&json!({":enabled": true}))),
+            (
+                "dynflow.yml",
+                yaml(&json!({":enabled": true, ":database": null})),
+            ),
+            (
+                "remote_execution_ssh.yml",
+                yaml(&json!({
+                    ":enabled": true,
+                    ":ssh_identity_key_file": format!("{SSH_DIR}/{SSH_KEY}"),
+                    ":local_working_dir": "/var/tmp",
+                    ":remote_working_dir": "/var/tmp",
+                    // Sockets live here; the path stays under 49 characters.
+                    ":socket_working_dir": "/var/tmp",
+                    ":mode": "ssh",
+                })),
+            ),
+        ]),
     )
 }
 
-fn pod(fm: &Foreman) -> Value {
+fn pod(fm: &Foreman) -> PodSpec {
     // OCI Containerfile CMD; `smart-proxy` is not on the image's PATH.
     let mut c = Container::new(
         "foreman-proxy",
@@ -99,7 +107,10 @@ fn pod(fm: &Foreman) -> Value {
     );
     // OCI Containerfile: bundler.d loads a plugin only when listed here (unset loads all).
     c.env = vec![env("FOREMAN_PROXY_ENABLED_PLUGINS", "remote_execution_ssh")];
-    c.resources = crate::profile::resources(&fm.spec, crate::profile::Sized::Proxy);
+    c.resources = Some(crate::profile::resources(
+        &fm.spec,
+        crate::profile::Sized::Proxy,
+    ));
     // FC roles/foreman_proxy/tasks/main.yaml: these files at these paths.
     c.mounts = vec![
         file_mount("config", "/etc/foreman-proxy/settings.yml", "settings.yml"),
@@ -141,10 +152,11 @@ fn pod(fm: &Foreman) -> Value {
     c.ports = vec![("https", PORT)];
     // Every HTTPS endpoint wants Foreman's client certificate, which a probe does not have:
     // the listening port is what is checked.
-    c.probes = json!({
-        "readinessProbe": {"tcpSocket": {"port": PORT}, "periodSeconds": 10, "timeoutSeconds": 5},
-        "livenessProbe": {"tcpSocket": {"port": PORT}, "initialDelaySeconds": 30, "periodSeconds": 20, "timeoutSeconds": 5},
-    });
+    c.probes = Probes {
+        startup: None,
+        readiness: Some(Check::tcp(PORT).every(10, None, Some(5), None)),
+        liveness: Some(Check::tcp(PORT).every(20, Some(30), Some(5), None)),
+    };
     Pod {
         run_as: run_as(fm),
         init: vec![],
@@ -193,7 +205,7 @@ pub fn registered_url(fm: &Foreman) -> String {
 
 /// Registers the proxy (FK: the features are Ansible, Dynflow and Script, Ansible only when its
 /// module is on, which it is not here).
-fn registration_job(fm: &Foreman) -> Value {
+fn registration_job(fm: &Foreman) -> Job {
     let c = super::pulp::registration_container(
         fm,
         &registered_name(fm),

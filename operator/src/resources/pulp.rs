@@ -13,13 +13,17 @@
 use super::core::{self, Needs};
 use super::nginx::{block, directive, quoted, regex_literal, word};
 use super::{
-    certificates, config_map, config_volume, deployment, dir_mount, env, file_mount, image, job,
-    optional_secret_env, secret_env, service, svc, Component, Container, Pod, RunAs,
-    GENERATED_SECRET, REDIS_PORT,
+    annotate_pods, certificates, claim_volume, config_map, config_volume, deployment, dir_mount,
+    empty_volume, env, file_mount, image, ingress_policy, job, optional_secret_env, secret_env,
+    selector, service, service_port, strings, svc, Check, Component, Container, Object, Pod,
+    Probes, RunAs, GENERATED_SECRET, REDIS_PORT,
 };
 use crate::crd::Foreman;
 use crate::profile::{self, Profile, Sized};
-use serde_json::{json, Value};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{EnvVar, Service, ServiceSpec, Volume, VolumeMount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 
 pub const API_PORT: u16 = 24817;
 pub const CONTENT_PORT: u16 = 24816;
@@ -38,25 +42,26 @@ pub const PLUGINS: &[&str] = &[
     "pulp_rpm",
 ];
 
-pub fn objects(fm: &Foreman) -> Vec<Value> {
+pub fn objects(fm: &Foreman) -> Vec<Object> {
     vec![
-        migrate_job(fm),
-        service(fm, "pulp-api", &[("http", API_PORT)]),
-        api_policy(fm),
-        server(fm, "pulp-api", &["pulp-api"], Some(API_PORT)),
-        service(fm, "pulp-content", &[("http", CONTENT_PORT)]),
-        server(fm, "pulp-content", &["pulp-content"], Some(CONTENT_PORT)),
-        server(fm, "pulp-worker", &["pulp-worker"], None),
+        migrate_job(fm).into(),
+        service(fm, "pulp-api", &[("http", API_PORT)]).into(),
+        api_policy(fm).into(),
+        server(fm, "pulp-api", &["pulp-api"], Some(API_PORT)).into(),
+        service(fm, "pulp-content", &[("http", CONTENT_PORT)]).into(),
+        server(fm, "pulp-content", &["pulp-content"], Some(CONTENT_PORT)).into(),
+        server(fm, "pulp-worker", &["pulp-worker"], None).into(),
         config_map(
             fm,
             CONTROL,
             CONTROL,
-            json!({CONTROL_CONFIG_KEY: control_config(fm)}),
-        ),
-        control_service(fm),
-        control_policy(fm),
-        control_deployment(fm),
-        registration_job(fm),
+            strings([(CONTROL_CONFIG_KEY, control_config(fm))]),
+        )
+        .into(),
+        control_service(fm).into(),
+        control_policy(fm).into(),
+        control_deployment(fm).into(),
+        registration_job(fm).into(),
     ]
 }
 
@@ -74,7 +79,7 @@ pub fn run_as() -> RunAs {
 
 /// The environment of every Pulp process (FC roles/pulp/defaults/main.yaml
 /// pulp_settings_database_env + pulp_settings_other_env; FK S/pulp.yaml for the smart proxy's).
-pub fn pulp_env(fm: &Foreman) -> Vec<Value> {
+pub fn pulp_env(fm: &Foreman) -> Vec<EnvVar> {
     let db = &fm.spec.database.pulp_secret;
     let origin = format!("https://{}", certificates::server_name(fm));
     let profile = Profile::of(fm.spec.tuning);
@@ -131,23 +136,9 @@ pub fn pulp_env(fm: &Foreman) -> Vec<Value> {
 /// edge ([`super::edge`], which sets it the same way on /pulpcore_registry/v2/ and removes it
 /// on /pulp/assets/). FK S/network-policies.yaml: pulp-api admits the pulp-control-proxy pods
 /// and the ingress controller (and its smoke test). k3s enforces NetworkPolicy.
-fn api_policy(fm: &Foreman) -> Value {
-    json!({
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": super::metadata(fm, "pulp-api", "pulp-api"),
-        "spec": {
-            "podSelector": {"matchLabels": super::selector(fm, "pulp-api")},
-            "policyTypes": ["Ingress"],
-            "ingress": [{
-                "from": [
-                    {"podSelector": {"matchLabels": super::selector(fm, CONTROL)}},
-                    {"podSelector": {"matchLabels": super::selector(fm, super::EDGE)}},
-                ],
-                "ports": [{"port": API_PORT, "protocol": "TCP"}],
-            }],
-        },
-    })
+fn api_policy(fm: &Foreman) -> NetworkPolicy {
+    let from = vec![selector(fm, CONTROL), selector(fm, super::EDGE)];
+    ingress_policy(fm, "pulp-api", from, API_PORT)
 }
 
 /// Pulp's private mTLS front end (FK S/pulp-control-proxy.yaml and H pulpControlProxyConfig):
@@ -295,43 +286,44 @@ pub fn control_config(fm: &Foreman) -> String {
         .expect("the pulp-control configuration has only DNS names and constants")
 }
 
-fn control_service(fm: &Foreman) -> Value {
-    json!({
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": super::metadata(fm, CONTROL, CONTROL),
-        "spec": {
-            "selector": super::selector(fm, CONTROL),
-            "ports": [{"name": "https", "port": CONTROL_SERVICE_PORT, "targetPort": CONTROL_PORT, "protocol": "TCP"}],
-        },
-    })
+fn control_service(fm: &Foreman) -> Service {
+    Service {
+        metadata: super::metadata(fm, CONTROL, CONTROL),
+        spec: Some(ServiceSpec {
+            selector: selector(fm, CONTROL).match_labels,
+            ports: Some(vec![service_port(
+                "https",
+                CONTROL_SERVICE_PORT,
+                CONTROL_PORT,
+            )]),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    }
 }
 
 /// FK S/network-policies.yaml admits Foreman's web, Dynflow, registration and smoke-test pods;
 /// here every pod of this Foreman (the cron Jobs and the seed run Katello code too). The front
 /// end itself admits only the Foreman client certificate.
-fn control_policy(fm: &Foreman) -> Value {
-    json!({
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": super::metadata(fm, CONTROL, CONTROL),
-        "spec": {
-            "podSelector": {"matchLabels": super::selector(fm, CONTROL)},
-            "policyTypes": ["Ingress"],
-            "ingress": [{
-                "from": [{"podSelector": {"matchLabels": {
-                    "app.kubernetes.io/part-of": "foreman",
-                    super::INSTANCE_LABEL: fm.metadata.name.clone().unwrap_or_default(),
-                }}}],
-                "ports": [{"port": CONTROL_PORT, "protocol": "TCP"}],
-            }],
-        },
-    })
+fn control_policy(fm: &Foreman) -> NetworkPolicy {
+    let this_foreman = strings([
+        ("app.kubernetes.io/part-of", "foreman".to_string()),
+        (
+            super::INSTANCE_LABEL,
+            fm.metadata.name.clone().unwrap_or_default(),
+        ),
+    ]);
+    ingress_policy(
+        fm,
+        CONTROL,
+        vec![super::match_labels(this_foreman)],
+        CONTROL_PORT,
+    )
 }
 
 /// FK S/pulp-control-proxy.yaml: one nginx container, read-only root, /tmp an emptyDir, TCP
 /// probes on the https port. FK runs at least 2 replicas; a single host runs 1.
-fn control_deployment(fm: &Foreman) -> Value {
+fn control_deployment(fm: &Foreman) -> Deployment {
     let mut c = Container::new("nginx", image(fm, Component::PulpControl), &[]);
     c.ports = vec![("https", CONTROL_PORT)];
     c.mounts = vec![
@@ -343,12 +335,10 @@ fn control_deployment(fm: &Foreman) -> Value {
         dir_mount("certificates", CONTROL_PKI, true),
         dir_mount("temporary", "/tmp", false),
     ];
-    c.resources = profile::resources(&fm.spec, Sized::Nginx);
-    c.probes = json!({
-        "startupProbe": {"tcpSocket": {"port": "https"}, "periodSeconds": 2, "timeoutSeconds": 1, "failureThreshold": 30},
-        "readinessProbe": {"tcpSocket": {"port": "https"}, "initialDelaySeconds": 3, "periodSeconds": 5},
-        "livenessProbe": {"tcpSocket": {"port": "https"}, "initialDelaySeconds": 10, "periodSeconds": 10},
-    });
+    c.resources = Some(profile::resources(&fm.spec, Sized::Nginx));
+    c.probes = super::nginx_probes();
+    // FK: the image's own entrypoint and command; a read-only root filesystem.
+    c.read_only_root = true;
     let pod = Pod {
         // nginx-unprivileged's USER 101 (group 101).
         run_as: RunAs {
@@ -369,36 +359,29 @@ fn control_deployment(fm: &Foreman) -> Value {
                     (certificates::PULP_CONTROL_KEY, "tls.key"),
                 ],
             ),
-            json!({"name": "temporary", "emptyDir": {}}),
+            empty_volume("temporary", false),
         ],
         restart: "Always",
         grace_seconds: None,
     };
-    let mut pod = pod.render();
-    let nginx = &mut pod["containers"][0];
-    // FK: the image's own entrypoint and command; a read-only root filesystem.
-    if let Some(o) = nginx.as_object_mut() {
-        o.remove("command");
-    }
-    nginx["securityContext"]["readOnlyRootFilesystem"] = json!(true);
-    let mut d = deployment(fm, CONTROL, 1, false, pod);
+    let mut d = deployment(fm, CONTROL, 1, false, pod.render());
     // The certificates and configuration are mounted by subPath/items: a changed configuration
     // rolls the pods (FK: checksum/config annotation).
-    d["spec"]["template"]["metadata"]["annotations"] =
-        json!({"checksum/config": super::short_hash(&json!(control_config(fm)))});
+    let checksum = super::short_hash(&control_config(fm));
+    annotate_pods(&mut d, strings([("checksum/config", checksum)]));
     d
 }
 
-fn mounts() -> Vec<Value> {
+fn mounts() -> Vec<VolumeMount> {
     vec![
         dir_mount("storage", STORAGE_PATH, false),
         file_mount("symmetric-key", PULP_KEY_PATH, PULP_KEY),
     ]
 }
 
-fn volumes(fm: &Foreman) -> Vec<Value> {
+fn volumes(fm: &Foreman) -> Vec<Volume> {
     vec![
-        json!({"name": "storage", "persistentVolumeClaim": {"claimName": fm.spec.storage.pulp_claim}}),
+        claim_volume("storage", &fm.spec.storage.pulp_claim),
         super::secret_volume("symmetric-key", PULP_KEY_SECRET, &[(PULP_KEY, PULP_KEY)]),
     ]
 }
@@ -410,7 +393,7 @@ fn pulp_container(fm: &Foreman, name: &'static str, command: &[&str]) -> Contain
     c
 }
 
-fn migrate_job(fm: &Foreman) -> Value {
+fn migrate_job(fm: &Foreman) -> Job {
     // FC "Create Pulp storage subdirs": tmp, assets, media under /var/lib/pulp.
     let prepare = pulp_container(
         fm,
@@ -440,7 +423,7 @@ fn migrate_job(fm: &Foreman) -> Value {
     job(fm, "pulp-migrate", "pulp-migrate", 6, pod.render())
 }
 
-fn server(fm: &Foreman, name: &'static str, command: &[&str], port: Option<u16>) -> Value {
+fn server(fm: &Foreman, name: &'static str, command: &[&str], port: Option<u16>) -> Deployment {
     let wait = pulp_container(
         fm,
         "wait-for-migrations",
@@ -456,7 +439,7 @@ fn server(fm: &Foreman, name: &'static str, command: &[&str], port: Option<u16>)
             Profile::of(fm.spec.tuning).pulp_workers(),
         ),
     };
-    c.resources = profile::resources(&fm.spec, sized);
+    c.resources = Some(profile::resources(&fm.spec, sized));
     match port {
         Some(API_PORT) => {
             c.ports = vec![("http", API_PORT)];
@@ -466,17 +449,24 @@ fn server(fm: &Foreman, name: &'static str, command: &[&str], port: Option<u16>)
             let check = format!(
                 "import json, sys, urllib.request\ns = json.load(urllib.request.urlopen('http://127.0.0.1:{API_PORT}/pulp/api/v3/status/', timeout=8))\nok = s['database_connection']['connected'] and (s.get('redis_connection') or {{}}).get('connected', True) and s['online_workers'] and s['online_content_apps']\nsys.exit(0 if ok else 1)\n"
             );
-            c.probes = json!({
-                "readinessProbe": {"exec": {"command": ["python3", "-c", check]}, "periodSeconds": 10, "timeoutSeconds": 10, "failureThreshold": 3},
-                "livenessProbe": {"tcpSocket": {"port": API_PORT}, "initialDelaySeconds": 60, "periodSeconds": 20, "timeoutSeconds": 5},
-            });
+            c.probes = Probes {
+                startup: None,
+                readiness: Some(Check::exec(&["python3", "-c", &check]).every(
+                    10,
+                    None,
+                    Some(10),
+                    Some(3),
+                )),
+                liveness: Some(Check::tcp(API_PORT).every(20, Some(60), Some(5), None)),
+            };
         }
         Some(p) => {
             c.ports = vec![("http", p)];
-            c.probes = json!({
-                "readinessProbe": {"tcpSocket": {"port": p}, "periodSeconds": 10, "timeoutSeconds": 5},
-                "livenessProbe": {"tcpSocket": {"port": p}, "initialDelaySeconds": 60, "periodSeconds": 20, "timeoutSeconds": 5},
-            });
+            c.probes = Probes {
+                startup: None,
+                readiness: Some(Check::tcp(p).every(10, None, Some(5), None)),
+                liveness: Some(Check::tcp(p).every(20, Some(60), Some(5), None)),
+            };
         }
         None => {}
     }
@@ -499,7 +489,7 @@ fn server(fm: &Foreman, name: &'static str, command: &[&str], port: Option<u16>)
 /// maps to the admin. The edge does not route /pulp/api/v3 (FK has no public API either; FC's
 /// httpd does, with the same mapping). Pulp never calls Foreman back, so no certificate of its
 /// own has to match the registration; the name is FC's.
-fn registration_job(fm: &Foreman) -> Value {
+fn registration_job(fm: &Foreman) -> Job {
     let c = registration_container(
         fm,
         &format!("{}-pulp", certificates::server_name(fm)),
