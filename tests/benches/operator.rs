@@ -215,6 +215,18 @@ fn in_process() {
     println!("in process (load {}):", loadavg());
     let secrets = generated_secrets(&fm, 5);
 
+    // The render alone (part of a fresh reconcile): every object, typed, then in wire form.
+    let (mut render, mut objects) = (Vec::new(), 0);
+    for _ in 0..50 {
+        let t = thread_cpu();
+        objects = std::hint::black_box(foreman_operator::resources::desired(&fm)).len();
+        render.push(thread_cpu() - t);
+    }
+    println!(
+        "  render alone ({objects} objects with their desired hashes): median {:?} CPU of 50",
+        median(render)
+    );
+
     // Fresh: a new stand-in each time, holding the database Secrets and the generated ones
     // (made above, once: the installer makes them before the operator runs).
     let mut fresh = Vec::new();

@@ -138,12 +138,13 @@ impl Cache {
                 let ar = super::api_resource(version, k, plural);
                 let cache = self.clone();
                 if matches!(*k, "Deployment" | "Job") {
-                    let api: Api<DynamicObject> =
-                        Api::namespaced_with(client.clone(), namespace, &ar);
+                    let api: Api<Watched> = Api::namespaced_with(client.clone(), namespace, &ar);
+                    let job = *k == "Job";
                     watcher(api, config.clone())
                         .default_backoff()
                         .filter_map(move |e| {
-                            std::future::ready(cache.observe(kind, e, |o| full(k, o)))
+                            let e = e.map(|e| e.modify(|o| o.job = job));
+                            std::future::ready(cache.observe(kind, e, full))
                         })
                         .boxed()
                 } else {
@@ -316,8 +317,8 @@ fn meta_only(o: PartialObjectMeta<DynamicObject>) -> (String, Seen) {
     seen_meta(o.metadata, Readiness::None)
 }
 
-fn full(kind: &str, o: DynamicObject) -> (String, Seen) {
-    let readiness = readiness(kind, &o.data, &o.metadata);
+fn full(o: Watched) -> (String, Seen) {
+    let readiness = o.readiness();
     seen_meta(o.metadata, readiness)
 }
 
@@ -338,51 +339,134 @@ fn seen_meta(mut m: ObjectMeta, readiness: Readiness) -> (String, Seen) {
     )
 }
 
-/// The images of a pod spec's containers and init containers, sorted, each once.
-pub fn pod_images(pod: &serde_json::Value) -> Vec<String> {
-    let mut images: Vec<String> = ["initContainers", "containers"]
-        .iter()
-        .flat_map(|k| pod[*k].as_array().into_iter().flatten())
-        .filter_map(|c| c["image"].as_str().map(str::to_string))
-        .collect();
-    images.sort();
-    images.dedup();
-    images
+/// A Deployment or Job as its watch reads it: the metadata and only the fields readiness needs.
+/// Everything else of the object (its pod template, managed fields' details aside) is skipped
+/// while parsing, never built.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Watched {
+    metadata: ObjectMeta,
+    #[serde(default)]
+    spec: WatchedSpec,
+    #[serde(default)]
+    status: WatchedStatus,
+    /// Which kind this is (not in the JSON: set from the watch it came from).
+    #[serde(skip)]
+    job: bool,
 }
 
-fn readiness(kind: &str, data: &serde_json::Value, meta: &ObjectMeta) -> Readiness {
-    let status = &data["status"];
-    let int = |v: &serde_json::Value| v.as_i64().unwrap_or(0);
-    match kind {
-        "Deployment" => Readiness::Deployment {
-            want: data["spec"]["replicas"].as_i64().unwrap_or(1),
-            ready: int(&status["readyReplicas"]),
-            images: pod_images(&data["spec"]["template"]["spec"]),
-        },
-        "Job" => {
-            let gave_up = status["conditions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|c| c["type"] == "Failed" && c["status"] == "True")
-                .map(|c| {
-                    let text = |k: &str| c[k].as_str().unwrap_or_default().to_string();
-                    (text("reason"), text("message"))
-                });
-            let attempt = meta
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(RETRY_ANNOTATION))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
-            Readiness::Job {
-                succeeded: int(&status["succeeded"]),
-                failed: int(&status["failed"]),
-                gave_up,
-                attempt,
-            }
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+struct WatchedSpec {
+    replicas: Option<i64>,
+    template: Option<WatchedTemplate>,
+}
+
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+struct WatchedTemplate {
+    spec: Option<WatchedPod>,
+}
+
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WatchedPod {
+    #[serde(default)]
+    containers: Vec<WatchedContainer>,
+    #[serde(default)]
+    init_containers: Vec<WatchedContainer>,
+}
+
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+struct WatchedContainer {
+    image: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WatchedStatus {
+    ready_replicas: Option<i64>,
+    succeeded: Option<i64>,
+    failed: Option<i64>,
+    #[serde(default)]
+    conditions: Vec<WatchedCondition>,
+}
+
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+struct WatchedCondition {
+    #[serde(rename = "type", default)]
+    type_: String,
+    #[serde(default)]
+    status: String,
+    reason: Option<String>,
+    message: Option<String>,
+}
+
+impl kube::Resource for Watched {
+    type DynamicType = kube::core::ApiResource;
+    type Scope = kube::core::DynamicResourceScope;
+
+    fn kind(dt: &Self::DynamicType) -> std::borrow::Cow<'_, str> {
+        dt.kind.as_str().into()
+    }
+    fn group(dt: &Self::DynamicType) -> std::borrow::Cow<'_, str> {
+        dt.group.as_str().into()
+    }
+    fn version(dt: &Self::DynamicType) -> std::borrow::Cow<'_, str> {
+        dt.version.as_str().into()
+    }
+    fn plural(dt: &Self::DynamicType) -> std::borrow::Cow<'_, str> {
+        dt.plural.as_str().into()
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+impl Watched {
+    /// The images of its pod template's containers and init containers, sorted, each once.
+    fn images(&self) -> Vec<String> {
+        let pod = self.spec.template.as_ref().and_then(|t| t.spec.as_ref());
+        let mut images: Vec<String> = pod
+            .into_iter()
+            .flat_map(|p| p.init_containers.iter().chain(&p.containers))
+            .filter_map(|c| c.image.clone())
+            .collect();
+        images.sort();
+        images.dedup();
+        images
+    }
+
+    fn readiness(&self) -> Readiness {
+        let status = &self.status;
+        if !self.job {
+            return Readiness::Deployment {
+                want: self.spec.replicas.unwrap_or(1),
+                ready: status.ready_replicas.unwrap_or(0),
+                images: self.images(),
+            };
         }
-        _ => Readiness::None,
+        let gave_up = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Failed" && c.status == "True")
+            .map(|c| {
+                let text = |t: &Option<String>| t.clone().unwrap_or_default();
+                (text(&c.reason), text(&c.message))
+            });
+        let attempt = self
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(RETRY_ANNOTATION))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        Readiness::Job {
+            succeeded: status.succeeded.unwrap_or(0),
+            failed: status.failed.unwrap_or(0),
+            gave_up,
+            attempt,
+        }
     }
 }
 
@@ -440,5 +524,57 @@ mod tests {
         c.change(1, Change::InitDone);
         assert_eq!(c.view(1, "gone"), View::Absent);
         assert_eq!(c.names_of("foreman"), vec![(1, "kept".to_string())]);
+    }
+
+    /// What a watch keeps of a Deployment and a Job as the API server sends them (managed
+    /// fields, a whole pod template): the readiness fields, the images, the hash, the instance.
+    #[test]
+    fn a_watched_object_keeps_what_readiness_reads() {
+        let deployment = serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "foreman", "labels": {INSTANCE_LABEL: "foreman"},
+                         "annotations": {HASH_ANNOTATION: "abc"},
+                         "managedFields": [{"manager": "foreman-operator", "operation": "Apply",
+                                            "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {}}}]},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"a": "b"}},
+                     "template": {"metadata": {"labels": {"a": "b"}}, "spec": {
+                         "initContainers": [{"name": "wait", "image": "f:1", "command": ["x"]}],
+                         "containers": [{"name": "web", "image": "f:1", "env": [{"name": "A", "value": "1"}]},
+                                        {"name": "side", "image": "n:2"}]}}},
+            "status": {"readyReplicas": 1, "conditions": [{"type": "Available", "status": "False"}]},
+        });
+        let mut d: Watched = serde_json::from_value(deployment).unwrap();
+        d.job = false;
+        let (name, seen) = full(d);
+        assert_eq!(name, "foreman");
+        assert_eq!(seen.instance.as_deref(), Some("foreman"));
+        assert_eq!(seen.hash.as_deref(), Some("abc"));
+        assert_eq!(
+            seen.readiness,
+            Readiness::Deployment {
+                want: 2,
+                ready: 1,
+                images: vec!["f:1".into(), "n:2".into()],
+            }
+        );
+        let job = serde_json::json!({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "migrate", "annotations": {RETRY_ANNOTATION: "2"}},
+            "spec": {"backoffLimit": 6, "template": {"spec": {"containers": [{"name": "m", "image": "f:1"}]}}},
+            "status": {"failed": 7, "conditions": [
+                {"type": "Complete", "status": "False"},
+                {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "gave up"}]},
+        });
+        let mut j: Watched = serde_json::from_value(job).unwrap();
+        j.job = true;
+        assert_eq!(
+            full(j).1.readiness,
+            Readiness::Job {
+                succeeded: 0,
+                failed: 7,
+                gave_up: Some(("BackoffLimitExceeded".into(), "gave up".into())),
+                attempt: 2,
+            }
+        );
     }
 }

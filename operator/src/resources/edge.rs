@@ -83,10 +83,13 @@ const IDENTITY_HEADERS: &[&str] = &[
 ];
 
 pub fn objects(fm: &Foreman) -> Vec<Object> {
+    let config = config(fm);
+    // A changed configuration rolls the pod (it is mounted by subPath, which is not updated).
+    let checksum = short_hash(&config);
     vec![
-        config_map(fm, NAME, NAME, strings([(CONFIG_KEY, config(fm))])).into(),
+        config_map(fm, NAME, NAME, strings([(CONFIG_KEY, config)])).into(),
         service(fm).into(),
-        deployment_object(fm).into(),
+        deployment_object(fm, checksum).into(),
     ]
 }
 
@@ -435,7 +438,7 @@ fn service(fm: &Foreman) -> Service {
 
 /// The same pod shape as pulp-control (FK S/pulp-control-proxy.yaml): the image's own
 /// entrypoint, read-only root, /tmp an emptyDir, TCP probes, the configuration by subPath.
-fn deployment_object(fm: &Foreman) -> Deployment {
+fn deployment_object(fm: &Foreman, config_checksum: String) -> Deployment {
     let mut c = Container::new("nginx", image(fm, Component::PulpControl), &[]);
     c.ports = vec![
         ("http", HTTP_CONTAINER_PORT),
@@ -481,11 +484,7 @@ fn deployment_object(fm: &Foreman) -> Deployment {
         grace_seconds: None,
     };
     let mut d = deployment(fm, NAME, 1, false, pod.render());
-    // A changed configuration rolls the pod (it is mounted by subPath, which is not updated).
-    annotate_pods(
-        &mut d,
-        strings([("checksum/config", short_hash(&config(fm)))]),
-    );
+    annotate_pods(&mut d, strings([("checksum/config", config_checksum)]));
     d
 }
 

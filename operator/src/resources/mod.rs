@@ -136,7 +136,7 @@ pub fn desired(fm: &Foreman) -> Vec<Value> {
     objs.iter()
         .map(|o| {
             let mut v = o.to_value();
-            let hash = short_hash(&v);
+            let hash = value_hash(&v);
             v["metadata"]["annotations"] = json!({HASH_ANNOTATION: hash});
             v
         })
@@ -769,7 +769,24 @@ pub(crate) fn yaml(v: &Value) -> String {
 /// and its wire form hash alike).
 pub fn short_hash<T: serde::Serialize + ?Sized>(v: &T) -> String {
     let v = serde_json::to_value(v).expect("rendered values serialize");
-    hex::encode(&Sha256::digest(v.to_string().as_bytes())[..5])
+    value_hash(&v)
+}
+
+/// [`short_hash`] of a value already in JSON form: its text streamed into the digest.
+fn value_hash(v: &Value) -> String {
+    struct Digesting(Sha256);
+    impl std::io::Write for Digesting {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.update(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut d = Digesting(Sha256::new());
+    serde_json::to_writer(&mut d, v).expect("a JSON value writes");
+    hex::encode(&d.0.finalize()[..5])
 }
 /// The objects as a YAML stream, for `foreman-box operator render`.
 pub fn to_yaml(objs: &[Value]) -> Result<String, crate::Error> {

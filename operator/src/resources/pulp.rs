@@ -43,6 +43,10 @@ pub const PLUGINS: &[&str] = &[
 ];
 
 pub fn objects(fm: &Foreman) -> Vec<Object> {
+    let control = control_config(fm);
+    // The certificates and configuration are mounted by subPath/items: a changed configuration
+    // rolls the pods (FK: checksum/config annotation).
+    let control_checksum = super::short_hash(&control);
     vec![
         migrate_job(fm).into(),
         service(fm, "pulp-api", &[("http", API_PORT)]).into(),
@@ -55,12 +59,12 @@ pub fn objects(fm: &Foreman) -> Vec<Object> {
             fm,
             CONTROL,
             CONTROL,
-            strings([(CONTROL_CONFIG_KEY, control_config(fm))]),
+            strings([(CONTROL_CONFIG_KEY, control)]),
         )
         .into(),
         control_service(fm).into(),
         control_policy(fm).into(),
-        control_deployment(fm).into(),
+        control_deployment(fm, control_checksum).into(),
         registration_job(fm).into(),
     ]
 }
@@ -323,7 +327,7 @@ fn control_policy(fm: &Foreman) -> NetworkPolicy {
 
 /// FK S/pulp-control-proxy.yaml: one nginx container, read-only root, /tmp an emptyDir, TCP
 /// probes on the https port. FK runs at least 2 replicas; a single host runs 1.
-fn control_deployment(fm: &Foreman) -> Deployment {
+fn control_deployment(fm: &Foreman, config_checksum: String) -> Deployment {
     let mut c = Container::new("nginx", image(fm, Component::PulpControl), &[]);
     c.ports = vec![("https", CONTROL_PORT)];
     c.mounts = vec![
@@ -365,10 +369,7 @@ fn control_deployment(fm: &Foreman) -> Deployment {
         grace_seconds: None,
     };
     let mut d = deployment(fm, CONTROL, 1, false, pod.render());
-    // The certificates and configuration are mounted by subPath/items: a changed configuration
-    // rolls the pods (FK: checksum/config annotation).
-    let checksum = super::short_hash(&control_config(fm));
-    annotate_pods(&mut d, strings([("checksum/config", checksum)]));
+    annotate_pods(&mut d, strings([("checksum/config", config_checksum)]));
     d
 }
 
