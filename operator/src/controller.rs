@@ -624,11 +624,13 @@ async fn apply(
             continue;
         }
         let objects = rendered.get_or_insert_with(|| desired(fm, tls));
-        let Some(body) = objects.iter().find(|o| p.is(o)) else {
+        let Some(body) = objects.iter_mut().find(|o| p.is(o)) else {
             continue;
         };
+        // Each object is applied once a reconcile, and the render is not read after: moved
+        // out, not copied.
+        let mut body = std::mem::take(body);
         let attempt = ctx.jobs.lock().unwrap().recreate.get(&p.name).copied();
-        let mut body = body.clone();
         if let Some(n) = attempt {
             body["metadata"]["annotations"][RETRY_ANNOTATION] = json!(n.to_string());
         }
