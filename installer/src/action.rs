@@ -39,6 +39,12 @@ impl<Op> Planned<Op> {
     }
 }
 
+/// Each planned operation wrapped in a larger enum: the host's in a step's `Op::Host`, a step's
+/// in the engine's `Action`.
+pub fn wrap<A, B>(planned: Vec<Planned<A>>, f: fn(A) -> B) -> impl Iterator<Item = Planned<B>> {
+    planned.into_iter().map(move |p| p.map(f))
+}
+
 impl<Op: fmt::Display + Serialize> Planned<Op> {
     /// As shown to a person and in `plan --output json`: what, why, and the operation itself.
     pub fn change(&self) -> Change {

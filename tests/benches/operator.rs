@@ -222,6 +222,11 @@ fn in_process() {
         objects = std::hint::black_box(foreman_operator::resources::desired(&fm)).len();
         render.push(thread_cpu() - t);
     }
+    // Katello and REX: Foreman's, Candlepin's, Pulp's, the proxy's and the edge's objects.
+    assert!(
+        objects >= 30,
+        "the render has {objects} objects, not the whole deployment"
+    );
     println!(
         "  render alone ({objects} objects with their desired hashes): median {:?} CPU of 50",
         median(render)

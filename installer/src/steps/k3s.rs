@@ -3,7 +3,7 @@
 //! and the node is Ready. Restarted only when the binary, unit, env or config changed.
 
 use super::{Context, DesiredFile, HostOp, Planned};
-use crate::action::remove_stale_temps;
+use crate::action::{remove_stale_temps, wrap};
 use crate::download::{Fetched, Listed};
 use crate::error::{Error, Result};
 use crate::facts::Arch;
@@ -327,7 +327,7 @@ pub(super) async fn plan(cx: &Context) -> Result<Vec<Planned<Op>>> {
         .chain([BINARY_STAMP.to_string()])
         .map(|p| host.path(p))
         .collect();
-    actions.extend(host_ops(remove_stale_temps(host, &written)));
+    actions.extend(wrap(remove_stale_temps(host, &written), Op::Host));
 
     let release = plan_checksums(cx, &mut actions).await?;
     let install_binary = plan_binary(cx, &release, &mut actions)?;
@@ -358,10 +358,6 @@ pub(super) async fn plan(cx: &Context) -> Result<Vec<Planned<Op>>> {
     }
     plan_service(cx, restart_needed, unit_changed, &mut actions);
     Ok(actions)
-}
-
-fn host_ops(ops: Vec<Planned<HostOp>>) -> impl Iterator<Item = Planned<Op>> {
-    ops.into_iter().map(|p| p.map(Op::Host))
 }
 
 /// The release's checksum list (from the bundle, the cache or the server), cached so that a

@@ -17,6 +17,7 @@ pub mod preflight;
 pub mod settings;
 pub mod storage;
 
+use crate::action::wrap;
 pub use crate::action::{HostOp, Planned};
 pub use crate::context::{Context, RunOptions};
 pub use crate::desired::DesiredFile;
@@ -71,20 +72,17 @@ impl Step {
     /// Compares desired and actual state and returns the actions that close the gap. Changes
     /// nothing. An empty list means up to date.
     pub async fn plan(self, cx: &Context) -> Result<Vec<Planned<Action>>> {
-        fn wrap<T>(ops: Vec<Planned<T>>, f: fn(T) -> Action) -> Vec<Planned<Action>> {
-            ops.into_iter().map(|p| p.map(f)).collect()
-        }
         Ok(match self {
             Step::Preflight => {
                 preflight::check(cx)?;
                 Vec::new()
             }
-            Step::Settings => wrap(settings::plan(cx)?, Action::Host),
-            Step::K3s => wrap(k3s::plan(cx).await?, Action::K3s),
-            Step::Postgres => wrap(postgres::plan(cx).await?, Action::Postgres),
-            Step::Storage => wrap(storage::plan(cx)?, Action::Storage),
-            Step::Operator => wrap(operator::plan(cx)?, Action::Operator),
-            Step::Foreman => wrap(foreman::plan(cx).await?, Action::Foreman),
+            Step::Settings => wrap(settings::plan(cx)?, Action::Host).collect(),
+            Step::K3s => wrap(k3s::plan(cx).await?, Action::K3s).collect(),
+            Step::Postgres => wrap(postgres::plan(cx).await?, Action::Postgres).collect(),
+            Step::Storage => wrap(storage::plan(cx)?, Action::Storage).collect(),
+            Step::Operator => wrap(operator::plan(cx)?, Action::Operator).collect(),
+            Step::Foreman => wrap(foreman::plan(cx).await?, Action::Foreman).collect(),
         })
     }
 }

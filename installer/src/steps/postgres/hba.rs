@@ -76,7 +76,7 @@ pub(super) async fn plan(cx: &Context, db: &Arc<Session>) -> Result<(Vec<Planned
     let fs = cx.host.fs();
     let mut out = Vec::new();
     let temps = crate::action::remove_stale_temps(&cx.host, std::slice::from_ref(&path));
-    out.extend(temps.into_iter().map(|p| p.map(Op::Host)));
+    out.extend(crate::action::wrap(temps, Op::Host));
     let current = fs.read_string(&path)?.unwrap_or_default();
     let desired = with_hba_block(&current, &hba_block(cx));
     if desired == current {

@@ -21,7 +21,7 @@ use crate::kept::{role_password_path, SECRETS_DIR};
 pub use crate::postgres_error::PostgresError;
 
 use super::{Context, HostOp, Planned};
-use crate::action::remove_stale_temps;
+use crate::action::{remove_stale_temps, wrap};
 use crate::config::PostgresMode;
 use crate::error::Result;
 use crate::secret::Secret;
@@ -270,7 +270,7 @@ pub(super) async fn plan(cx: &Context) -> Result<Vec<Planned<Op>>> {
         .chain([&ADMIN_ROLE])
         .map(|name| cx.host.path(role_password_path(name)))
         .collect();
-    actions.extend(host_ops(remove_stale_temps(&cx.host, &secrets)));
+    actions.extend(wrap(remove_stale_temps(&cx.host, &secrets), Op::Host));
     // Stored passwords must stay private: a loosened mode is repaired, with a warning.
     let secret_files: Vec<String> = DATABASES
         .iter()
@@ -332,10 +332,6 @@ async fn plan_server(cx: &Context, db: &Arc<Session>) -> Result<Vec<Planned<Op>>
     }
     out.extend(manifests::plan(cx, &db.target, &passwords)?);
     Ok(out)
-}
-
-fn host_ops(ops: Vec<Planned<HostOp>>) -> impl Iterator<Item = Planned<Op>> {
-    ops.into_iter().map(|p| p.map(Op::Host))
 }
 
 /// Whether we own the server's access rules and settings.
