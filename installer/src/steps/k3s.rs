@@ -2,8 +2,10 @@
 //! its config, systemd unit and env file; started, and waited for until the API answers `/readyz`
 //! and the node is Ready. Restarted only when the binary, unit, env or config changed.
 
-use super::{Context, DesiredFile, HostOp, Planned};
 use crate::action::{remove_stale_temps, wrap};
+use crate::action::{HostOp, Planned};
+use crate::context::Context;
+use crate::desired::DesiredFile;
 use crate::download::{Fetched, Listed};
 use crate::error::{Error, Result};
 use crate::facts::Arch;
@@ -735,8 +737,8 @@ fn env_file(cx: &Context) -> String {
 mod tests {
     use super::*;
     use crate::config::Layers;
+    use crate::context::{Context, RunOptions};
     use crate::host::{Host, Output, RecordingRunner};
-    use crate::steps::{Context, RunOptions};
     use std::sync::Arc;
 
     async fn run_all(cx: &Context, actions: Vec<Planned<Op>>) -> Result<()> {

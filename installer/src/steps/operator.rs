@@ -12,7 +12,9 @@
 //! (device, inode, size, mode, mtime, ctime) of the executable with its layer digest and the stat
 //! of the archive as written. When both match, the archive is current without reading either.
 
-use super::{Context, DesiredFile, HostOp, Planned};
+use crate::action::{HostOp, Planned};
+use crate::context::Context;
+use crate::desired::DesiredFile;
 use crate::error::{Error, Result};
 use crate::host::{Cmd, FileStamp, Host};
 use crate::manifests;
@@ -275,8 +277,8 @@ mod tests {
     }
 
     use crate::config::Layers;
+    use crate::context::RunOptions;
     use crate::host::RecordingRunner;
-    use crate::steps::RunOptions;
     use std::sync::Arc;
 
     fn run_all(cx: &Context, actions: Vec<Planned<Op>>) -> Result<()> {

@@ -2,8 +2,8 @@
 //! the gathered facts and the configuration; each failure says what is wrong and how to fix it,
 //! and `--ignore-preflight NAME` (or `all`) turns it into a warning.
 
-use super::Context;
 use crate::config::{Config, PostgresMode};
+use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::facts::{Arch, Facts, SelinuxMode};
 

@@ -2,8 +2,10 @@
 //! file) is kept in /etc/foreman-box/config.toml, so that every later command needs no flags,
 //! as k3s keeps its config.yaml. Defaults are not written; a person's own lines stay as they are.
 
-use super::{Context, DesiredFile, HostOp, Planned};
+use crate::action::{HostOp, Planned};
 use crate::config::{self, DEFAULT_CONFIG_PATH};
+use crate::context::Context;
+use crate::desired::DesiredFile;
 use crate::error::Result;
 
 /// The mode of a kept file made here: it holds no secret (passwords never come from flags).

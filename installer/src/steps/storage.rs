@@ -1,7 +1,8 @@
 //! PrepareStorage: Pulp's content directory on the host, fit for the Pulp containers, and a
 //! hostPath PersistentVolume pinned to this node with the claim `pulp-storage` pre-bound to it.
 
-use super::{Context, HostOp, Planned};
+use crate::action::{HostOp, Planned};
+use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::facts::SelinuxMode;
 use crate::host::Cmd;

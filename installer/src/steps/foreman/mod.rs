@@ -11,8 +11,10 @@
 
 mod secrets;
 
-use super::{Context, DesiredFile, HostOp, Planned};
+use crate::action::{HostOp, Planned};
 use crate::cluster::{self, Cluster, ClusterError, FIELD_MANAGER, RESOURCE};
+use crate::context::Context;
+use crate::desired::DesiredFile;
 use crate::error::Result;
 use crate::kept::{copy_path, SECRETS_DIR};
 use foreman_box_bundle::NAMESPACE;
@@ -578,7 +580,7 @@ async fn wait_ready(cx: &Context, cluster: &Cluster) -> Result<()> {
 
 async fn read_once(
     cluster: &Cluster,
-) -> std::result::Result<(Option<DynamicObject>, Vec<crate::steps::ComponentLine>), ClusterError> {
+) -> std::result::Result<(Option<DynamicObject>, Vec<crate::report::ComponentLine>), ClusterError> {
     let fm = cluster.foreman().await?;
     let lines = cluster.components(fm.as_ref()).await?;
     Ok((fm, lines))

@@ -17,11 +17,13 @@
 //! The cluster's Secrets are only ever created, never replaced.
 
 use super::{Op, Values, STEP};
+use crate::action::{HostOp, Planned};
 use crate::cluster::Cluster;
+use crate::context::Context;
+use crate::desired::DesiredFile;
 use crate::error::{Error, Result};
 use crate::kept::copy_path;
 use crate::manifests;
-use crate::steps::{Context, DesiredFile, HostOp, Planned};
 use foreman_box_bundle::NAMESPACE;
 use foreman_operator::generated::{self, Generated};
 use foreman_operator::Foreman;

@@ -1,9 +1,10 @@
 //! firewalld, when it runs: the pod and service networks are trusted so pods reach PostgreSQL.
 
 use super::Op;
+use crate::action::Planned;
+use crate::context::Context;
 use crate::error::Result;
 use crate::host::Cmd;
-use crate::steps::{Context, Planned};
 
 pub(super) fn plan(cx: &Context) -> Vec<Planned<Op>> {
     let runner = cx.host.runner();

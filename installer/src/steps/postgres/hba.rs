@@ -3,9 +3,10 @@
 
 use super::connection::Session;
 use super::{Op, ADMIN_ROLE, DATABASES};
+use crate::action::Planned;
 use crate::config::PostgresMode;
+use crate::context::Context;
 use crate::error::Result;
-use crate::steps::{Context, Planned};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

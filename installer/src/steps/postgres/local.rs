@@ -7,12 +7,13 @@
 //! the reporter each change as it makes it. The next run plans them in detail like any other.
 
 use super::{hba, original, roles, Op, PostgresError, ADMIN_ROLE};
+use crate::action::{HostOp, Planned};
+use crate::context::Context;
 use crate::error::Result;
 use crate::facts::OsFamily;
 use crate::host::Cmd;
 use crate::kept;
 use crate::secret::Secret;
-use crate::steps::{Context, HostOp, Planned};
 use std::path::PathBuf;
 
 /// How far the local server is.

@@ -4,10 +4,12 @@
 use super::connection::Target;
 use super::Op;
 use super::{DATABASES, MANIFEST, SERVICE};
+use crate::action::{HostOp, Planned};
+use crate::context::Context;
+use crate::desired::DesiredFile;
 use crate::error::{Error, Result};
 use crate::manifests::{self, labels, NAMESPACE};
 use crate::secret::Secret;
-use crate::steps::{Context, DesiredFile, HostOp, Planned};
 use serde_json::{json, Value};
 use std::net::IpAddr;
 

@@ -20,9 +20,10 @@ mod settings;
 use crate::kept::{role_password_path, SECRETS_DIR};
 pub use crate::postgres_error::PostgresError;
 
-use super::{Context, HostOp, Planned};
 use crate::action::{remove_stale_temps, wrap};
+use crate::action::{HostOp, Planned};
 use crate::config::PostgresMode;
+use crate::context::Context;
 use crate::error::Result;
 use crate::secret::Secret;
 use connection::{Session, Target};

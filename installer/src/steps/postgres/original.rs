@@ -10,9 +10,10 @@
 
 use super::connection::Session;
 use super::Op;
+use crate::action::Planned;
+use crate::context::Context;
 use crate::error::Result;
 use crate::host::{Host, PackageManager};
-use crate::steps::{Context, Planned};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -5,10 +5,11 @@
 
 use super::connection::Session;
 use super::{Op, PostgresError, DATABASES};
+use crate::action::Planned;
+use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::kept::{read_role_password, role_password_path, write_role_password};
 use crate::secret::Secret;
-use crate::steps::{Context, Planned};
 use std::sync::Arc;
 use tokio_postgres::error::SqlState;
 

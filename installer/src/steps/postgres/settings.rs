@@ -3,9 +3,10 @@
 
 use super::connection::Session;
 use super::Op;
+use crate::action::Planned;
 use crate::config::PostgresMode;
+use crate::context::Context;
 use crate::error::Result;
-use crate::steps::{Context, Planned};
 use std::sync::Arc;
 
 /// The settings this module tunes (what uninstall --purge puts back).
