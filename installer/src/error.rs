@@ -76,6 +76,8 @@ pub enum Error {
     Cluster(#[from] crate::cluster::ClusterError),
     #[error(transparent)]
     DayTwo(#[from] DayTwoError),
+    #[error("the k3s step planned to install from a bundle, but this run was given none; nothing more was installed\nhelp: run `foreman-box install --bundle FILE` again with the bundle, or without --bundle to download from the release server")]
+    NoBundle,
     #[error("unknown step `{name}`\nhelp: steps are {known}")]
     UnknownStep { name: String, known: String },
     #[error("{path} is dynamically linked (it needs {interpreter}), so it cannot be the operator's image, which holds nothing but this binary; nothing was written\nhelp: build the static binary with `{build}` and run `target/static/foreman-box install`")]

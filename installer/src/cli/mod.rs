@@ -40,7 +40,7 @@ enum Command {
     Plan {
         #[command(flatten)]
         run: RunArgs,
-        /// `json`: one document on stdout, {"steps":[{"step","changes":[{"what","why"}]}],"pending"}.
+        /// `json`: one document on stdout, {"steps":[{"step","changes":[{"what","why","action"}]}],"pending"}; `action` is the planned operation with its `kind` and fields.
         #[arg(long, value_enum, default_value_t = Output::Human)]
         output: Output,
     },

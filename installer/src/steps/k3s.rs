@@ -164,12 +164,7 @@ pub(super) async fn run(cx: &Context, op: Op) -> Result<()> {
 
 /// The bundle this run installs from: a source that names it was planned only with one.
 fn bundle(cx: &Context) -> Result<&foreman_box_bundle::archive::Bundle> {
-    cx.bundle.as_deref().ok_or_else(|| {
-        Error::Bundle(foreman_box_bundle::Error::NotABundle {
-            path: "--bundle".into(),
-            problem: "the plan named a bundle member, but this run has no bundle".into(),
-        })
-    })
+    cx.bundle.as_deref().ok_or(Error::NoBundle)
 }
 
 /// The cache entry filled (from the bundle, or fetched and verified), linked into place (one
@@ -985,6 +980,27 @@ mod tests {
         assert!(since >= asked && since <= asked + 60.0, "{journal}");
         assert!(err.contains("last journal lines since this start"), "{err}");
         assert!(err.contains("help: fix what the journal shows"), "{err}");
+    }
+
+    /// A bundle source run without a bundle is refused, saying what to do, and writes nothing.
+    #[tokio::test]
+    async fn a_bundle_member_without_a_bundle_is_refused_and_writes_nothing() {
+        let (_root, cx) = context(Arc::new(RecordingRunner::new()));
+        let path = format!("{IMAGES_DIR}/k3s-airgap-images-amd64.tar.zst");
+        let op = Op::InstallFile {
+            path: path.clone(),
+            sha256: "0".repeat(64),
+            from: Source::Bundle {
+                member: "k3s-airgap-images-amd64.tar.zst".into(),
+            },
+        };
+        let err = run(&cx, op).await.unwrap_err().to_string();
+        assert!(err.contains("this run was given none"), "{err}");
+        assert!(
+            err.contains("help: run `foreman-box install --bundle FILE`"),
+            "{err}"
+        );
+        assert!(!cx.host.fs().exists(&cx.host.path(&path)));
     }
 
     #[test]

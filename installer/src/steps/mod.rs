@@ -3,8 +3,8 @@
 //! Every change to the host is a step. `plan` reads the current state and returns the
 //! [`Action`]s that would bring it to the desired state: values naming what changes, with its
 //! fields, each with why ([`Planned`]); `apply` executes exactly those, in order, and nothing
-//! else; the engine then plans again and insists on an empty plan. `foreman-box plan` shows the same actions without running
-//! them, so a dry run and a real run cannot drift apart.
+//! else; the engine then plans again and insists on an empty plan. `foreman-box plan` shows the
+//! same actions without running them, so a dry run and a real run cannot drift apart.
 //!
 //! What happens is told to a [`Reporter`] (the terminal display, plain lines, a log file), never
 //! printed from here.
