@@ -4,13 +4,13 @@
 //! not downloaded again.
 
 use crate::error::{Error, Result};
-use crate::host::HostFs;
+use crate::host::{HostFs, Sink};
 use crate::report::{LogReporter, Reporter};
 use futures::StreamExt;
 use reqwest::header::{CONTENT_RANGE, LOCATION, RANGE};
 use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -20,10 +20,6 @@ use std::time::{Duration, Instant};
 /// far below any usable link (a 70 MB k3s binary would take 19 hours), so only a dead or
 /// trickling server trips it.
 pub(crate) const MIN_BYTES_PER_SEC: u64 = 1024;
-
-/// How many downloaded bytes at a time are handed to the disk's writeback while the download
-/// goes on.
-const WRITEBACK_STEP: u64 = 8 << 20;
 
 #[derive(Clone)]
 pub struct Downloader {
@@ -321,24 +317,13 @@ impl Downloader {
         let part_owned = part.to_path_buf();
         let start = have;
         let sink = tokio::task::spawn_blocking(move || -> Result<()> {
-            // Chunks arrive at about 100 KiB or more: written as they are, without another copy.
-            let mut out = file;
-            // Every WRITEBACK_STEP bytes, the disk is told to start writing them (not waited
-            // for), so the fsync before the k3s binary is linked into place finds them written.
-            let (mut written, mut kicked) = (start, start);
+            let mut out = Sink::new(file, start);
             while let Some(chunk) = rx.blocking_recv() {
-                out.write_all(&chunk)
-                    .map_err(|e| write_err(&part_owned, e))?;
-                written += chunk.len() as u64;
-                if written - kicked >= WRITEBACK_STEP {
-                    crate::host::start_writeback(&out, kicked, written - kicked);
-                    kicked = written;
-                }
+                out.push(&chunk).map_err(|e| write_err(&part_owned, e))?;
             }
             // No fsync: every use of a downloaded file checks its hash first (`fetch` on entry,
             // the k3s step's plan), so a file torn by a power cut is fetched again, never used.
-            // Flushing 500 MB here would cost more than the download itself on loopback.
-            out.flush().map_err(|e| write_err(&part_owned, e))
+            out.finish().map_err(|e| write_err(&part_owned, e))
         });
         let mut stream = resp.bytes_stream();
         let mut received = Ok(());

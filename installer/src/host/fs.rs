@@ -455,26 +455,6 @@ impl HostFs {
     }
 }
 
-/// Starts writing a range of an open file back to disk, without waiting: a later fsync of it
-/// (the k3s binary's, before it is linked into place) then finds little left to do, because
-/// the disk wrote while the network was still sending.
-pub(crate) fn start_writeback(file: &File, offset: u64, len: u64) {
-    use std::os::fd::AsRawFd;
-    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
-        return;
-    };
-    // SAFETY: a plain syscall on a descriptor `file` owns; it touches no memory of ours. Its
-    // result is advisory: on failure the later fsync simply does all the work.
-    unsafe {
-        nix::libc::sync_file_range(
-            file.as_raw_fd(),
-            offset,
-            len,
-            nix::libc::SYNC_FILE_RANGE_WRITE,
-        );
-    }
-}
-
 fn process_alive(pid: u32) -> bool {
     let Ok(pid) = i32::try_from(pid) else {
         return false;

@@ -8,9 +8,9 @@ mod lock;
 mod net;
 mod runner;
 mod service;
+mod sink;
 mod tree;
 
-pub(crate) use fs::start_writeback;
 pub use fs::{FileStamp, FileState, HostFs, TextError};
 pub use lock::{RunLock, LOCK_PATH, LOCK_WAIT};
 pub(crate) use net::listening_tcp_ports;
@@ -18,6 +18,7 @@ pub(crate) use net::listening_tcp_ports;
 pub use runner::RecordingRunner;
 pub use runner::{Cmd, CommandRunner, Output, SystemRunner};
 pub use service::{PackageManager, ServiceManager};
+pub(crate) use sink::Sink;
 pub use tree::{EntryKind, TreeEntry, TreeStats};
 
 use std::path::{Path, PathBuf};
