@@ -4,7 +4,8 @@
 //!   `http.server`, nginx with sendfile, the tests' Rust mirror): foreman-box's one-pass
 //!   download+hash, on the runtime `foreman-box install` runs on, against `curl -o` alone and
 //!   `curl -o && sha256sum`, taken in turn (A B A B); target: at most 0.91x curl -o's time
-//!   against every server;
+//!   against every server. The CPU each spent (this process's threads, curl's rusage) is
+//!   printed beside it: on a host whose other core is busy, that is what decides;
 //! - a fresh `install --only preflight,k3s` with a 70 MiB k3s binary: at most 2x a bare
 //!   `curl -o` of the same file (`curl -o && sha256sum` is printed beside it);
 //! - a converged re-run of that install, wall time from exec to exit: under 35 ms (the binary's
@@ -38,6 +39,21 @@ fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|_| "unknown".into())
+}
+
+/// CPU time of this process's threads so far.
+fn process_cpu() -> Duration {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_PROCESS_CPUTIME_ID).unwrap();
+    Duration::from(t)
+}
+
+/// CPU time of the children this process has waited for (the curls).
+fn children_cpu() -> Duration {
+    let u = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN).unwrap();
+    let micros = |t: nix::sys::time::TimeVal| {
+        Duration::from_secs(t.tv_sec() as u64) + Duration::from_micros(t.tv_usec() as u64)
+    };
+    micros(u.user_time()) + micros(u.system_time())
 }
 
 /// `curl -sSf -o OUT URL`, the yardstick every figure is compared with.
@@ -129,9 +145,9 @@ fn main() {
     });
     let fetch = |url: &str| {
         let _ = std::fs::remove_file(&out);
-        let t = Instant::now();
+        let (t, cpu) = (Instant::now(), process_cpu());
         rt.block_on(dl.fetch(&HostFs, url, &out, &sha)).unwrap();
-        t.elapsed()
+        (t.elapsed(), process_cpu() - cpu)
     };
     let python = Python::start(&served);
     let nginx_dir = tempfile::tempdir().unwrap();
@@ -159,14 +175,18 @@ fn main() {
         }
         let url = format!("{base}/big");
         let (mut ours, mut curl, mut pair) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut ours_cpu, mut curl_cpu) = (Vec::new(), Vec::new());
         // A B A B: each contender sees the same machine state in turn.
         for _ in 0..RUNS {
-            ours.push(fetch(&url));
+            let (wall, cpu) = fetch(&url);
+            ours.push(wall);
+            ours_cpu.push(cpu);
 
             let _ = std::fs::remove_file(&out);
-            let t = Instant::now();
+            let (t, cpu) = (Instant::now(), children_cpu());
             curl_o(&url, &out);
             curl.push(t.elapsed());
+            curl_cpu.push(children_cpu() - cpu);
 
             let _ = std::fs::remove_file(&out);
             let t = Instant::now();
@@ -195,6 +215,17 @@ fn main() {
             rate(p)
         );
         println!("  foreman-box time / curl -o time: {ratio:.2}x (target at most 0.91x)");
+        let (oc, cc) = (median(ours_cpu), median(curl_cpu));
+        println!(
+            "  CPU, user+system, median: foreman-box {:.3} s{}, curl -o {:.3} s",
+            oc.as_secs_f64(),
+            if key == "rust" {
+                " (with the mirror, which runs in this process)"
+            } else {
+                ""
+            },
+            cc.as_secs_f64()
+        );
         println!("  load average: {}", loadavg());
     }
     println!("download, worst server: {worst:.2}x curl -o's time (target at most 0.91x)");
