@@ -5,7 +5,7 @@
 
 use crate::error::{Error, Result};
 use crate::host::{HostFs, Sink};
-use crate::report::{LogReporter, Reporter};
+use crate::report::{LogReporter, ProgressHandle, Reporter};
 use futures::StreamExt;
 use reqwest::header::{CONTENT_RANGE, LOCATION, RANGE};
 use reqwest::StatusCode;
@@ -52,6 +52,100 @@ impl Clients {
             .redirect(redirects)
             .build()
             .expect("TLS backend initialises")
+    }
+}
+
+/// One attempt's receiving side: it takes the response's chunks until the stream ends, fails or
+/// stalls.
+struct Receiving {
+    url: String,
+    /// The bytes in the file so far, or soon (the sink has them).
+    have: u64,
+    bar: Box<dyn ProgressHandle>,
+    sink: Sink,
+    /// The throughput guard's window: every one must bring MIN_BYTES_PER_SEC.
+    window: Duration,
+}
+
+/// What `Receiving::run` ends with; `ended` tells whether the stream ended whole.
+struct Received {
+    have: u64,
+    bar: Box<dyn ProgressHandle>,
+    sink: Sink,
+    ended: Result<()>,
+}
+
+impl Receiving {
+    async fn run(
+        mut self,
+        mut stream: impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin,
+    ) -> Received {
+        let window = self.window;
+        let window_min = MIN_BYTES_PER_SEC.saturating_mul(window.as_secs().max(1));
+        let mut window_end = tokio::time::Instant::now() + window;
+        let mut window_bytes = 0u64;
+        let mut ended = Ok(());
+        loop {
+            let next = tokio::time::timeout_at(window_end, stream.next()).await;
+            let now = tokio::time::Instant::now();
+            let chunk = match next {
+                Err(_) => None,
+                Ok(None) => break,
+                Ok(Some(Ok(c))) => Some(c),
+                Ok(Some(Err(e))) => {
+                    ended = Err(download_err(&self.url, e));
+                    break;
+                }
+            };
+            if let Some(c) = &chunk {
+                window_bytes += c.len() as u64;
+            }
+            if now >= window_end {
+                if window_bytes < window_min {
+                    ended = Err(Error::Stalled {
+                        url: self.url.clone(),
+                        what: format!(
+                            "{window_bytes} bytes in the last {}s, below the minimum of {MIN_BYTES_PER_SEC} bytes/s",
+                            window.as_secs()
+                        ),
+                        secs: window.as_secs(),
+                    });
+                    break;
+                }
+                window_end = now + window;
+                window_bytes = 0;
+            }
+            let Some(chunk) = chunk else { continue };
+            let len = chunk.len() as u64;
+            self.have += len;
+            if !self.sink.push(&chunk).await {
+                break; // the writer failed; `finish` reports why
+            }
+            self.bar.advance(len);
+        }
+        Received {
+            have: self.have,
+            bar: self.bar,
+            sink: self.sink,
+            ended,
+        }
+    }
+}
+
+/// A spawned task that is aborted when its handle is dropped (the attempt was given up).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> AbortOnDrop<T> {
+    async fn join(mut self) -> T {
+        (&mut self.0)
+            .await
+            .expect("a download's receiving task does not panic")
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -311,69 +405,30 @@ impl Downloader {
             .reporter
             .download(url.rsplit('/').next().unwrap_or(url), total);
         bar.advance(have);
-        // Bytes are hashed as they arrive and written on a thread of their own, so hashing,
-        // writing and the network read overlap: one pass, at about the speed of the slowest.
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(64);
-        let part_owned = part.to_path_buf();
-        let start = have;
-        let sink = tokio::task::spawn_blocking(move || -> Result<()> {
-            let mut out = Sink::new(file, start);
-            while let Some(chunk) = rx.blocking_recv() {
-                out.push(&chunk).map_err(|e| write_err(&part_owned, e))?;
-            }
-            // No fsync: every use of a downloaded file checks its hash first (`fetch` on entry,
-            // the k3s step's plan), so a file torn by a power cut is fetched again, never used.
-            out.finish().map_err(|e| write_err(&part_owned, e))
-        });
-        let mut stream = resp.bytes_stream();
-        let mut received = Ok(());
-        // The throughput guard: every window of `timeout` must bring MIN_BYTES_PER_SEC.
-        let window = self.timeout;
-        let window_min = MIN_BYTES_PER_SEC.saturating_mul(window.as_secs().max(1));
-        let mut window_end = tokio::time::Instant::now() + window;
-        let mut window_bytes = 0u64;
-        loop {
-            let next = tokio::time::timeout_at(window_end, stream.next()).await;
-            let now = tokio::time::Instant::now();
-            let chunk = match next {
-                Err(_) => None,
-                Ok(None) => break,
-                Ok(Some(Ok(c))) => Some(c),
-                Ok(Some(Err(e))) => {
-                    received = Err(download_err(url, e));
-                    break;
-                }
-            };
-            if let Some(c) = &chunk {
-                window_bytes += c.len() as u64;
-            }
-            if now >= window_end {
-                if window_bytes < window_min {
-                    received = Err(self.stalled(
-                        url,
-                        format!(
-                            "{window_bytes} bytes in the last {}s, below the minimum of {MIN_BYTES_PER_SEC} bytes/s",
-                            window.as_secs()
-                        ),
-                    ));
-                    break;
-                }
-                window_end = now + window;
-                window_bytes = 0;
-            }
-            let Some(chunk) = chunk else { continue };
-            let len = chunk.len() as u64;
-            have += len;
-            hasher.update(&chunk);
-            if tx.send(chunk).await.is_err() {
-                break; // the sink failed; its error is reported below
-            }
-            bar.advance(len);
-        }
-        drop(tx);
+        // The bytes are taken by a task of their own, on the runtime's one worker thread, where
+        // hyper's connection task reads the socket: a chunk passes from one to the other on the
+        // same thread (taken on the caller's thread, each 400 KiB chunk cost about four thread
+        // wake-ups, and recv and hash took turns). The task copies each chunk into the sink's
+        // block; the sink's threads hash and write whole blocks meanwhile.
+        let receiving = Receiving {
+            url: url.to_string(),
+            have,
+            bar,
+            sink: Sink::start(file, have, hasher),
+            window: self.timeout,
+        };
+        let task = AbortOnDrop(tokio::spawn(receiving.run(resp.bytes_stream())));
+        let Received {
+            have,
+            mut bar,
+            sink,
+            ended,
+        } = task.join().await;
         // What arrived is on disk before we report a cut, so the next attempt resumes after it.
-        sink.await.expect("download sink does not panic")?;
-        received?;
+        // No fsync: every use of a downloaded file checks its hash first (`fetch` on entry, the
+        // k3s step's plan), so a file torn by a power cut is fetched again, never used.
+        let hasher = sink.finish().await.map_err(|e| write_err(part, e))?;
+        ended?;
         bar.finish();
         if let Some(total) = total {
             if have < total {
