@@ -102,14 +102,14 @@ impl Receiving {
             }
             if now >= window_end {
                 if window_bytes < window_min {
-                    ended = Err(Error::Stalled {
-                        url: self.url.clone(),
-                        what: format!(
+                    ended = Err(stalled(
+                        &self.url,
+                        format!(
                             "{window_bytes} bytes in the last {}s, below the minimum of {MIN_BYTES_PER_SEC} bytes/s",
                             window.as_secs()
                         ),
-                        secs: window.as_secs(),
-                    });
+                        window,
+                    ));
                     break;
                 }
                 window_end = now + window;
@@ -221,11 +221,7 @@ impl Downloader {
     }
 
     fn stalled(&self, url: &str, what: String) -> Error {
-        Error::Stalled {
-            url: url.to_string(),
-            what,
-            secs: self.timeout.as_secs(),
-        }
+        stalled(url, what, self.timeout)
     }
 
     /// A small text document (checksum lists), with retries; the whole of it within the timeout.
@@ -592,6 +588,15 @@ fn unreachable_reason(e: &reqwest::Error) -> Option<&'static str> {
         cause = c.source();
     }
     None
+}
+
+/// A download that stalled: `what` it got within the `window` it was allowed.
+fn stalled(url: &str, what: String, window: Duration) -> Error {
+    Error::Stalled {
+        url: url.to_string(),
+        what,
+        secs: window.as_secs(),
+    }
 }
 
 fn write_err(path: &Path, source: std::io::Error) -> Error {
