@@ -4,7 +4,7 @@
 //! not downloaded again.
 
 use crate::error::{Error, Result};
-use crate::host::{HostFs, Sink};
+use crate::host::{Finished, HostFs, Sink};
 use crate::report::{LogReporter, ProgressHandle, Reporter};
 use futures::StreamExt;
 use reqwest::header::{CONTENT_RANGE, LOCATION, RANGE};
@@ -423,7 +423,13 @@ impl Downloader {
         // What arrived is on disk before we report a cut, so the next attempt resumes after it.
         // No fsync: every use of a downloaded file checks its hash first (`fetch` on entry, the
         // k3s step's plan), so a file torn by a power cut is fetched again, never used.
-        let hasher = sink.finish().await.map_err(|e| write_err(part, e))?;
+        let Finished { hasher, written } = sink.finish().await.map_err(|e| write_err(part, e))?;
+        tracing::debug!(
+            file = %part.display(),
+            direct = written.direct,
+            through_page_cache = written.cached,
+            "bytes written"
+        );
         ended?;
         bar.finish();
         if let Some(total) = total {

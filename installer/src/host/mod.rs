@@ -18,7 +18,7 @@ pub(crate) use net::listening_tcp_ports;
 pub use runner::RecordingRunner;
 pub use runner::{Cmd, CommandRunner, Output, SystemRunner};
 pub use service::{PackageManager, ServiceManager};
-pub(crate) use sink::Sink;
+pub(crate) use sink::{Finished, Sink};
 pub use tree::{EntryKind, TreeEntry, TreeStats};
 
 use std::path::{Path, PathBuf};

@@ -55,7 +55,24 @@ pub(crate) struct Sink {
     /// Written blocks, back from the writing thread.
     free: mpsc::UnboundedReceiver<Block>,
     hashing: tokio::task::JoinHandle<Sha256>,
-    writing: tokio::task::JoinHandle<io::Result<()>>,
+    writing: tokio::task::JoinHandle<io::Result<Written>>,
+}
+
+/// What a sink did with the bytes it was given, all of which are in the file.
+#[derive(Debug)]
+pub(crate) struct Finished {
+    /// Their hash, after the bytes the file held before.
+    pub hasher: Sha256,
+    pub written: Written,
+}
+
+/// How the bytes reached the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Written {
+    /// Straight to the disk (O_DIRECT).
+    pub direct: u64,
+    /// Through the page cache.
+    pub cached: u64,
 }
 
 /// A `BLOCK`-sized buffer at an `ALIGN`ed address.
@@ -70,6 +87,15 @@ impl Block {
         let mem = vec![0u8; BLOCK + ALIGN];
         let at = mem.as_ptr().align_offset(ALIGN);
         Block { mem, at, filled: 0 }
+    }
+
+    /// A stand-in that holds no memory, while a full block is handed over.
+    fn none() -> Block {
+        Block {
+            mem: Vec::new(),
+            at: 0,
+            filled: 0,
+        }
     }
 
     fn bytes(&self) -> &[u8] {
@@ -103,7 +129,7 @@ impl Sink {
                 // The receiving side may have stopped already: the block is then dropped.
                 let _ = free_tx.send(block);
             }
-            Ok(())
+            Ok(out.counts)
         });
         Sink {
             block: Block::new(),
@@ -126,7 +152,13 @@ impl Sink {
             block.filled += n;
             data = &data[n..];
             if block.filled == BLOCK {
-                let next = if self.made < POOL {
+                // The full block goes on before a free one is waited for, so the hashing thread
+                // has it at once.
+                let full = std::mem::replace(&mut self.block, Block::none());
+                if self.full.send(full).is_err() {
+                    return false;
+                }
+                self.block = if self.made < POOL {
                     self.made += 1;
                     Block::new()
                 } else {
@@ -135,19 +167,15 @@ impl Sink {
                         None => return false,
                     }
                 };
-                let full = std::mem::replace(&mut self.block, next);
-                if self.full.send(full).is_err() {
-                    return false;
-                }
             }
         }
         true
     }
 
     /// Hands over what is held back and waits for both threads: the hash of the whole file
-    /// when every byte pushed is in it, else the writer's error (what came before it is in the
-    /// file).
-    pub(crate) async fn finish(self) -> io::Result<Sha256> {
+    /// and how its bytes were written when every byte pushed is in it, else the writer's error
+    /// (what came before it is in the file).
+    pub(crate) async fn finish(self) -> io::Result<Finished> {
         if self.block.filled > 0 {
             let _ = self.full.send(self.block);
         }
@@ -156,10 +184,11 @@ impl Sink {
             .hashing
             .await
             .expect("the download's hashing does not panic");
-        self.writing
+        let written = self
+            .writing
             .await
             .expect("the download's writer does not panic")?;
-        Ok(hasher)
+        Ok(Finished { hasher, written })
     }
 }
 
@@ -171,6 +200,7 @@ struct Writer {
     /// Where writeback was last started, for bytes written through the page cache.
     kicked: u64,
     direct: bool,
+    counts: Written,
 }
 
 impl Writer {
@@ -183,6 +213,10 @@ impl Writer {
             written: start,
             kicked: start,
             direct,
+            counts: Written {
+                direct: 0,
+                cached: 0,
+            },
         }
     }
 
@@ -206,6 +240,7 @@ impl Writer {
             }
         }
         self.written += done as u64;
+        self.counts.direct += done as u64;
         self.kicked = self.written;
         if done < data.len() {
             self.direct = false;
@@ -223,6 +258,7 @@ impl Writer {
             self.file.write_all(&data[..n])?;
             data = &data[n..];
             self.written += n as u64;
+            self.counts.cached += n as u64;
             if self.written - self.kicked >= WRITEBACK_STEP {
                 start_writeback(&self.file, self.kicked, self.written - self.kicked);
                 self.kicked = self.written;
@@ -289,11 +325,10 @@ mod tests {
     }
 
     /// Pushes `data` in chunks of the given sizes (cycled) after `start` bytes already there;
-    /// the file's bytes, and whether whole blocks went direct.
-    async fn write(start: &[u8], data: &[u8], chunks: &[usize]) -> (Vec<u8>, bool) {
+    /// the file's bytes, and how the pushed ones were written.
+    async fn write(start: &[u8], data: &[u8], chunks: &[usize]) -> (Vec<u8>, Written) {
         let dir = tempfile::tempdir().unwrap();
         let (path, file) = part(&dir, start);
-        let direct = Writer::new(file.try_clone().unwrap(), start.len() as u64).direct;
         let mut sink = Sink::start(file, start.len() as u64, Sha256::new());
         let mut rest = data;
         for size in chunks.iter().cycle() {
@@ -304,13 +339,14 @@ mod tests {
             assert!(sink.push(&rest[..n]).await);
             rest = &rest[n..];
         }
-        let hash = sink.finish().await.unwrap().finalize();
+        let done = sink.finish().await.unwrap();
+        let hash = done.hasher.finalize();
         assert_eq!(
             hash,
             Sha256::digest(data),
             "the sink hashes what it is given"
         );
-        (std::fs::read(&path).unwrap(), direct)
+        (std::fs::read(&path).unwrap(), done.written)
     }
 
     #[tokio::test]
@@ -319,8 +355,16 @@ mod tests {
         let many = (POOL + 3) * BLOCK + ALIGN + 7; // every block of the pool used twice
         for len in sizes.into_iter().chain([many]) {
             let data = pattern(len, 1);
-            let (got, direct) = write(&[], &data, &[409_600, 1, 65_536, 3_000_001]).await;
-            assert!(direct, "a file in the temporary directory takes O_DIRECT");
+            let (got, written) = write(&[], &data, &[409_600, 1, 65_536, 3_000_001]).await;
+            let whole = (len - len % ALIGN) as u64;
+            assert_eq!(
+                written,
+                Written {
+                    direct: whole,
+                    cached: len as u64 - whole
+                },
+                "{len} bytes: all whole 4 KiB blocks went straight to the disk"
+            );
             assert_eq!(got.len(), len);
             assert!(
                 got == data,
@@ -333,8 +377,9 @@ mod tests {
     async fn a_file_resumed_mid_block_is_written_through_the_page_cache() {
         let head = pattern(ALIGN + 5, 2);
         let data = pattern(BLOCK + 3 * PIECE as usize + 11, 3);
-        let (got, direct) = write(&head, &data, &[100_000, 7]).await;
-        assert!(!direct);
+        let (got, written) = write(&head, &data, &[100_000, 7]).await;
+        assert_eq!(written.direct, 0);
+        assert_eq!(written.cached, data.len() as u64);
         assert!(got[..head.len()] == head[..] && got[head.len()..] == data[..]);
     }
 
@@ -342,8 +387,9 @@ mod tests {
     async fn a_file_resumed_on_a_block_boundary_goes_on_direct() {
         let head = pattern(2 * ALIGN, 4);
         let data = pattern(BLOCK + 12_345, 5);
-        let (got, direct) = write(&head, &data, &[400_000]).await;
-        assert!(direct);
+        let (got, written) = write(&head, &data, &[400_000]).await;
+        assert_eq!(written.direct, (BLOCK + 12_288) as u64);
+        assert_eq!(written.cached, 57);
         assert!(got[..head.len()] == head[..] && got[head.len()..] == data[..]);
     }
 
@@ -366,6 +412,8 @@ mod tests {
             "after EINVAL the writer goes through the page cache"
         );
         out.write(&data[BLOCK..]).unwrap();
+        assert_eq!(out.counts.direct, 0);
+        assert_eq!(out.counts.cached, data.len() as u64);
         assert!(std::fs::read(&path).unwrap() == data);
     }
 
